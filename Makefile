@@ -1,0 +1,103 @@
+# hull — top-level build. `make deps` installs Debian packages; `make` builds binaries,
+# the guest kernel (cached outside the tree), the initramfs and the demo rootfs;
+# `make check` runs unit tests, fuzz corpora and integration tests.
+
+HULL_VERSION := 0.1.0
+BUILD ?= build
+CC ?= gcc
+FUZZ_CC ?= clang
+WERROR ?= 1
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+	-Wimplicit-fallthrough -Wvla
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
+	-Ivmm -Isandbox -Iagent
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
+
+PROTO_SRC := proto/ttrpc.proto proto/agent.proto
+PROTO_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
+PROTO_H := $(PROTO_C:.c=.h)
+
+COMMON_SRC := $(wildcard common/*.c)
+VMM_SRC := $(wildcard vmm/*.c)
+SANDBOX_SRC := $(wildcard sandbox/*.c)
+AGENT_LIB_SRC := $(filter-out agent/agent-main.c,$(wildcard agent/*.c)) $(wildcard agent/container/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_COMMON := $(BUILD)/libhullcommon.a
+LIB_VMM := $(BUILD)/libhullvmm.a
+LIB_SANDBOX := $(BUILD)/libhullsandbox.a
+LIB_AGENT := $(BUILD)/libhullagent.a
+
+HULL := $(BUILD)/hull
+AGENT := $(BUILD)/hull-agent
+KERNEL := $(BUILD)/guest/vmlinuz
+INITRAMFS := $(BUILD)/guest/initramfs.cpio
+DEMO_ROOTFS := $(BUILD)/rootfs-demo/.stamp
+
+HOST_LIBS := -lprotobuf-c -ljson-c
+
+.PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
+all: $(HULL) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS)
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/proto
+	protoc-c --c_out=$(BUILD)/proto -Iproto $<
+
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# Generated code is not ours to warn about.
+$(BUILD)/obj/$(BUILD)/proto/%.o: $(BUILD)/proto/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -O2 -g -std=gnu11 -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRC)) $(call obj,$(PROTO_C))
+$(LIB_VMM): $(call obj,$(VMM_SRC))
+$(LIB_SANDBOX): $(call obj,$(SANDBOX_SRC))
+$(LIB_AGENT): $(call obj,$(AGENT_LIB_SRC))
+$(BUILD)/%.a:
+	@rm -f $@
+	ar rcs $@ $^
+
+$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
+
+# The agent is PID 1 of an initramfs with nothing else in it: fully static.
+$(AGENT): $(call obj,agent/agent-main.c) $(LIB_AGENT) $(LIB_COMMON)
+	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c -lutil
+
+kernel: $(KERNEL)
+$(KERNEL): guest-kernel-config/build-kernel.sh $(wildcard guest-kernel-config/*.config)
+	@mkdir -p $(dir $@)
+	guest-kernel-config/build-kernel.sh $@
+
+$(INITRAMFS): $(AGENT) scripts/mkinitramfs.sh
+	@mkdir -p $(dir $@)
+	scripts/mkinitramfs.sh $(AGENT) $@
+
+$(DEMO_ROOTFS): scripts/mkrootfs-demo.sh
+	scripts/mkrootfs-demo.sh $(BUILD)/rootfs-demo
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+include tests/tests.mk
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)

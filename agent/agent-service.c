@@ -1,0 +1,853 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The agent service: ttrpc frames in, thin handlers (decode -> validate -> do_*), errors
+ * mapped to wire status in one place (agent_reply_error). Everything the host sends is
+ * validated before the container engine sees it.
+ */
+#include "agent.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <sys/timerfd.h>
+#include <termios.h>
+
+#include "agent.pb-c.h"
+#include "log.h"
+#include "ttrpc-msg.h"
+#include "util.h"
+
+#define AGENT_API_VERSION 1
+#define MAX_ID_LEN 64
+#define MAX_ARGS 4096
+#define MAX_ARG_LEN (128u << 10)
+#define MAX_MOUNTS 64
+#define MAX_GROUPS 64
+#define MAX_TAG_LEN 31 /* virtio-9p mount tags */
+#define MAX_OUT_QUEUED (4u << 20)
+
+/* ---- output ---------------------------------------------------------------------- */
+
+static void agent_update_out_interest(struct agent *a);
+
+void agent_flush(struct agent *a)
+{
+	while (a->out.len > 0) {
+		ssize_t n = write(a->chan_fd, buf_head(&a->out), a->out.len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				log_debug("channel write: %m");
+			break;
+		}
+		buf_consume(&a->out, (size_t)n);
+	}
+	agent_update_out_interest(a);
+}
+
+static void agent_reply(struct agent *a, uint32_t sid, const ProtobufCMessage *msg)
+{
+	ttrpc_response_append(&a->out, sid, TTRPC_OK, NULL, msg);
+}
+
+/* The one place where an error becomes a wire status. */
+static void agent_reply_error(struct agent *a, uint32_t sid, int r, const struct hull_error *err)
+{
+	char fallback[128];
+	const char *msg = err ? err->msg : NULL;
+
+	if (!msg) {
+		snprintf(fallback, sizeof(fallback), "%s", strerror(-r));
+		msg = fallback;
+	}
+	ttrpc_response_append(&a->out, sid, (int)ttrpc_code_from_errno(r), msg, NULL);
+}
+
+/* ---- containers ------------------------------------------------------------------ */
+
+static struct agent_container *container_find(struct agent *a, const char *id)
+{
+	for (struct agent_container *c = a->containers; c; c = c->next)
+		if (strcmp(c->id, id) == 0)
+			return c;
+	return NULL;
+}
+
+static struct agent_container *container_by_sid(struct agent *a, uint32_t sid)
+{
+	for (struct agent_container *c = a->containers; c; c = c->next)
+		if (c->attach_sid == sid)
+			return c;
+	return NULL;
+}
+
+static void close_fd_ev(struct agent *a, int *fd)
+{
+	if (*fd < 0)
+		return;
+	event_del(a->loop, *fd);
+	close(*fd);
+	*fd = -1;
+}
+
+static void container_free(struct agent *a, struct agent_container *c)
+{
+	close_fd_ev(a, &c->proc.stdin_fd);
+	close_fd_ev(a, &c->proc.stdout_fd);
+	close_fd_ev(a, &c->proc.stderr_fd);
+	if (c->proc.sync_fd >= 0)
+		close(c->proc.sync_fd);
+	container_cleanup_dir(c->id);
+	buf_release(&c->stdin_buf);
+	free(c->wait_sids);
+	free(c->id);
+	free(c);
+}
+
+void agent_free_containers(struct agent *a)
+{
+	while (a->containers) {
+		struct agent_container *c = a->containers;
+		a->containers = c->next;
+		if (c->proc.pid > 0 && !c->exited)
+			kill(c->proc.pid, SIGKILL);
+		container_free(a, c);
+	}
+}
+
+/* ---- stdio ----------------------------------------------------------------------- */
+
+static void stdio_send(struct agent *a, struct agent_container *c, uint32_t fd,
+		       const uint8_t *data, size_t len, bool eof, uint64_t credit)
+{
+	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
+	d.fd = fd;
+	d.data.data = (uint8_t *)data;
+	d.data.len = len;
+	d.eof = eof;
+	d.credit = credit;
+	ttrpc_data_append(&a->out, c->attach_sid, 0, &d.base);
+}
+
+static void stdio_update_interest(struct agent *a, struct agent_container *c)
+{
+	/* Read container output only while the host granted credit and our queue to the
+	 * host is not backed up: backpressure reaches the process through its pipe. */
+	uint32_t ev = (c->out_credit > 0 && a->out.len < MAX_OUT_QUEUED) ? EPOLLIN : 0;
+	if (c->proc.stdout_fd >= 0 && c->stdout_open)
+		event_mod(a->loop, c->proc.stdout_fd, ev);
+	if (c->proc.stderr_fd >= 0 && c->stderr_open)
+		event_mod(a->loop, c->proc.stderr_fd, ev);
+}
+
+static void stdio_maybe_finish(struct agent *a, struct agent_container *c)
+{
+	Hull__Agent__V1__Empty e = HULL__AGENT__V1__EMPTY__INIT;
+	if (!c->attach_sid || c->stdout_open || c->stderr_open)
+		return;
+	agent_reply(a, c->attach_sid, &e.base);
+	c->attach_sid = 0;
+}
+
+static void on_output(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct agent *a = userdata;
+	struct agent_container *c = NULL;
+	uint8_t chunk[AGENT_STDIO_CHUNK];
+	uint32_t which;
+	ssize_t n;
+	size_t want;
+
+	(void)loop;
+	(void)revents;
+	for (c = a->containers; c; c = c->next)
+		if (c->proc.stdout_fd == fd || c->proc.stderr_fd == fd)
+			break;
+	if (!c)
+		return;
+	which = fd == c->proc.stdout_fd ? 1 : 2;
+	want = (size_t)MIN((uint64_t)sizeof(chunk), c->out_credit);
+	if (want == 0) {
+		stdio_update_interest(a, c);
+		return;
+	}
+	n = read(fd, chunk, want);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* EOF, or EIO from a pty master once the last slave is closed. */
+		stdio_send(a, c, which, NULL, 0, true, 0);
+		if (which == 1) {
+			c->stdout_open = false;
+			/* With a terminal stdin is a dup of the master: keep it for writes. */
+			close_fd_ev(a, &c->proc.stdout_fd);
+		} else {
+			c->stderr_open = false;
+			close_fd_ev(a, &c->proc.stderr_fd);
+		}
+		stdio_maybe_finish(a, c);
+		agent_flush(a);
+		return;
+	}
+	c->out_credit -= (uint64_t)n;
+	stdio_send(a, c, which, chunk, (size_t)n, false, 0);
+	stdio_update_interest(a, c);
+	agent_flush(a);
+}
+
+static void stdin_grant(struct agent *a, struct agent_container *c, bool force)
+{
+	if (!c->attach_sid || c->in_unacked == 0)
+		return;
+	if (!force && c->in_unacked < AGENT_STDIO_WINDOW / 4)
+		return;
+	stdio_send(a, c, 0, NULL, 0, false, c->in_unacked);
+	c->in_unacked = 0;
+}
+
+static void stdin_close(struct agent *a, struct agent_container *c)
+{
+	/* With a terminal the stdin fd is a dup of the master: closing it does not hang
+	 * up the terminal, as with docker -t. */
+	close_fd_ev(a, &c->proc.stdin_fd);
+	c->in_unacked += c->stdin_buf.len;
+	buf_consume(&c->stdin_buf, c->stdin_buf.len);
+}
+
+static void stdin_pump(struct agent *a, struct agent_container *c);
+
+static void on_stdin_writable(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct agent *a = userdata;
+	(void)loop;
+	(void)revents;
+	for (struct agent_container *c = a->containers; c; c = c->next)
+		if (c->proc.stdin_fd == fd) {
+			stdin_pump(a, c);
+			agent_flush(a);
+			return;
+		}
+}
+
+static void stdin_pump(struct agent *a, struct agent_container *c)
+{
+	if (c->proc.stdin_fd < 0) {
+		c->in_unacked += c->stdin_buf.len;
+		buf_consume(&c->stdin_buf, c->stdin_buf.len);
+		stdin_grant(a, c, true);
+		return;
+	}
+	while (c->stdin_buf.len > 0) {
+		ssize_t n = write(c->proc.stdin_fd, buf_head(&c->stdin_buf), c->stdin_buf.len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			event_mod(a->loop, c->proc.stdin_fd, EPOLLOUT);
+			stdin_grant(a, c, false);
+			return;
+		}
+		if (n < 0) {
+			/* EPIPE: the process closed its stdin; drop what is left. */
+			stdin_close(a, c);
+			stdin_grant(a, c, true);
+			return;
+		}
+		buf_consume(&c->stdin_buf, (size_t)n);
+		c->in_unacked += (uint64_t)n;
+	}
+	event_mod(a->loop, c->proc.stdin_fd, 0);
+	if (c->stdin_eof)
+		stdin_close(a, c);
+	stdin_grant(a, c, true);
+}
+
+static void handle_data(struct agent *a, const struct ttrpc_frame *f)
+{
+	struct agent_container *c = container_by_sid(a, f->stream_id);
+	Hull__Agent__V1__StdioData *d;
+
+	if (!c) {
+		log_debug("data frame for unknown stream %u dropped", f->stream_id);
+		return;
+	}
+	d = hull__agent__v1__stdio_data__unpack(NULL, f->length, f->payload);
+	if (!d) {
+		log_warn("container '%s': undecodable stdio frame dropped", c->id);
+		return;
+	}
+	if (d->credit > 0) {
+		/* Cap: credit beyond any sane window is a confused or hostile peer. */
+		c->out_credit = MIN(c->out_credit + d->credit, (uint64_t)64 << 20);
+		stdio_update_interest(a, c);
+	}
+	if (d->fd == 0 && (d->data.len > 0 || d->eof) && !c->stdin_eof) {
+		buf_append(&c->stdin_buf, d->data.data, d->data.len);
+		c->stdin_eof = d->eof;
+		stdin_pump(a, c);
+	}
+	hull__agent__v1__stdio_data__free_unpacked(d, NULL);
+}
+
+/* ---- validation ------------------------------------------------------------------ */
+
+static bool valid_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > MAX_ID_LEN || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') &&
+		    !(s[i] >= '0' && s[i] <= '9') && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+static bool valid_tag(const char *s)
+{
+	return valid_id(s) && strlen(s) <= MAX_TAG_LEN;
+}
+
+static bool valid_abs_path(const char *s)
+{
+	return s[0] == '/' && strlen(s) < 4096;
+}
+
+static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_error **err,
+				const char *what)
+{
+	_cleanup_strv_free_ char **out = xcalloc(n + 1, sizeof(char *));
+	if (n > MAX_ARGS) {
+		hull_error_set(err, -E2BIG, "%s: %zu entries, at most %d", what, n, MAX_ARGS);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(v[i]) > MAX_ARG_LEN) {
+			hull_error_set(err, -E2BIG, "%s[%zu]: longer than %u bytes", what, i, MAX_ARG_LEN);
+			return NULL;
+		}
+		if (need_eq && !strchr(v[i], '=')) {
+			hull_error_set(err, -EINVAL, "%s[%zu]: '%s' is not KEY=VALUE", what, i, v[i]);
+			return NULL;
+		}
+		out[i] = xstrdup(v[i]);
+	}
+	return TAKE_PTR(out);
+}
+
+/* Wire request -> container_spec, refusing anything malformed. */
+static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
+			     struct container_spec *spec, struct hull_error **err)
+{
+	const Hull__Agent__V1__Process *p = req->process;
+
+	if (!valid_id(req->id))
+		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id", req->id);
+	if (!req->root || !valid_tag(req->root->source))
+		return hull_error_set(err, -EINVAL, "root.source: missing or not a valid 9p tag");
+	if (strcmp(req->root->fstype, "9p") != 0)
+		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
+				      req->root->fstype);
+	if (!p || p->n_args == 0 || p->args[0][0] == '\0')
+		return hull_error_set(err, -EINVAL, "process.args: empty");
+	if (p->cwd[0] && !valid_abs_path(p->cwd))
+		return hull_error_set(err, -EINVAL, "process.cwd: '%.256s' is not absolute", p->cwd);
+	if (strlen(req->hostname) > 64)
+		return hull_error_set(err, -EINVAL, "hostname: longer than 64 bytes");
+	if (p->n_additional_gids > MAX_GROUPS)
+		return hull_error_set(err, -E2BIG, "process.additional_gids: more than %d", MAX_GROUPS);
+	if (req->n_mounts > MAX_MOUNTS)
+		return hull_error_set(err, -E2BIG, "mounts: more than %d", MAX_MOUNTS);
+	if (p->rows > 65535 || p->cols > 65535)
+		return hull_error_set(err, -EINVAL, "process: terminal size out of range");
+	for (size_t i = 0; i < req->n_mounts; i++) {
+		const Hull__Agent__V1__Mount *m = req->mounts[i];
+		if (!m->storage || !valid_tag(m->storage->source))
+			return hull_error_set(err, -EINVAL, "mounts[%zu].storage: not a valid 9p tag", i);
+		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
+			return hull_error_set(err, -EINVAL, "mounts[%zu].destination: '%.256s' is not an absolute path below /",
+					      i, m->destination);
+	}
+
+	*spec = (struct container_spec){0};
+	spec->args = strv_copy_checked(p->args, p->n_args, false, err, "process.args");
+	if (!spec->args)
+		goto fail;
+	spec->env = strv_copy_checked(p->env, p->n_env, true, err, "process.env");
+	if (!spec->env)
+		goto fail;
+	spec->id = xstrdup(req->id);
+	spec->root_tag = xstrdup(req->root->source);
+	spec->root_readonly = req->root->readonly;
+	spec->root_overlay = req->root->overlay;
+	spec->cwd = xstrdup(p->cwd[0] ? p->cwd : "/");
+	spec->hostname = req->hostname[0] ? xstrdup(req->hostname) : NULL;
+	spec->uid = p->uid;
+	spec->gid = p->gid;
+	spec->n_groups = p->n_additional_gids;
+	spec->groups = xcalloc(spec->n_groups, sizeof(gid_t));
+	for (size_t i = 0; i < spec->n_groups; i++)
+		spec->groups[i] = p->additional_gids[i];
+	spec->terminal = p->terminal;
+	spec->rows = (uint16_t)p->rows;
+	spec->cols = (uint16_t)p->cols;
+	spec->n_mounts = req->n_mounts;
+	spec->mounts = xcalloc(spec->n_mounts, sizeof(*spec->mounts));
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		spec->mounts[i].tag = xstrdup(req->mounts[i]->storage->source);
+		spec->mounts[i].destination = xstrdup(req->mounts[i]->destination);
+		spec->mounts[i].readonly = req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
+	}
+	return 0;
+fail:
+	container_spec_done(spec);
+	return (*err)->code;
+}
+
+/* ---- handlers -------------------------------------------------------------------- */
+
+/* A handler returns 0 with *ret set (reply now), 1 when it replies later itself, or
+ * < 0 with *err set. */
+typedef int (*agent_handler)(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+			     ProtobufCMessage **ret, struct hull_error **err);
+
+#define DECODE(type, fn, in, err)                                                                 \
+	({                                                                                         \
+		type *_m = fn((in)->len, (in)->data);                                              \
+		if (!_m)                                                                           \
+			return hull_error_set(err, -EINVAL, "request payload does not decode");   \
+		_m;                                                                                \
+	})
+
+static ProtobufCMessage *empty_reply(void)
+{
+	Hull__Agent__V1__Empty *e = xmalloc(sizeof(*e));
+	hull__agent__v1__empty__init(e);
+	return &e->base;
+}
+
+static Hull__Agent__V1__CreateContainerRequest *unpack_create(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__create_container_request__unpack(NULL, n, d);
+}
+static Hull__Agent__V1__ContainerRequest *unpack_container(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__container_request__unpack(NULL, n, d);
+}
+static Hull__Agent__V1__SignalRequest *unpack_signal(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__signal_request__unpack(NULL, n, d);
+}
+static Hull__Agent__V1__ResizeRequest *unpack_resize(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__resize_request__unpack(NULL, n, d);
+}
+static Hull__Agent__V1__AttachRequest *unpack_attach(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__attach_request__unpack(NULL, n, d);
+}
+
+static int do_check(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		    ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__CheckResponse *r = xmalloc(sizeof(*r));
+	(void)sid;
+	(void)in;
+	(void)err;
+	hull__agent__v1__check_response__init(r);
+	r->version = xstrdup(HULL_VERSION);
+	r->api_version = AGENT_API_VERSION;
+	r->uptime_ms = agent_now_ms() - a->start_ms;
+	*ret = &r->base;
+	return 0;
+}
+
+static int do_create(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__CreateContainerRequest *req =
+		DECODE(Hull__Agent__V1__CreateContainerRequest, unpack_create, in, err);
+	struct container_spec spec;
+	struct agent_container *c;
+	int r;
+
+	(void)sid;
+	r = spec_from_request(req, &spec, err);
+	hull__agent__v1__create_container_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (container_find(a, spec.id)) {
+		r = hull_error_set(err, -EEXIST, "container '%s' exists", spec.id);
+		container_spec_done(&spec);
+		return r;
+	}
+	c = xcalloc(1, sizeof(*c));
+	r = container_create(&spec, &c->proc, err);
+	if (r < 0) {
+		hull_error_prefix(err, "create container '%s'", spec.id);
+		container_spec_done(&spec);
+		free(c);
+		return r;
+	}
+	c->id = TAKE_PTR(spec.id);
+	container_spec_done(&spec);
+	c->stdout_open = c->proc.stdout_fd >= 0;
+	c->stderr_open = c->proc.stderr_fd >= 0;
+	for (int *fd = &c->proc.stdin_fd; fd <= &c->proc.stderr_fd; fd++)
+		if (*fd >= 0) {
+			fd_set_nonblock(*fd, 1);
+			event_add(a->loop, *fd, 0, fd == &c->proc.stdin_fd ? on_stdin_writable : on_output, a);
+		}
+	c->next = a->containers;
+	a->containers = c;
+	log_info("container '%s' created, pid %d", c->id, c->proc.pid);
+	*ret = empty_reply();
+	return 0;
+}
+
+static int lookup(struct agent *a, const char *id, struct agent_container **ret,
+		  struct hull_error **err)
+{
+	*ret = container_find(a, id);
+	if (!*ret)
+		return hull_error_set(err, -ENOENT, "container '%.64s' not found", id);
+	return 0;
+}
+
+static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		    ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ContainerRequest *req =
+		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	Hull__Agent__V1__StartContainerResponse *resp;
+	struct agent_container *c;
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	r = container_start(&c->proc, err);
+	if (r < 0) {
+		/* ENOEXEC and friends are "cannot execute" to the user, as EACCES. */
+		if (r != -ENOENT && r != -EACCES && (*err)->msg && strncmp((*err)->msg, "exec", 4) == 0)
+			(*err)->code = r = -EACCES;
+		return hull_error_prefix(err, "start container '%s'", c->id);
+	}
+	c->started = true;
+	resp = xmalloc(sizeof(*resp));
+	hull__agent__v1__start_container_response__init(resp);
+	resp->pid = (uint32_t)c->proc.pid;
+	*ret = &resp->base;
+	return 0;
+}
+
+static void wait_reply(struct agent *a, struct agent_container *c, uint32_t sid)
+{
+	Hull__Agent__V1__WaitResponse w = HULL__AGENT__V1__WAIT_RESPONSE__INIT;
+	if (WIFSIGNALED(c->wait_status))
+		w.signal = WTERMSIG(c->wait_status);
+	else
+		w.exit_code = WEXITSTATUS(c->wait_status);
+	agent_reply(a, sid, &w.base);
+}
+
+static int do_wait(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		   ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ContainerRequest *req =
+		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	struct agent_container *c;
+	int r;
+
+	(void)ret;
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (c->exited) {
+		wait_reply(a, c, sid);
+		return 1;
+	}
+	if (c->n_wait_sids >= 64)
+		return hull_error_set(err, -EMFILE, "too many waiters");
+	c->wait_sids = xrealloc(c->wait_sids, (c->n_wait_sids + 1) * sizeof(uint32_t));
+	c->wait_sids[c->n_wait_sids++] = sid;
+	return 1;
+}
+
+static int do_attach(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__AttachRequest *req =
+		DECODE(Hull__Agent__V1__AttachRequest, unpack_attach, in, err);
+	struct agent_container *c;
+	int r;
+
+	(void)ret;
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__attach_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (c->attach_sid)
+		return hull_error_set(err, -EBUSY, "container '%s': stdio already attached", c->id);
+	if (container_by_sid(a, sid))
+		return hull_error_set(err, -EBUSY, "stream %u already in use", sid);
+	c->attach_sid = sid;
+	/* Grant the host its stdin window; it grants ours in its first data frame. */
+	stdio_send(a, c, 0, NULL, 0, false, AGENT_STDIO_WINDOW);
+	stdio_maybe_finish(a, c);
+	return 1;
+}
+
+static int do_signal(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__SignalRequest *req =
+		DECODE(Hull__Agent__V1__SignalRequest, unpack_signal, in, err);
+	struct agent_container *c;
+	uint32_t sig = req->signal;
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__signal_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (sig == 0 || sig >= (uint32_t)NSIG)
+		return hull_error_set(err, -EINVAL, "signal %u out of range", sig);
+	if (!c->started || c->exited)
+		return hull_error_set(err, -ESRCH, "container '%s' is not running", c->id);
+	if (kill(c->proc.pid, (int)sig) < 0)
+		return hull_error_set_errno(err, -errno, "signal container '%s'", c->id);
+	*ret = empty_reply();
+	return 0;
+}
+
+static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ResizeRequest *req =
+		DECODE(Hull__Agent__V1__ResizeRequest, unpack_resize, in, err);
+	struct agent_container *c;
+	struct winsize ws = {0};
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	ws.ws_row = (unsigned short)MIN(req->rows, 65535u);
+	ws.ws_col = (unsigned short)MIN(req->cols, 65535u);
+	hull__agent__v1__resize_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (c->proc.stderr_fd >= 0 || c->proc.stdin_fd < 0)
+		return hull_error_set(err, -ENOTTY, "container '%s' has no terminal", c->id);
+	if (ioctl(c->proc.stdin_fd, TIOCSWINSZ, &ws) < 0)
+		return hull_error_set_errno(err, -errno, "resize terminal");
+	*ret = empty_reply();
+	return 0;
+}
+
+static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ContainerRequest *req =
+		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	struct agent_container *c, **pp;
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	if (c->started && !c->exited)
+		return hull_error_set(err, -EBUSY, "container '%s' is running", c->id);
+	if (!c->started && !c->exited)
+		kill(c->proc.pid, SIGKILL); /* created, never started: the reaper collects it */
+	if (c->attach_sid)
+		ttrpc_response_append(&a->out, c->attach_sid, TTRPC_CANCELLED, "container removed", NULL);
+	for (size_t i = 0; i < c->n_wait_sids; i++)
+		ttrpc_response_append(&a->out, c->wait_sids[i], TTRPC_CANCELLED, "container removed", NULL);
+	for (pp = &a->containers; *pp != c; pp = &(*pp)->next)
+		;
+	*pp = c->next;
+	container_free(a, c);
+	*ret = empty_reply();
+	return 0;
+}
+
+static int do_destroy(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+		      ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)sid;
+	(void)in;
+	(void)err;
+	a->shutdown_requested = true;
+	*ret = empty_reply();
+	return 0;
+}
+
+static const struct {
+	const char *method;
+	agent_handler handler;
+} handlers[] = {
+	{"Check", do_check},
+	{"CreateContainer", do_create},
+	{"StartContainer", do_start},
+	{"AttachStdio", do_attach},
+	{"WaitProcess", do_wait},
+	{"SignalProcess", do_signal},
+	{"ResizePty", do_resize},
+	{"RemoveContainer", do_remove},
+	{"DestroySandbox", do_destroy},
+};
+
+static void handle_request(struct agent *a, const struct ttrpc_frame *f)
+{
+	_cleanup_error_ struct hull_error *err = NULL;
+	Hull__Ttrpc__Request *req;
+	ProtobufCMessage *reply = NULL;
+	agent_handler h = NULL;
+	int r;
+
+	req = hull__ttrpc__request__unpack(NULL, f->length, f->payload);
+	if (!req) {
+		agent_reply_error(a, f->stream_id, -EINVAL, NULL);
+		return;
+	}
+	if (strcmp(req->service, AGENT_SERVICE) == 0)
+		for (size_t i = 0; i < ELEMENTSOF(handlers); i++)
+			if (strcmp(req->method, handlers[i].method) == 0)
+				h = handlers[i].handler;
+	if (!h) {
+		hull_error_set(&err, -EOPNOTSUPP, "%.64s/%.64s: not implemented", req->service,
+			       req->method);
+		agent_reply_error(a, f->stream_id, -EOPNOTSUPP, err);
+		hull__ttrpc__request__free_unpacked(req, NULL);
+		return;
+	}
+	log_debug("request %s on stream %u", req->method, f->stream_id);
+	r = h(a, f->stream_id, &req->payload, &reply, &err);
+	hull__ttrpc__request__free_unpacked(req, NULL);
+	if (r < 0)
+		agent_reply_error(a, f->stream_id, r, err);
+	else if (r == 0)
+		agent_reply(a, f->stream_id, reply);
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+void agent_service_process(struct agent *a)
+{
+	struct ttrpc_frame f;
+	int r;
+
+	while ((r = ttrpc_decoder_next(&a->dec, &f)) != 0) {
+		if (r == -EMSGSIZE) {
+			if (f.type == TTRPC_TYPE_REQUEST)
+				ttrpc_response_append(&a->out, f.stream_id, TTRPC_RESOURCE_EXHAUSTED,
+						      "message over the 4 MiB limit", NULL);
+			continue;
+		}
+		switch (f.type) {
+		case TTRPC_TYPE_REQUEST:
+			handle_request(a, &f);
+			break;
+		case TTRPC_TYPE_DATA:
+			handle_data(a, &f);
+			break;
+		default:
+			log_debug("frame type %u on stream %u ignored", f.type, f.stream_id);
+			break;
+		}
+	}
+}
+
+/* ---- channel ---------------------------------------------------------------------- */
+
+static void on_channel(struct event_loop *loop, int fd, uint32_t revents, void *userdata);
+
+static void agent_update_out_interest(struct agent *a)
+{
+	if (a->chan_registered)
+		event_mod(a->loop, a->chan_fd, EPOLLIN | (a->out.len ? EPOLLOUT : 0));
+	for (struct agent_container *c = a->containers; c; c = c->next)
+		if (c->attach_sid)
+			stdio_update_interest(a, c);
+}
+
+static void channel_park(struct agent *a)
+{
+	/* virtio-serial reports HUP while no host is connected; poll again shortly
+	 * instead of spinning on it. */
+	struct itimerspec its = {.it_value = {.tv_nsec = 50 * 1000 * 1000}};
+	event_del(a->loop, a->chan_fd);
+	a->chan_registered = false;
+	timerfd_settime(a->retry_timer_fd, 0, &its, NULL);
+}
+
+static void on_retry(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct agent *a = userdata;
+	uint64_t ticks;
+	(void)revents;
+	(void)!read(fd, &ticks, sizeof(ticks));
+	if (!a->chan_registered && event_add(loop, a->chan_fd, EPOLLIN, on_channel, a) == 0)
+		a->chan_registered = true;
+	agent_update_out_interest(a);
+}
+
+static void on_channel(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct agent *a = userdata;
+	uint8_t tmp[128 << 10];
+	(void)loop;
+
+	if (revents & EPOLLOUT)
+		agent_flush(a);
+	if (revents & EPOLLIN) {
+		for (;;) {
+			ssize_t n = read(fd, tmp, sizeof(tmp));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			ttrpc_decoder_feed(&a->dec, tmp, (size_t)n);
+			agent_service_process(a);
+		}
+		agent_flush(a);
+	} else if (revents & (EPOLLHUP | EPOLLERR)) {
+		channel_park(a);
+	}
+}
+
+void agent_service_start(struct agent *a)
+{
+	a->retry_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	event_add(a->loop, a->retry_timer_fd, EPOLLIN, on_retry, a);
+	if (event_add(a->loop, a->chan_fd, EPOLLIN, on_channel, a) == 0)
+		a->chan_registered = true;
+}
+
+void agent_service_reap(struct agent *a)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (struct agent_container *c = a->containers; c; c = c->next) {
+			if (c->proc.pid != pid)
+				continue;
+			c->exited = true;
+			c->wait_status = status;
+			log_info("container '%s' exited, status 0x%x", c->id, status);
+			for (size_t i = 0; i < c->n_wait_sids; i++)
+				wait_reply(a, c, c->wait_sids[i]);
+			c->n_wait_sids = 0;
+		}
+	}
+	agent_flush(a);
+}

@@ -1,0 +1,501 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Container setup across clone(), as a protocol (runc's nsexec, crun): the parent
+ * clones a child into new namespaces; the child walks named stages and either reports
+ * READY or reports {stage, errno, message} and _exit()s. Start is one byte from the
+ * parent; a successful execve() closes the CLOEXEC sync socket, which the parent reads
+ * as EOF.
+ */
+#include "container.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pty.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+
+#include "macros.h"
+#include "util.h"
+
+#define CONTAINER_RUN_DIR "/run/hull/c"
+
+enum sync_type {
+	SYNC_READY = 1,
+	SYNC_START,
+	SYNC_ERROR,
+};
+
+struct sync_msg {
+	uint32_t type;
+	int32_t stage;
+	int32_t err; /* positive errno */
+	char msg[512];
+};
+
+static const char *const stage_names[_STAGE_MAX] = {
+	[STAGE_CHILD_INIT] = "init",	    [STAGE_MOUNT_ROOT] = "mount rootfs",
+	[STAGE_MOUNT_VOLUMES] = "mount volume", [STAGE_MOUNT_SPECIAL] = "mount special fs",
+	[STAGE_PIVOT_ROOT] = "pivot_root",	    [STAGE_HOSTNAME] = "set hostname",
+	[STAGE_USER] = "set user",		    [STAGE_CWD] = "set working directory",
+	[STAGE_EXEC] = "exec",
+};
+
+const char *container_stage_name(enum container_stage s)
+{
+	return (unsigned)s < _STAGE_MAX ? stage_names[s] : "unknown stage";
+}
+
+void container_spec_done(struct container_spec *spec)
+{
+	free(spec->id);
+	free(spec->root_tag);
+	strv_free(spec->args);
+	strv_free(spec->env);
+	free(spec->cwd);
+	free(spec->hostname);
+	free(spec->groups);
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		free(spec->mounts[i].tag);
+		free(spec->mounts[i].destination);
+	}
+	free(spec->mounts);
+	*spec = (struct container_spec){0};
+}
+
+/* ---- child side ------------------------------------------------------------------- */
+
+_printf_(4, 5) _noreturn_ static void child_fail(int sync_fd, enum container_stage stage, int err,
+						  const char *fmt, ...)
+{
+	struct sync_msg m = {.type = SYNC_ERROR, .stage = stage, .err = err};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m.msg, sizeof(m.msg), fmt, ap);
+	va_end(ap);
+	(void)!write(sync_fd, &m, sizeof(m));
+	_exit(stage == STAGE_EXEC ? (err == ENOENT ? 127 : 126) : 125);
+}
+
+static int mount_9p(const char *tag, const char *target, bool readonly)
+{
+	/* cache=mmap: no stale dentries against a live host directory, mmap still works. */
+	return mount(tag, target, "9p", readonly ? MS_RDONLY : 0,
+		     "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0
+		       ? -errno
+		       : 0;
+}
+
+/* True when path has a ".." component. */
+static bool path_has_dotdot(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")); p += 2)
+		if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return true;
+	return false;
+}
+
+/* Make dir (and parents) below root, refusing '..' so a destination cannot climb out of
+ * the rootfs by name. Symlinked components are issue #3's (openat2 RESOLVE_IN_ROOT). */
+static int mkdir_in_root(const char *root, const char *path, char **ret)
+{
+	if (path[0] != '/' || path_has_dotdot(path))
+		return -EINVAL;
+	*ret = xasprintf("%s%s", root, path);
+	return mkdir_p(*ret, 0755);
+}
+
+struct dev_node {
+	const char *name;
+	unsigned maj, min;
+};
+
+static const struct dev_node dev_nodes[] = {
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+};
+
+/* Kernel filesystems every container gets, mounted below the new root. A data table,
+ * like the agent's own PID 1 mounts. */
+struct special_mount {
+	const char *target;
+	const char *fstype;
+	unsigned long flags;
+	const char *data;
+};
+
+static const struct special_mount special_mounts[] = {
+	{"/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+	{"/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"},
+	{"/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+	{"/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"},
+	{"/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+	{"/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL},
+};
+
+static void child_mount_special(int sync_fd, const char *root)
+{
+	for (size_t i = 0; i < ELEMENTSOF(special_mounts); i++) {
+		const struct special_mount *m = &special_mounts[i];
+		_cleanup_free_ char *target = xasprintf("%s%s", root, m->target);
+
+		if (mkdir_p(target, 0755) < 0)
+			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mkdir '%s'", m->target);
+		/* Security: fresh instances only (a new devpts, a proc of the new pid ns);
+		 * nothing of the agent's own /dev or /proc is visible to the container. */
+		if (mount(m->fstype, target, m->fstype, m->flags, m->data) < 0)
+			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mount %s at '%s'", m->fstype,
+				   m->target);
+		if (strcmp(m->target, "/dev") != 0)
+			continue;
+		for (size_t j = 0; j < ELEMENTSOF(dev_nodes); j++) {
+			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, dev_nodes[j].name);
+			if (mknod(p, S_IFCHR | 0666, makedev(dev_nodes[j].maj, dev_nodes[j].min)) < 0)
+				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mknod '/dev/%s'",
+					   dev_nodes[j].name);
+			(void)chmod(p, 0666);
+		}
+		static const char *const links[][2] = {
+			{"pts/ptmx", "ptmx"},	     {"/proc/self/fd", "fd"},
+			{"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+			{"/proc/self/fd/2", "stderr"},
+		};
+		for (size_t j = 0; j < ELEMENTSOF(links); j++) {
+			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, links[j][1]);
+			if (symlink(links[j][0], p) < 0)
+				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "symlink '/dev/%s'",
+					   links[j][1]);
+		}
+	}
+}
+
+static void child_mount_root(int sync_fd, const struct container_spec *spec, const char *base,
+			     const char *root)
+{
+	if (mkdir_p(root, 0755) < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", root);
+	if (!spec->root_overlay) {
+		/* Security: the host directory itself, writable only when the user asked. */
+		int r = mount_9p(spec->root_tag, root, spec->root_readonly);
+		if (r < 0)
+			child_fail(sync_fd, STAGE_MOUNT_ROOT, -r, "mount 9p '%s'", spec->root_tag);
+		return;
+	}
+	_cleanup_free_ char *lower = xasprintf("%s/lower", base);
+	_cleanup_free_ char *scratch = xasprintf("%s/scratch", base);
+	_cleanup_free_ char *upper = xasprintf("%s/scratch/upper", base);
+	_cleanup_free_ char *work = xasprintf("%s/scratch/work", base);
+	_cleanup_free_ char *opts = NULL;
+	int r;
+
+	if (mkdir_p(lower, 0755) < 0 || mkdir_p(scratch, 0755) < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", base);
+	/* Security: the host share is mounted read-only; the container's writes land in a
+	 * tmpfs upper layer that dies with the VM, so the host rootfs is never modified. */
+	r = mount_9p(spec->root_tag, lower, true);
+	if (r < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, -r, "mount 9p '%s'", spec->root_tag);
+	if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mount tmpfs for overlay");
+	if (mkdir(upper, 0755) < 0 || mkdir(work, 0755) < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir overlay dirs");
+	opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+	if (mount("overlay", root, "overlay", 0, opts) < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mount overlay");
+}
+
+static void child_pivot_root(int sync_fd, const char *root)
+{
+	/* Security: pivot_root (not chroot) so the agent's filesystem is detached from the
+	 * container's mount namespace entirely and cannot be reached with '..'. */
+	if (chdir(root) < 0)
+		child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "chdir '%s'", root);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "detach old root");
+	if (chdir("/") < 0)
+		child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "chdir '/'");
+}
+
+static const char *env_get(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	for (char **e = env; e && *e; e++)
+		if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+			return *e + n + 1;
+	return NULL;
+}
+
+_noreturn_ static void child_exec(int sync_fd, const struct container_spec *spec)
+{
+	const char *file = spec->args[0];
+	const char *path = env_get(spec->env, "PATH");
+	int err = ENOENT;
+
+	if (strchr(file, '/')) {
+		execve(file, spec->args, spec->env);
+		child_fail(sync_fd, STAGE_EXEC, errno, "'%s'", file);
+	}
+	/* PATH search with the container's PATH, not the agent's. */
+	if (!path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (const char *p = path; *p;) {
+		const char *colon = strchrnul(p, ':');
+		_cleanup_free_ char *cand =
+			xasprintf("%.*s/%s", (int)(colon - p), colon == p ? "." : p, file);
+		execve(cand, spec->args, spec->env);
+		if (errno != ENOENT && errno != ENOTDIR)
+			err = errno;
+		p = *colon ? colon + 1 : colon;
+	}
+	child_fail(sync_fd, STAGE_EXEC, err, "'%s'", file);
+}
+
+_noreturn_ static void child_main(int sync_fd, const struct container_spec *spec, int stdio[3])
+{
+	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
+	_cleanup_free_ char *root = xasprintf("%s/root", base);
+	struct sync_msg m;
+	sigset_t all;
+
+	(void)prctl(PR_SET_NAME, "hull:setup");
+	/* The agent blocks signals for its signalfd; the container starts with none. */
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int i = 0; i < 3; i++)
+		if (dup2(stdio[i], i) < 0)
+			child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
+	if (setsid() < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
+	if (spec->terminal && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "set controlling terminal");
+
+	/* Security: nothing the container mounts propagates back to the agent. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "make / private");
+	child_mount_root(sync_fd, spec, base, root);
+
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		const struct container_mount *cm = &spec->mounts[i];
+		_cleanup_free_ char *target = NULL;
+		int r = mkdir_in_root(root, cm->destination, &target);
+		if (r < 0)
+			child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'", cm->destination);
+		/* Security: a host directory shared on purpose; read-only when asked. */
+		r = mount_9p(cm->tag, target, cm->readonly);
+		if (r < 0)
+			child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'", cm->destination);
+	}
+	child_mount_special(sync_fd, root);
+
+	{
+		_cleanup_free_ char *cwd = NULL;
+		int r = mkdir_in_root(root, spec->cwd, &cwd);
+		if (r < 0)
+			child_fail(sync_fd, STAGE_CWD, -r, "'%s'", spec->cwd);
+	}
+	child_pivot_root(sync_fd, root);
+
+	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
+
+	/* Security: drop to the requested identity; groups first, uid last. */
+	if (setgroups(spec->n_groups, spec->groups) < 0)
+		child_fail(sync_fd, STAGE_USER, errno, "setgroups");
+	if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
+		child_fail(sync_fd, STAGE_USER, errno, "setgid %u", spec->gid);
+	if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
+		child_fail(sync_fd, STAGE_USER, errno, "setuid %u", spec->uid);
+	if (chdir(spec->cwd) < 0)
+		child_fail(sync_fd, STAGE_CWD, errno, "'%s'", spec->cwd);
+
+	m = (struct sync_msg){.type = SYNC_READY};
+	if (write(sync_fd, &m, sizeof(m)) != sizeof(m))
+		_exit(125);
+	if (read(sync_fd, &m, sizeof(m)) != sizeof(m) || m.type != SYNC_START)
+		_exit(125); /* parent gone or removed before start */
+	(void)prctl(PR_SET_NAME, "hull:exec");
+	child_exec(sync_fd, spec);
+}
+
+/* ---- parent side ------------------------------------------------------------------ */
+
+static int sync_read(int fd, struct sync_msg *m)
+{
+	ssize_t n;
+	do
+		n = recv(fd, m, sizeof(*m), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return 0;
+	if ((size_t)n != sizeof(*m))
+		return -EBADMSG;
+	m->msg[sizeof(m->msg) - 1] = '\0';
+	return 1;
+}
+
+static int sync_error(const struct sync_msg *m, struct hull_error **err)
+{
+	int e = m->err > 0 && m->err < 4096 ? m->err : EIO;
+	return hull_error_set_errno(err, -e, "%s: %s", container_stage_name((enum container_stage)m->stage),
+				    m->msg);
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+int container_create(const struct container_spec *spec, struct container_process *ret,
+		     struct hull_error **err)
+{
+	_cleanup_close_ int sync_parent = -1, sync_child = -1;
+	_cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
+	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
+	struct sync_msg m;
+	int sv[2], p[2], r;
+	pid_t pid;
+
+	r = mkdir_p(CONTAINER_RUN_DIR, 0700);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "mkdir " CONTAINER_RUN_DIR);
+	if (mkdir(base, 0700) < 0)
+		return hull_error_set_errno(err, -errno, "container '%s'", spec->id);
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	sync_parent = sv[0];
+	sync_child = sv[1];
+	if (spec->terminal) {
+		struct winsize ws = {.ws_row = spec->rows ? spec->rows : 24,
+				     .ws_col = spec->cols ? spec->cols : 80};
+		if (openpty(&p[0], &p[1], NULL, NULL, &ws) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		out_r = p[0];
+		out_w = p[1];
+		in_w = fcntl(out_r, F_DUPFD_CLOEXEC, 3);
+		if (in_w < 0) {
+			r = -errno;
+			goto fail;
+		}
+		(void)fcntl(out_r, F_SETFD, FD_CLOEXEC);
+		(void)fcntl(out_w, F_SETFD, FD_CLOEXEC);
+	} else {
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		in_r = p[0], in_w = p[1];
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		out_r = p[0], out_w = p[1];
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		err_r = p[0], err_w = p[1];
+	}
+
+	/* Security: the container gets its own mount, pid, ipc and uts namespaces; the pid
+	 * namespace makes it PID 1 of its own tree so every descendant dies with it. */
+	pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+			     NULL, NULL, NULL, 0);
+	if (pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (pid == 0) {
+		int stdio[3];
+		if (spec->terminal) {
+			stdio[0] = stdio[1] = stdio[2] = out_w;
+		} else {
+			stdio[0] = in_r;
+			stdio[1] = out_w;
+			stdio[2] = err_w;
+		}
+		close(sync_parent);
+		child_main(sync_child, spec, stdio);
+	}
+
+	closep(&sync_child);
+	sync_child = -1;
+	r = sync_read(sync_parent, &m);
+	if (r <= 0 || m.type != SYNC_READY) {
+		if (r > 0 && m.type == SYNC_ERROR)
+			sync_error(&m, err);
+		else
+			hull_error_set(err, -EIO, "container setup ended without a report");
+		reap(pid);
+		r = r < 0 ? r : (*err ? (*err)->code : -EIO);
+		goto fail_reported;
+	}
+
+	ret->pid = pid;
+	ret->sync_fd = TAKE_FD(sync_parent);
+	ret->stdin_fd = TAKE_FD(in_w);
+	ret->stdout_fd = TAKE_FD(out_r);
+	ret->stderr_fd = TAKE_FD(err_r);
+	return 0;
+
+fail:
+	hull_error_set_errno(err, r, "create container '%s'", spec->id);
+fail_reported:
+	(void)rmdir(base);
+	return r;
+}
+
+int container_start(struct container_process *proc, struct hull_error **err)
+{
+	struct sync_msg m = {.type = SYNC_START};
+	int r;
+
+	if (proc->sync_fd < 0)
+		return hull_error_set(err, -EALREADY, "already started");
+	if (write(proc->sync_fd, &m, sizeof(m)) != sizeof(m)) {
+		r = -errno;
+		closep(&proc->sync_fd);
+		proc->sync_fd = -1;
+		return hull_error_set_errno(err, r, "start");
+	}
+	r = sync_read(proc->sync_fd, &m);
+	closep(&proc->sync_fd);
+	proc->sync_fd = -1;
+	if (r == 0)
+		return 0; /* exec closed the CLOEXEC socket: the process runs */
+	if (r > 0 && m.type == SYNC_ERROR)
+		return sync_error(&m, err);
+	return hull_error_set_errno(err, r < 0 ? r : -EBADMSG, "start: bad report from child");
+}
+
+void container_cleanup_dir(const char *id)
+{
+	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", id);
+	_cleanup_free_ char *root = xasprintf("%s/root", base);
+	_cleanup_free_ char *lower = xasprintf("%s/lower", base);
+	_cleanup_free_ char *scratch = xasprintf("%s/scratch", base);
+	(void)rmdir(root);
+	(void)rmdir(lower);
+	(void)rmdir(scratch);
+	(void)rmdir(base);
+}

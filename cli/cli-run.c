@@ -1,0 +1,991 @@
+/* SPDX-License-Identifier: MIT */
+/* hull run: boot a VM, run one command in a container inside it, stream its stdio,
+ * forward signals, return its exit status, and leave nothing behind. */
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <termios.h>
+
+#include "agent.pb-c.h"
+#include "cli.h"
+#include "event.h"
+#include "log.h"
+#include "sandbox.h"
+#include "util.h"
+
+#define CONTAINER_ID "job"
+#define STDIO_WINDOW (1u << 20)
+#define STDIO_CHUNK (64u << 10)
+#define CALL_TIMEOUT_MS 60000
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct volume {
+	char *host; /* realpath */
+	char *container;
+	bool readonly;
+};
+
+struct run_opts {
+	char *rootfs;
+	bool rootfs_rw;
+	char **cmd;
+	char **env;
+	char *workdir;
+	uint32_t uid, gid;
+	struct volume *vols;
+	size_t n_vols;
+	char *hostname;
+	unsigned cpus;
+	uint64_t memory_mib;
+	uint64_t timeout_ms, stop_timeout_ms;
+	int boot_timeout_ms;
+	char *kernel, *initrd, *qemu;
+	enum vmm_accel accel;
+	enum vmm_machine machine;
+	int channel;
+	bool interactive, tty, debug;
+};
+
+struct run_state {
+	struct run_opts *o;
+	struct sandbox *sb;
+	struct event_loop *loop;
+	uint32_t attach_sid;
+	bool stdio_done, waited, vm_died, timed_out, agent_lost;
+	int exit_code;
+	/* stdin towards the guest */
+	bool stdin_open, stdin_pollable;
+	uint64_t in_credit;
+	/* output towards our stdout/stderr */
+	uint64_t out_unacked;
+	bool out_broken[3];
+	int sig_fd, winch_fd, timeout_fd, kill_fd;
+	unsigned forwarded;
+	struct termios saved_tty;
+	bool tty_raw;
+};
+
+static void run_opts_done(struct run_opts *o)
+{
+	free(o->rootfs);
+	strv_free(o->env);
+	free(o->workdir);
+	for (size_t i = 0; i < o->n_vols; i++) {
+		free(o->vols[i].host);
+		free(o->vols[i].container);
+	}
+	free(o->vols);
+	free(o->hostname);
+	free(o->kernel);
+	free(o->initrd);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]\n"
+		"\n"
+		"  --rootfs DIR          directory to use as the container's root (not modified)\n"
+		"  --rootfs-rw           let the container write to DIR itself\n"
+		"  -e, --env K=V|K       set an environment variable (K alone: take it from here)\n"
+		"      --env-file F      read K=V lines from F\n"
+		"  -w, --workdir DIR     working directory inside the container (default /)\n"
+		"  -u, --user UID[:GID]  run as this numeric uid/gid (default 0:0)\n"
+		"  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
+		"      --hostname NAME   container hostname (default: the sandbox id)\n"
+		"  -i, --interactive     feed our stdin to CMD\n"
+		"  -t, --tty             allocate a terminal\n"
+		"      --cpus N          virtual CPUs (default 1)\n"
+		"  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
+		"      --timeout DUR     kill CMD after DUR (e.g. 30s, 5m); exit status 124\n"
+		"      --stop-timeout DUR  after forwarding SIGINT/SIGTERM, kill after DUR (default 10s)\n"
+		"      --boot-timeout DUR  give up if the VM is not ready after DUR (default 30s)\n"
+		"      --kernel F        guest kernel (default: hull's own)\n"
+		"      --initrd F        guest initramfs (default: hull's own)\n"
+		"      --accel A         auto, kvm or tcg (default auto; env HULL_ACCEL)\n"
+		"      --machine M       microvm or q35 (default microvm)\n"
+		"      --channel C       auto, serial or vsock (default auto)\n"
+		"      --log-level L     error, warn, info or debug\n"
+		"\n"
+		"Exit status: CMD's own; 128+N if CMD died of signal N; 124 timeout;\n"
+		"125 hull failed; 126 CMD not executable; 127 CMD not found.\n");
+}
+
+_printf_(1, 2) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("hull run: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'hull run --help'.\n", stderr);
+	return -EINVAL;
+}
+
+/* Set or replace KEY=VALUE in env. */
+static void env_set(char ***env, const char *kv)
+{
+	size_t klen = strcspn(kv, "=");
+	for (char **e = *env; e && *e; e++)
+		if (strncmp(*e, kv, klen) == 0 && (*e)[klen] == '=') {
+			free(*e);
+			*e = xstrdup(kv);
+			return;
+		}
+	strv_push(env, xstrdup(kv));
+}
+
+static int env_add_arg(char ***env, const char *arg, const char *where)
+{
+	if (arg[0] == '=' || arg[0] == '\0')
+		return usage_error("%s: '%s' has no variable name", where, arg);
+	if (strchr(arg, '='))
+		env_set(env, arg);
+	else if (getenv(arg)) {
+		_cleanup_free_ char *kv = xasprintf("%s=%s", arg, getenv(arg));
+		env_set(env, kv);
+	}
+	return 0;
+}
+
+static int env_file_load(char ***env, const char *path)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned lineno = 0;
+	int r = 0;
+
+	if (!f) {
+		fprintf(stderr, "hull run: --env-file '%s': %s\n", path, strerror(errno));
+		return -errno;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		_cleanup_free_ char *where = NULL;
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0 || line[0] == '#')
+			continue;
+		where = xasprintf("--env-file '%s' line %u", path, lineno);
+		r = env_add_arg(env, line, where);
+		if (r < 0)
+			break;
+	}
+	free(line);
+	return r;
+}
+
+static int parse_user(const char *s, struct run_opts *o)
+{
+	char *end;
+	unsigned long uid, gid;
+
+	errno = 0;
+	uid = strtoul(s, &end, 10);
+	if (errno || end == s || uid > UINT32_MAX - 1 || (*end && *end != ':'))
+		return usage_error("--user '%s': want a numeric UID[:GID]", s);
+	gid = 0;
+	if (*end == ':') {
+		const char *g = end + 1;
+		errno = 0;
+		gid = strtoul(g, &end, 10);
+		if (errno || end == g || *end || gid > UINT32_MAX - 1)
+			return usage_error("--user '%s': want a numeric UID[:GID]", s);
+	}
+	o->uid = (uint32_t)uid;
+	o->gid = (uint32_t)gid;
+	return 0;
+}
+
+static int parse_volume(const char *s, struct run_opts *o)
+{
+	_cleanup_free_ char *copy = xstrdup(s);
+	char *host = copy, *ctr, *mode = NULL;
+	struct volume v = {0};
+	struct stat st;
+
+	ctr = strchr(copy, ':');
+	if (!ctr || ctr == copy)
+		return usage_error("--volume '%s': want HOST:CONTAINER[:ro]", s);
+	*ctr++ = '\0';
+	mode = strchr(ctr, ':');
+	if (mode)
+		*mode++ = '\0';
+	if (mode && strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0)
+		return usage_error("--volume '%s': mode '%s' is not ro or rw", s, mode);
+	if (ctr[0] != '/' || strcmp(ctr, "/") == 0)
+		return usage_error("--volume '%s': container path must be absolute and not '/'", s);
+	if (stat(host, &st) < 0)
+		return usage_error("--volume '%s': host path '%s': %s", s, host, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return usage_error("--volume '%s': host path '%s' is not a directory", s, host);
+	if (o->n_vols >= 32)
+		return usage_error("--volume: at most 32 volumes");
+	v.host = realpath(host, NULL);
+	if (!v.host)
+		return usage_error("--volume '%s': %s", s, strerror(errno));
+	v.container = xstrdup(ctr);
+	v.readonly = mode && strcmp(mode, "ro") == 0;
+	o->vols = xrealloc(o->vols, (o->n_vols + 1) * sizeof(*o->vols));
+	o->vols[o->n_vols++] = v;
+	return 0;
+}
+
+static int parse_dur(const char *opt, const char *s, uint64_t *ret)
+{
+	if (parse_duration_ms(s, ret) < 0)
+		return usage_error("%s '%s': want a duration like 30s, 500ms, 5m", opt, s);
+	return 0;
+}
+
+enum {
+	OPT_ROOTFS = 0x100,
+	OPT_ROOTFS_RW,
+	OPT_ENV_FILE,
+	OPT_HOSTNAME,
+	OPT_CPUS,
+	OPT_TIMEOUT,
+	OPT_STOP_TIMEOUT,
+	OPT_BOOT_TIMEOUT,
+	OPT_KERNEL,
+	OPT_INITRD,
+	OPT_ACCEL,
+	OPT_MACHINE,
+	OPT_CHANNEL,
+	OPT_LOG_LEVEL,
+};
+
+static const struct option long_opts[] = {
+	{"rootfs", required_argument, NULL, OPT_ROOTFS},
+	{"rootfs-rw", no_argument, NULL, OPT_ROOTFS_RW},
+	{"env", required_argument, NULL, 'e'},
+	{"env-file", required_argument, NULL, OPT_ENV_FILE},
+	{"workdir", required_argument, NULL, 'w'},
+	{"user", required_argument, NULL, 'u'},
+	{"volume", required_argument, NULL, 'v'},
+	{"hostname", required_argument, NULL, OPT_HOSTNAME},
+	{"interactive", no_argument, NULL, 'i'},
+	{"tty", no_argument, NULL, 't'},
+	{"cpus", required_argument, NULL, OPT_CPUS},
+	{"memory", required_argument, NULL, 'm'},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+	{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+	{"kernel", required_argument, NULL, OPT_KERNEL},
+	{"initrd", required_argument, NULL, OPT_INITRD},
+	{"accel", required_argument, NULL, OPT_ACCEL},
+	{"machine", required_argument, NULL, OPT_MACHINE},
+	{"channel", required_argument, NULL, OPT_CHANNEL},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
+
+/* Returns 0, 1 for --help, or -EINVAL after printing why. */
+static int parse_args(int argc, char **argv, struct run_opts *o)
+{
+	char **cli_env = NULL;
+	const char *env_file = NULL;
+	uint64_t v;
+	int c, r;
+
+	*o = (struct run_opts){.cpus = 1, .memory_mib = 256, .stop_timeout_ms = 10000,
+			       .boot_timeout_ms = 30000, .channel = -1, .accel = VMM_ACCEL_AUTO,
+			       .machine = VMM_MACHINE_MICROVM};
+	optind = 1;
+	/* '+': options end at the first non-option (CMD), as with docker run. */
+	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ROOTFS:
+			free(o->rootfs);
+			o->rootfs = xstrdup(optarg);
+			break;
+		case OPT_ROOTFS_RW:
+			o->rootfs_rw = true;
+			break;
+		case 'e':
+			strv_push(&cli_env, xstrdup(optarg));
+			break;
+		case OPT_ENV_FILE:
+			env_file = optarg;
+			break;
+		case 'w':
+			if (optarg[0] != '/') {
+				strv_free(cli_env);
+				return usage_error("--workdir '%s': must be an absolute path", optarg);
+			}
+			free(o->workdir);
+			o->workdir = xstrdup(optarg);
+			break;
+		case 'u':
+			r = parse_user(optarg, o);
+			if (r < 0)
+				goto fail;
+			break;
+		case 'v':
+			r = parse_volume(optarg, o);
+			if (r < 0)
+				goto fail;
+			break;
+		case OPT_HOSTNAME:
+			if (strlen(optarg) == 0 || strlen(optarg) > 64) {
+				r = usage_error("--hostname '%s': want 1 to 64 characters", optarg);
+				goto fail;
+			}
+			free(o->hostname);
+			o->hostname = xstrdup(optarg);
+			break;
+		case 'i':
+			o->interactive = true;
+			break;
+		case 't':
+			o->tty = true;
+			break;
+		case OPT_CPUS: {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (*end || n < 1 || n > 64) {
+				r = usage_error("--cpus '%s': want 1 to 64", optarg);
+				goto fail;
+			}
+			o->cpus = (unsigned)n;
+			break;
+		}
+		case 'm':
+			if (parse_size(optarg, &v) < 0 || v < (64u << 20) || v > (1ull << 40)) {
+				r = usage_error("--memory '%s': want a size from 64M to 1T, like 512M", optarg);
+				goto fail;
+			}
+			o->memory_mib = v >> 20;
+			break;
+		case OPT_TIMEOUT:
+			r = parse_dur("--timeout", optarg, &o->timeout_ms);
+			if (r < 0)
+				goto fail;
+			if (o->timeout_ms == 0) {
+				r = usage_error("--timeout '%s': must be more than 0", optarg);
+				goto fail;
+			}
+			break;
+		case OPT_STOP_TIMEOUT:
+			r = parse_dur("--stop-timeout", optarg, &o->stop_timeout_ms);
+			if (r < 0)
+				goto fail;
+			break;
+		case OPT_BOOT_TIMEOUT:
+			r = parse_dur("--boot-timeout", optarg, &v);
+			if (r < 0)
+				goto fail;
+			o->boot_timeout_ms = (int)MIN(v, (uint64_t)INT32_MAX);
+			break;
+		case OPT_KERNEL:
+			free(o->kernel);
+			o->kernel = xstrdup(optarg);
+			break;
+		case OPT_INITRD:
+			free(o->initrd);
+			o->initrd = xstrdup(optarg);
+			break;
+		case OPT_ACCEL:
+			r = vmm_accel_from_string(optarg);
+			if (r < 0) {
+				r = usage_error("--accel '%s': want auto, kvm or tcg", optarg);
+				goto fail;
+			}
+			o->accel = (enum vmm_accel)r;
+			break;
+		case OPT_MACHINE:
+			r = vmm_machine_from_string(optarg);
+			if (r < 0) {
+				r = usage_error("--machine '%s': want microvm or q35", optarg);
+				goto fail;
+			}
+			o->machine = (enum vmm_machine)r;
+			break;
+		case OPT_CHANNEL:
+			if (strcmp(optarg, "auto") == 0)
+				o->channel = -1;
+			else if (strcmp(optarg, "serial") == 0)
+				o->channel = VMM_CHANNEL_SERIAL;
+			else if (strcmp(optarg, "vsock") == 0)
+				o->channel = VMM_CHANNEL_VSOCK;
+			else {
+				r = usage_error("--channel '%s': want auto, serial or vsock", optarg);
+				goto fail;
+			}
+			break;
+		case OPT_LOG_LEVEL:
+			r = log_level_from_string(optarg);
+			if (r < 0) {
+				r = usage_error("--log-level '%s': want error, warn, info or debug", optarg);
+				goto fail;
+			}
+			log_set_level((enum log_level)r);
+			o->debug = r == LOG_LEVEL_DEBUG;
+			break;
+		case 'h':
+			strv_free(cli_env);
+			usage(stdout);
+			return 1;
+		default:
+			r = usage_error("unknown option");
+			goto fail;
+		}
+	}
+	if (optind >= argc) {
+		r = usage_error("no command given: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]");
+		goto fail;
+	}
+	o->cmd = argv + optind;
+	if (!o->rootfs) {
+		r = usage_error("--rootfs DIR is required (image names come with 'hull pull')");
+		goto fail;
+	}
+
+	/* Environment: defaults, then --env-file, then -e, later entries winning. */
+	env_set(&o->env, DEFAULT_PATH);
+	{
+		_cleanup_free_ char *h = xasprintf("HOME=%s", o->uid == 0 ? "/root" : "/");
+		env_set(&o->env, h);
+	}
+	if (o->tty)
+		env_set(&o->env, "TERM=xterm");
+	if (env_file) {
+		r = env_file_load(&o->env, env_file);
+		if (r < 0)
+			goto fail;
+	}
+	for (char **e = cli_env; e && *e; e++) {
+		r = env_add_arg(&o->env, *e, "--env");
+		if (r < 0)
+			goto fail;
+	}
+	strv_free(cli_env);
+	return 0;
+fail:
+	strv_free(cli_env);
+	return r;
+}
+
+/* ---- terminal ------------------------------------------------------------------ */
+
+static void tty_raw(struct run_state *s)
+{
+	struct termios t;
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &s->saved_tty) < 0)
+		return;
+	t = s->saved_tty;
+	cfmakeraw(&t);
+	if (tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0)
+		s->tty_raw = true;
+}
+
+static void tty_restore(struct run_state *s)
+{
+	if (s->tty_raw)
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &s->saved_tty);
+	s->tty_raw = false;
+}
+
+static void tty_size(uint32_t *rows, uint32_t *cols)
+{
+	struct winsize ws = {0};
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0)
+		return;
+	*rows = ws.ws_row;
+	*cols = ws.ws_col;
+}
+
+/* ---- stdio stream ---------------------------------------------------------------- */
+
+static void send_stdio(struct run_state *s, const uint8_t *data, size_t len, bool eof, uint64_t credit)
+{
+	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
+	d.fd = 0;
+	d.data.data = (uint8_t *)data;
+	d.data.len = len;
+	d.eof = eof;
+	d.credit = credit;
+	agent_client_send_data(s->sb->ac, s->attach_sid, &d.base);
+}
+
+static void update_interest(struct run_state *s);
+
+static void on_stdio_data(struct agent_client *ac, const uint8_t *payload, size_t len, void *userdata)
+{
+	struct run_state *s = userdata;
+	Hull__Agent__V1__StdioData *d = hull__agent__v1__stdio_data__unpack(NULL, len, payload);
+	(void)ac;
+
+	if (!d) {
+		log_warn("agent sent an undecodable stdio frame: dropped");
+		return;
+	}
+	if ((d->fd == 1 || d->fd == 2) && d->data.len > 0) {
+		if (!s->out_broken[d->fd]) {
+			int r = write_all((int)d->fd, d->data.data, d->data.len);
+			if (r < 0) {
+				/* Our reader went away (EPIPE): drop the rest, keep the job going. */
+				s->out_broken[d->fd] = true;
+			}
+		}
+		s->out_unacked += d->data.len;
+		if (s->out_unacked >= STDIO_WINDOW / 4) {
+			send_stdio(s, NULL, 0, false, s->out_unacked);
+			s->out_unacked = 0;
+		}
+	}
+	if (d->credit > 0)
+		s->in_credit = MIN(s->in_credit + d->credit, (uint64_t)64 << 20);
+	hull__agent__v1__stdio_data__free_unpacked(d, NULL);
+	update_interest(s);
+}
+
+static void on_stdio_done(struct agent_client *ac, int code, const char *message,
+			  const uint8_t *payload, size_t len, void *userdata)
+{
+	struct run_state *s = userdata;
+	(void)ac;
+	(void)payload;
+	(void)len;
+	if (code != 0)
+		log_warn("stdio stream ended: %s", message);
+	s->stdio_done = true;
+}
+
+static void on_wait(struct agent_client *ac, int code, const char *message, const uint8_t *payload,
+		    size_t len, void *userdata)
+{
+	struct run_state *s = userdata;
+	Hull__Agent__V1__WaitResponse *w;
+	(void)ac;
+
+	s->waited = true;
+	if (code != 0) {
+		fprintf(stderr, "hull: wait for container: %s\n", message);
+		s->exit_code = EXIT_HULL_ERROR;
+		return;
+	}
+	w = hull__agent__v1__wait_response__unpack(NULL, len, payload);
+	if (!w || w->signal < 0 || w->signal > 127 || w->exit_code < 0 || w->exit_code > 255) {
+		/* The guest is untrusted: a status outside what waitpid can give is a lie. */
+		fprintf(stderr, "hull: the agent reported an impossible exit status\n");
+		s->exit_code = EXIT_HULL_ERROR;
+	} else {
+		s->exit_code = w->signal ? 128 + w->signal : w->exit_code;
+	}
+	if (w)
+		hull__agent__v1__wait_response__free_unpacked(w, NULL);
+}
+
+static void read_stdin(struct run_state *s)
+{
+	uint8_t chunk[STDIO_CHUNK];
+	size_t want = (size_t)MIN((uint64_t)sizeof(chunk), s->in_credit);
+	ssize_t n;
+
+	if (!s->stdin_open || want == 0)
+		return;
+	n = read(STDIN_FILENO, chunk, want);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		send_stdio(s, NULL, 0, true, 0);
+		s->stdin_open = false;
+		if (s->stdin_pollable)
+			event_del(s->loop, STDIN_FILENO);
+		return;
+	}
+	s->in_credit -= (uint64_t)n;
+	send_stdio(s, chunk, (size_t)n, false, 0);
+}
+
+/* ---- event loop ------------------------------------------------------------------ */
+
+static void update_interest(struct run_state *s)
+{
+	if (s->stdin_open && s->stdin_pollable)
+		event_mod(s->loop, STDIN_FILENO, s->in_credit > 0 ? EPOLLIN : 0);
+	event_mod(s->loop, agent_client_fd(s->sb->ac),
+		  EPOLLIN | (agent_client_wants_write(s->sb->ac) ? EPOLLOUT : 0));
+}
+
+static void on_agent(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct run_state *s = userdata;
+	_cleanup_error_ struct hull_error *err = NULL;
+	(void)loop;
+	(void)fd;
+	(void)revents;
+	if (agent_client_io(s->sb->ac, &err) < 0) {
+		log_debug("agent channel: %s", err->msg);
+		s->agent_lost = true;
+		event_del(s->loop, agent_client_fd(s->sb->ac));
+		return;
+	}
+	update_interest(s);
+}
+
+static void on_stdin(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct run_state *s = userdata;
+	(void)loop;
+	(void)fd;
+	(void)revents;
+	read_stdin(s);
+	update_interest(s);
+}
+
+static void on_vm_exit(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct run_state *s = userdata;
+	(void)revents;
+	s->vm_died = true;
+	event_del(loop, fd);
+}
+
+static void send_signal(struct run_state *s, int sig)
+{
+	Hull__Agent__V1__SignalRequest req = HULL__AGENT__V1__SIGNAL_REQUEST__INIT;
+	req.id = (char *)CONTAINER_ID;
+	req.signal = (uint32_t)sig;
+	/* Fire and forget: a container that already exited answers NOT_FOUND/ESRCH. */
+	agent_client_call(s->sb->ac, "SignalProcess", &req.base, 0, NULL, NULL, NULL);
+	update_interest(s);
+}
+
+static void arm_timer(int fd, uint64_t ms)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000}};
+	if (ms == 0)
+		its.it_value.tv_nsec = 1;
+	timerfd_settime(fd, 0, &its, NULL);
+}
+
+static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct run_state *s = userdata;
+	struct signalfd_siginfo si;
+	(void)loop;
+	(void)revents;
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		int sig = (int)si.ssi_signo;
+		if (sig == SIGWINCH) {
+			Hull__Agent__V1__ResizeRequest req = HULL__AGENT__V1__RESIZE_REQUEST__INIT;
+			req.id = (char *)CONTAINER_ID;
+			tty_size(&req.rows, &req.cols);
+			agent_client_call(s->sb->ac, "ResizePty", &req.base, 0, NULL, NULL, NULL);
+			continue;
+		}
+		/* A second interrupt means "now": a PID 1 that ignores SIGINT/SIGTERM (the
+		 * default in a pid namespace) would otherwise never stop. */
+		if (s->forwarded++ > 0) {
+			log_info("second %s: killing the container", strsignal(sig));
+			send_signal(s, SIGKILL);
+			continue;
+		}
+		log_info("forwarding %s", strsignal(sig));
+		send_signal(s, sig);
+		arm_timer(s->kill_fd, s->o->stop_timeout_ms);
+	}
+	update_interest(s);
+}
+
+static void on_timeout(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct run_state *s = userdata;
+	uint64_t ticks;
+	(void)loop;
+	(void)revents;
+	(void)!read(fd, &ticks, sizeof(ticks));
+	if (fd == s->timeout_fd) {
+		s->timed_out = true;
+		fprintf(stderr, "hull: timeout: killing the job after %.3gs\n", (double)s->o->timeout_ms / 1000.0);
+	} else {
+		log_info("stop timeout: killing the container");
+	}
+	send_signal(s, SIGKILL);
+}
+
+/* ---- the run --------------------------------------------------------------------- */
+
+static int check_binary_in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	if (strchr(name, '/'))
+		return access(name, X_OK) == 0 ? 0 : -errno;
+	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+		const char *colon = strchrnul(p, ':');
+		_cleanup_free_ char *cand = xasprintf("%.*s/%s", (int)(colon - p), p, name);
+		if (access(cand, X_OK) == 0)
+			return 0;
+		p = *colon ? colon + 1 : colon;
+	}
+	return -ENOENT;
+}
+
+static int create_container(struct run_state *s, struct hull_error **err)
+{
+	Hull__Agent__V1__CreateContainerRequest req = HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+	Hull__Agent__V1__Storage root = HULL__AGENT__V1__STORAGE__INIT;
+	Hull__Agent__V1__Process proc = HULL__AGENT__V1__PROCESS__INIT;
+	struct run_opts *o = s->o;
+	Hull__Agent__V1__Mount *mounts = xcalloc(o->n_vols, sizeof(*mounts));
+	Hull__Agent__V1__Storage *stores = xcalloc(o->n_vols, sizeof(*stores));
+	Hull__Agent__V1__Mount **mptrs = xcalloc(o->n_vols, sizeof(*mptrs));
+	char **tags = xcalloc(o->n_vols + 1, sizeof(char *));
+	int r;
+
+	root.source = (char *)"hull-root";
+	root.fstype = (char *)"9p";
+	root.readonly = false;
+	root.overlay = !o->rootfs_rw;
+	proc.n_args = strv_length(o->cmd);
+	proc.args = o->cmd;
+	proc.n_env = strv_length(o->env);
+	proc.env = o->env;
+	proc.cwd = o->workdir ? o->workdir : (char *)"/";
+	proc.uid = o->uid;
+	proc.gid = o->gid;
+	proc.terminal = o->tty;
+	if (o->tty)
+		tty_size(&proc.rows, &proc.cols);
+	for (size_t i = 0; i < o->n_vols; i++) {
+		hull__agent__v1__storage__init(&stores[i]);
+		hull__agent__v1__mount__init(&mounts[i]);
+		tags[i] = xasprintf("vol%zu", i);
+		stores[i].source = tags[i];
+		stores[i].fstype = (char *)"9p";
+		stores[i].readonly = o->vols[i].readonly;
+		mounts[i].storage = &stores[i];
+		mounts[i].destination = o->vols[i].container;
+		mounts[i].readonly = o->vols[i].readonly;
+		mptrs[i] = &mounts[i];
+	}
+	req.id = (char *)CONTAINER_ID;
+	req.root = &root;
+	req.process = &proc;
+	req.hostname = o->hostname ? o->hostname : s->sb->id;
+	req.n_mounts = o->n_vols;
+	req.mounts = mptrs;
+	r = agent_client_call_sync(s->sb->ac, "CreateContainer", &req.base, NULL, NULL, CALL_TIMEOUT_MS, err);
+	strv_free(tags);
+	free(mptrs);
+	free(stores);
+	free(mounts);
+	return r;
+}
+
+static int setup_loop(struct run_state *s)
+{
+	sigset_t mask;
+
+	s->loop = event_loop_new();
+	s->timeout_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	s->kill_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGWINCH);
+	s->winch_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (s->timeout_fd < 0 || s->kill_fd < 0 || s->winch_fd < 0)
+		return -errno;
+	event_add(s->loop, s->sig_fd, EPOLLIN, on_signal, s);
+	event_add(s->loop, s->winch_fd, EPOLLIN, on_signal, s);
+	event_add(s->loop, s->timeout_fd, EPOLLIN, on_timeout, s);
+	event_add(s->loop, s->kill_fd, EPOLLIN, on_timeout, s);
+	event_add(s->loop, agent_client_fd(s->sb->ac), EPOLLIN, on_agent, s);
+	event_add(s->loop, s->sb->vm->ops->exit_fd(s->sb->vm), EPOLLIN, on_vm_exit, s);
+	if (s->o->interactive) {
+		s->stdin_open = true;
+		fd_set_nonblock(STDIN_FILENO, 1);
+		/* Regular files and /dev/null cannot be polled: read them as credit allows. */
+		s->stdin_pollable = event_add(s->loop, STDIN_FILENO, 0, on_stdin, s) == 0;
+	}
+	return 0;
+}
+
+static int run_job(struct run_state *s, struct hull_error **err)
+{
+	Hull__Agent__V1__AttachRequest att = HULL__AGENT__V1__ATTACH_REQUEST__INIT;
+	Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
+	int r;
+
+	/* The loop exists before the first call: replies and output may come early. */
+	r = setup_loop(s);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "event loop");
+	r = create_container(s, err);
+	if (r < 0)
+		return r;
+	att.id = cr.id = (char *)CONTAINER_ID;
+	/* Attach before start so not a byte of output is lost; grant the output window. */
+	s->attach_sid = agent_client_call(s->sb->ac, "AttachStdio", &att.base, TTRPC_FLAG_REMOTE_OPEN,
+					  on_stdio_done, on_stdio_data, s);
+	send_stdio(s, NULL, 0, !s->o->interactive, STDIO_WINDOW);
+	r = agent_client_call_sync(s->sb->ac, "StartContainer", &cr.base, NULL, NULL, CALL_TIMEOUT_MS, err);
+	if (r < 0)
+		return r;
+	if (s->o->timeout_ms)
+		arm_timer(s->timeout_fd, s->o->timeout_ms);
+	agent_client_call(s->sb->ac, "WaitProcess", &cr.base, 0, on_wait, NULL, s);
+	if (s->o->tty)
+		tty_raw(s);
+	update_interest(s);
+
+	while (!(s->waited && s->stdio_done) && !s->vm_died && !s->agent_lost) {
+		bool poll_stdin = s->stdin_open && !s->stdin_pollable && s->in_credit > 0;
+		if (poll_stdin) {
+			read_stdin(s);
+			update_interest(s);
+		}
+		r = event_loop_once(s->loop, poll_stdin ? 0 : -1);
+		if (r < 0)
+			return hull_error_set_errno(err, r, "event loop");
+	}
+	tty_restore(s);
+	if (!s->waited || !s->stdio_done) {
+		_cleanup_free_ char *tail = sandbox_console_tail(s->sb, 1024);
+		return hull_error_set(err, -ECHILD, "the VM exited before the job finished%s%s",
+				      *tail ? "\n--- guest console (last lines) ---\n" : "", tail);
+	}
+	return 0;
+}
+
+static int exit_code_for(int r)
+{
+	switch (r) {
+	case -ENOENT:
+		return EXIT_CMD_NOT_FOUND;
+	case -EACCES:
+		return EXIT_CMD_NOT_EXEC;
+	default:
+		return EXIT_HULL_ERROR;
+	}
+}
+
+int cli_run(int argc, char **argv)
+{
+	_cleanup_error_ struct hull_error *err = NULL;
+	struct run_opts o;
+	struct run_state s = {.o = &o, .sig_fd = -1, .winch_fd = -1, .timeout_fd = -1, .kill_fd = -1};
+	struct vmm_share *shares = NULL;
+	struct sandbox_config sc = {0};
+	struct stat st;
+	sigset_t mask;
+	int r, code;
+
+	r = parse_args(argc, argv, &o);
+	if (r != 0) {
+		run_opts_done(&o);
+		return r > 0 ? 0 : EXIT_HULL_ERROR;
+	}
+	if (!o.kernel)
+		o.kernel = cli_default_guest_file("vmlinuz");
+	if (!o.initrd)
+		o.initrd = cli_default_guest_file("initramfs.cpio");
+	o.qemu = getenv("HULL_QEMU") && *getenv("HULL_QEMU") ? getenv("HULL_QEMU") : "qemu-system-x86_64";
+
+	/* Check what we can before booting anything. */
+	if (stat(o.rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "hull: rootfs '%s': %s\n", o.rootfs, errno && !S_ISDIR(st.st_mode) && errno != 0 ? strerror(errno) : "not a directory");
+		run_opts_done(&o);
+		return EXIT_HULL_ERROR;
+	}
+	if (check_binary_in_path(o.qemu) < 0) {
+		fprintf(stderr, "hull: QEMU binary '%s' not found (install qemu-system-x86 or set HULL_QEMU)\n", o.qemu);
+		run_opts_done(&o);
+		return EXIT_HULL_ERROR;
+	}
+	{
+		char *real = realpath(o.rootfs, NULL);
+		if (real) {
+			free(o.rootfs);
+			o.rootfs = real;
+		}
+	}
+
+	/* Signals become events; until the job runs they abort the boot. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGWINCH);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGWINCH);
+	sigdelset(&mask, SIGPIPE);
+	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	shares = xcalloc(o.n_vols + 1, sizeof(*shares));
+	shares[0] = (struct vmm_share){.tag = "hull-root", .path = o.rootfs, .readonly = !o.rootfs_rw};
+	_cleanup_strv_free_ char **tags = xcalloc(o.n_vols + 1, sizeof(char *));
+	for (size_t i = 0; i < o.n_vols; i++) {
+		tags[i] = xasprintf("vol%zu", i);
+		shares[i + 1] = (struct vmm_share){.tag = tags[i], .path = o.vols[i].host,
+						   .readonly = o.vols[i].readonly};
+	}
+	sc.kernel = o.kernel;
+	sc.initrd = o.initrd;
+	sc.qemu = o.qemu;
+	sc.accel = o.accel;
+	sc.machine = o.machine;
+	sc.channel = o.channel;
+	sc.cpus = o.cpus;
+	sc.memory_mib = o.memory_mib;
+	sc.shares = shares;
+	sc.n_shares = o.n_vols + 1;
+	sc.boot_timeout_ms = o.boot_timeout_ms;
+	sc.debug = o.debug;
+	sc.interrupt_fd = s.sig_fd;
+
+	r = sandbox_start(&sc, &s.sb, &err);
+	if (r == 0) {
+		agent_client_set_interrupt_fd(s.sb->ac, s.sig_fd);
+		r = run_job(&s, &err);
+	}
+	tty_restore(&s);
+
+	if (r == -EINTR) {
+		struct signalfd_siginfo si = {.ssi_signo = SIGINT};
+		(void)!read(s.sig_fd, &si, sizeof(si));
+		code = 128 + (int)si.ssi_signo;
+	} else if (r < 0) {
+		code = exit_code_for(r);
+		fprintf(stderr, "hull: %s\n", err->msg);
+	} else if (s.timed_out) {
+		code = EXIT_HULL_TIMEOUT;
+	} else {
+		code = s.exit_code;
+	}
+	if (getenv("HULL_BENCH_PHASES") && s.sb) {
+		uint64_t t_end = sandbox_now_ns();
+		fprintf(stderr, "hull-phases: vmm_start_ms=%.1f boot_ms=%.1f job_ms=%.1f\n",
+			(double)(s.sb->t_vmm_ns - s.sb->t_start_ns) / 1e6,
+			(double)(s.sb->t_ready_ns - s.sb->t_vmm_ns) / 1e6,
+			(double)(t_end - s.sb->t_ready_ns) / 1e6);
+	}
+	{
+		uint64_t t0 = sandbox_now_ns();
+		s.sb = sandbox_stop(s.sb, 5000);
+		if (getenv("HULL_BENCH_PHASES"))
+			fprintf(stderr, "hull-phases: teardown_ms=%.1f\n", (double)(sandbox_now_ns() - t0) / 1e6);
+	}
+	s.loop = event_loop_free(s.loop);
+	for (int *fd = &s.sig_fd; fd <= &s.kill_fd; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	free(shares);
+	run_opts_done(&o);
+	return code;
+}

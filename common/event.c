@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+#include "event.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+
+#include "macros.h"
+
+struct event_source {
+	int fd;
+	event_cb cb;
+	void *userdata;
+	bool dead;
+	struct event_source *next;
+};
+
+struct event_loop {
+	int epfd;
+	struct event_source *sources;
+};
+
+struct event_loop *event_loop_new(void)
+{
+	struct event_loop *loop = xcalloc(1, sizeof(*loop));
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0)
+		abort();
+	return loop;
+}
+
+static void sources_sweep(struct event_loop *loop)
+{
+	struct event_source **pp = &loop->sources;
+	while (*pp) {
+		struct event_source *s = *pp;
+		if (s->dead) {
+			*pp = s->next;
+			free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+}
+
+struct event_loop *event_loop_free(struct event_loop *loop)
+{
+	if (!loop)
+		return NULL;
+	for (struct event_source *s = loop->sources; s; s = s->next)
+		s->dead = true;
+	sources_sweep(loop);
+	close(loop->epfd);
+	free(loop);
+	return NULL;
+}
+
+static struct event_source *source_find(struct event_loop *loop, int fd)
+{
+	for (struct event_source *s = loop->sources; s; s = s->next)
+		if (!s->dead && s->fd == fd)
+			return s;
+	return NULL;
+}
+
+int event_add(struct event_loop *loop, int fd, uint32_t events, event_cb cb, void *userdata)
+{
+	struct event_source *s = xcalloc(1, sizeof(*s));
+	struct epoll_event ev = {.events = events};
+
+	s->fd = fd;
+	s->cb = cb;
+	s->userdata = userdata;
+	ev.data.ptr = s;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int r = -errno;
+		free(s);
+		return r;
+	}
+	s->next = loop->sources;
+	loop->sources = s;
+	return 0;
+}
+
+int event_mod(struct event_loop *loop, int fd, uint32_t events)
+{
+	struct event_source *s = source_find(loop, fd);
+	struct epoll_event ev = {.events = events};
+
+	if (!s)
+		return -ENOENT;
+	ev.data.ptr = s;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void event_del(struct event_loop *loop, int fd)
+{
+	struct event_source *s = source_find(loop, fd);
+	if (!s)
+		return;
+	(void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+	/* Freed after dispatch: a callback may delete a source that has a pending event. */
+	s->dead = true;
+}
+
+int event_loop_once(struct event_loop *loop, int timeout_ms)
+{
+	struct epoll_event evs[32];
+	int n = epoll_wait(loop->epfd, evs, (int)ELEMENTSOF(evs), timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct event_source *s = evs[i].data.ptr;
+		if (!s->dead)
+			s->cb(loop, s->fd, evs[i].events, s->userdata);
+	}
+	sources_sweep(loop);
+	return 0;
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static const char *log_component = "hull";
+static const char *log_sandbox;
+static enum log_level log_level = LOG_LEVEL_WARN;
+
+static const char *const level_names[_LOG_LEVEL_MAX] = {
+	[LOG_LEVEL_ERROR] = "error",
+	[LOG_LEVEL_WARN] = "warn",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_DEBUG] = "debug",
+};
+
+void log_setup(const char *component, enum log_level level)
+{
+	log_component = component;
+	log_level = level;
+}
+
+void log_set_sandbox(const char *sandbox)
+{
+	log_sandbox = sandbox;
+}
+
+void log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+	return log_level;
+}
+
+int log_level_from_string(const char *s)
+{
+	for (int i = 0; i < _LOG_LEVEL_MAX; i++)
+		if (strcasecmp(s, level_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	char line[4096];
+	size_t n = 0;
+	struct timespec ts;
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	n += (size_t)snprintf(line, sizeof(line), "%s[%ld.%03ld] %s: ", log_component,
+			      (long)ts.tv_sec, ts.tv_nsec / 1000000, level_names[level]);
+	if (log_sandbox && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "sandbox=%s ", log_sandbox);
+	if (n < sizeof(line)) {
+		errno = saved;
+		va_start(ap, fmt);
+		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		va_end(ap);
+	}
+	if (n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write so concurrent writers do not interleave mid-line. */
+	(void)!write(STDERR_FILENO, line, n);
+	errno = saved;
+}

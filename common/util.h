@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "macros.h"
+
+size_t strv_length(char *const *l);
+/* Append s (taking ownership) to the NULL-terminated vector *l. */
+void strv_push(char ***l, char *s);
+
+/* Write all of buf, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* Read up to len bytes, stopping early only at EOF. Returns bytes read or -errno. */
+ssize_t read_all(int fd, void *buf, size_t len);
+int fd_set_nonblock(int fd, int on);
+
+/* "512", "512M", "2GiB", "1g" -> bytes. -EINVAL on junk, -ERANGE on overflow. */
+int parse_size(const char *s, uint64_t *ret);
+/* "90", "1.5s", "500ms", "2m", "1h30m" -> milliseconds (bare numbers are seconds). */
+int parse_duration_ms(const char *s, uint64_t *ret);
+int mkdir_p(const char *path, mode_t mode);

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+#include "sandbox.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "agent.pb-c.h"
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_BOOT_TIMEOUT_MS 30000
+
+uint64_t sandbox_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+char *sandbox_default_state_root(void)
+{
+	const char *env = getenv("HULL_STATE_DIR");
+	if (env && *env)
+		return xstrdup(env);
+	if (geteuid() == 0)
+		return xstrdup("/run/hull");
+	env = getenv("XDG_RUNTIME_DIR");
+	if (env && *env)
+		return xasprintf("%s/hull", env);
+	return xasprintf("/tmp/hull-%u", (unsigned)geteuid());
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		(void)rmdir(path);
+	else
+		(void)unlink(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	(void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+char *sandbox_console_tail(struct sandbox *sb, size_t max)
+{
+	_cleanup_free_ char *path = vmm_console_path(sb->state_dir);
+	return vmm_file_tail(path, max);
+}
+
+static char *random_id(void)
+{
+	uint8_t b[6];
+	if (getrandom(b, sizeof(b), 0) != sizeof(b))
+		abort();
+	return xasprintf("%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+static void sandbox_free(struct sandbox *sb)
+{
+	if (!sb)
+		return;
+	sb->ac = agent_client_free(sb->ac);
+	sb->vm = vmm_free(sb->vm);
+	if (sb->state_dir)
+		rm_rf(sb->state_dir);
+	free(sb->state_dir);
+	free(sb->id);
+	free(sb);
+}
+
+/* Prefix *err with the boot failure and the console's last lines. */
+static int boot_error(struct sandbox *sb, struct hull_error **err)
+{
+	_cleanup_free_ char *tail = sandbox_console_tail(sb, 1536);
+	size_t n = strlen(tail);
+	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+		tail[--n] = '\0';
+	if (n > 0) {
+		char *msg = xasprintf("%s\n--- guest console (last lines) ---\n%s", (*err)->msg, tail);
+		free((*err)->msg);
+		(*err)->msg = msg;
+	}
+	return hull_error_prefix(err, "boot VM");
+}
+
+int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct hull_error **err)
+{
+	struct sandbox *sb = xcalloc(1, sizeof(*sb));
+	_cleanup_free_ char *root = cfg->state_root ? xstrdup(cfg->state_root) : sandbox_default_state_root();
+	struct vmm_config vc = {0};
+	enum vmm_accel accel;
+	ProtobufCMessage *reply = NULL;
+	Hull__Agent__V1__CheckRequest check = HULL__AGENT__V1__CHECK_REQUEST__INIT;
+	int fd = -1, r;
+
+	sb->t_start_ns = sandbox_now_ns();
+	r = vmm_accel_resolve(cfg->accel, &accel, err);
+	if (r < 0)
+		goto fail;
+	for (const char *const *p = (const char *const[]){cfg->kernel, cfg->initrd, NULL}; *p; p++)
+		if (access(*p, R_OK) < 0) {
+			r = hull_error_set_errno(err, -errno, "%s '%s'", *p == cfg->kernel ? "kernel" : "initrd", *p);
+			goto fail;
+		}
+	r = mkdir_p(root, 0700);
+	if (r < 0) {
+		hull_error_set_errno(err, r, "create state root '%s'", root);
+		goto fail;
+	}
+	/* A fresh id whose directory does not exist yet: mkdir is the claim. */
+	for (int i = 0;; i++) {
+		sb->id = random_id();
+		sb->state_dir = xasprintf("%s/%s", root, sb->id);
+		if (mkdir(sb->state_dir, 0700) == 0)
+			break;
+		r = -errno;
+		free(sb->id);
+		free(sb->state_dir);
+		sb->id = sb->state_dir = NULL;
+		if (r != -EEXIST || i > 8) {
+			hull_error_set_errno(err, r, "create state dir under '%s'", root);
+			goto fail;
+		}
+	}
+	log_set_sandbox(sb->id);
+
+	vc.qemu = cfg->qemu;
+	vc.kernel = cfg->kernel;
+	vc.initrd = cfg->initrd;
+	vc.state_dir = sb->state_dir;
+	vc.name = sb->id;
+	vc.accel = accel;
+	vc.machine = cfg->machine;
+	vc.channel = cfg->channel >= 0 ? (enum vmm_channel)cfg->channel
+				      : (vmm_vsock_available() ? VMM_CHANNEL_VSOCK : VMM_CHANNEL_SERIAL);
+	vc.vsock_cid = 3 + (uint32_t)(sandbox_now_ns() % 0x7fff0000u);
+	vc.cpus = cfg->cpus ? cfg->cpus : 1;
+	vc.memory_mib = cfg->memory_mib ? cfg->memory_mib : 256;
+	vc.shares = cfg->shares;
+	vc.n_shares = cfg->n_shares;
+	vc.debug = cfg->debug;
+	vc.sandbox = true;
+	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),
+		  vmm_machine_to_string(vc.machine), vc.channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial");
+
+	sb->vm = vmm_new(&vmm_qemu_ops, &vc);
+	r = sb->vm->ops->start(sb->vm, err);
+	if (r < 0) {
+		hull_error_prefix(err, "start VM");
+		goto fail;
+	}
+	sb->t_vmm_ns = sandbox_now_ns();
+	r = sb->vm->ops->connect_agent(sb->vm, &fd, err);
+	if (r < 0) {
+		boot_error(sb, err);
+		goto fail;
+	}
+	sb->ac = agent_client_new(fd);
+	agent_client_set_interrupt_fd(sb->ac, cfg->interrupt_fd);
+	agent_client_set_exit_fd(sb->ac, sb->vm->ops->exit_fd(sb->vm));
+	r = agent_client_call_sync(sb->ac, "Check", &check.base, &hull__agent__v1__check_response__descriptor,
+				   &reply, cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS,
+				   err);
+	if (r < 0) {
+		if (r != -EINTR)
+			boot_error(sb, err);
+		goto fail;
+	}
+	log_debug("agent %s ready", ((Hull__Agent__V1__CheckResponse *)reply)->version);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	sb->t_ready_ns = sandbox_now_ns();
+	*ret = sb;
+	return 0;
+
+fail:
+	sandbox_free(sb);
+	log_set_sandbox(NULL);
+	return r;
+}
+
+struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms)
+{
+	Hull__Agent__V1__Empty e = HULL__AGENT__V1__EMPTY__INIT;
+
+	if (!sb)
+		return NULL;
+	if (sb->ac && !sb->vm->ops->exited(sb->vm)) {
+		/* Ask the guest to power off; it answers first, then QEMU exits. */
+		agent_client_set_interrupt_fd(sb->ac, -1);
+		if (agent_client_call_sync(sb->ac, "DestroySandbox", &e.base, NULL, NULL, timeout_ms, NULL) == 0) {
+			struct pollfd pfd = {.fd = sb->vm->ops->exit_fd(sb->vm), .events = POLLIN};
+			(void)poll(&pfd, 1, timeout_ms);
+		}
+	}
+	sb->vm->ops->stop(sb->vm, (unsigned)timeout_ms);
+	sandbox_free(sb);
+	log_set_sandbox(NULL);
+	return NULL;
+}

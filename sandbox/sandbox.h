@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "agent-client.h"
+#include "vmm.h"
+
+/* One sandbox: a VM booted with the agent, its state dir, the agent channel. `hull run`
+ * drives one in-process; the shim will own one per pod. */
+struct sandbox_config {
+	const char *state_root; /* parent of the per-sandbox state dir */
+	const char *kernel, *initrd, *qemu;
+	enum vmm_accel accel;
+	enum vmm_machine machine;
+	int channel; /* enum vmm_channel, or -1 for auto (vsock where the host has it) */
+	unsigned cpus;
+	uint64_t memory_mib;
+	const struct vmm_share *shares;
+	size_t n_shares;
+	int boot_timeout_ms;
+	bool debug;
+	int interrupt_fd; /* a signalfd that aborts the boot when readable, or -1 */
+};
+
+struct sandbox {
+	char *id;
+	char *state_dir;
+	struct vmm *vm;
+	struct agent_client *ac;
+	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
+};
+
+/* Boot a VM and wait until its agent answers. On failure nothing is left: no QEMU, no
+ * state dir; *err carries the reason and, for boot failures, the console's tail. */
+int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct hull_error **err);
+/* Ask the agent to power off, wait up to timeout_ms, then force; remove the state dir
+ * and free. Accepts NULL; returns NULL. */
+struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms);
+/* The last lines of the guest console, for error messages. Caller frees. */
+char *sandbox_console_tail(struct sandbox *sb, size_t max);
+uint64_t sandbox_now_ns(void);
+/* Default state root: $HULL_STATE_DIR, /run/hull for root, else $XDG_RUNTIME_DIR/hull
+ * or /tmp/hull-UID. Caller frees. */
+char *sandbox_default_state_root(void);

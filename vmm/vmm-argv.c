@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/* QEMU's command line from a VM description: a pure function, unit-tested. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "util.h"
+#include "vmm.h"
+
+static const char *const accel_names[_VMM_ACCEL_MAX] = {"auto", "kvm", "tcg"};
+static const char *const machine_names[_VMM_MACHINE_MAX] = {"microvm", "q35"};
+
+const char *vmm_accel_to_string(enum vmm_accel a)
+{
+	return (unsigned)a < _VMM_ACCEL_MAX ? accel_names[a] : "?";
+}
+
+int vmm_accel_from_string(const char *s)
+{
+	for (int i = 0; i < _VMM_ACCEL_MAX; i++)
+		if (strcmp(s, accel_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+const char *vmm_machine_to_string(enum vmm_machine m)
+{
+	return (unsigned)m < _VMM_MACHINE_MAX ? machine_names[m] : "?";
+}
+
+int vmm_machine_from_string(const char *s)
+{
+	for (int i = 0; i < _VMM_MACHINE_MAX; i++)
+		if (strcmp(s, machine_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+char *vmm_qmp_path(const char *state_dir)
+{
+	return xasprintf("%s/qmp.sock", state_dir);
+}
+
+char *vmm_agent_path(const char *state_dir)
+{
+	return xasprintf("%s/agent.sock", state_dir);
+}
+
+char *vmm_console_path(const char *state_dir)
+{
+	return xasprintf("%s/console.log", state_dir);
+}
+
+char *vmm_log_path(const char *state_dir)
+{
+	return xasprintf("%s/qemu.log", state_dir);
+}
+
+/* QEMU option values separate with ','; a literal comma is written ",,". */
+static char *opt_escape(const char *s)
+{
+	size_t n = 0;
+	char *out, *o;
+	for (const char *p = s; *p; p++)
+		n += *p == ',' ? 2 : 1;
+	o = out = xmalloc(n + 1);
+	for (const char *p = s; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ',';
+	}
+	*o = '\0';
+	return out;
+}
+
+static void push(char ***argv, const char *s)
+{
+	strv_push(argv, xstrdup(s));
+}
+
+_printf_(2, 3) static void pushf(char ***argv, const char *fmt, ...)
+{
+	char *s;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	strv_push(argv, s);
+}
+
+static bool valid_tag(const char *t)
+{
+	size_t n = strlen(t);
+	if (n == 0 || n > 31)
+		return false;
+	for (const char *p = t; *p; p++)
+		if (*p == ',' || *p == '=' || *p <= ' ')
+			return false;
+	return true;
+}
+
+int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_error **err)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_free_ char *state = NULL, *kernel = NULL, *initrd = NULL;
+	const char *bus; /* device suffix: virtio-mmio on microvm, PCI on q35 */
+	_cleanup_free_ char *cmdline = NULL;
+
+	if (!cfg->kernel || !cfg->initrd || !cfg->state_dir)
+		return hull_error_set(err, -EINVAL, "VM description lacks kernel, initrd or state dir");
+	if (cfg->accel != VMM_ACCEL_KVM && cfg->accel != VMM_ACCEL_TCG)
+		return hull_error_set(err, -EINVAL, "accelerator not resolved (kvm or tcg)");
+	if (cfg->cpus < 1 || cfg->cpus > 64)
+		return hull_error_set(err, -EINVAL, "cpus: %u out of range 1..64", cfg->cpus);
+	if (cfg->memory_mib < 64 || cfg->memory_mib > (1u << 20))
+		return hull_error_set(err, -EINVAL, "memory: %llu MiB out of range 64 MiB..1 TiB",
+				      (unsigned long long)cfg->memory_mib);
+	if (cfg->channel == VMM_CHANNEL_VSOCK && cfg->vsock_cid < 3)
+		return hull_error_set(err, -EINVAL, "vsock: guest cid %u is reserved", cfg->vsock_cid);
+	for (size_t i = 0; i < cfg->n_shares; i++)
+		if (!valid_tag(cfg->shares[i].tag) || !cfg->shares[i].path)
+			return hull_error_set(err, -EINVAL, "share %zu: bad tag or path", i);
+
+	state = opt_escape(cfg->state_dir);
+	kernel = opt_escape(cfg->kernel);
+	initrd = opt_escape(cfg->initrd);
+	bus = cfg->machine == VMM_MACHINE_MICROVM ? "device" : "pci";
+
+	push(&argv, cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
+	if (cfg->name)
+		{
+		push(&argv, "-name");
+		push(&argv, cfg->name);
+	}
+	push(&argv, "-nodefaults");
+	push(&argv, "-no-user-config");
+	push(&argv, "-display");
+	push(&argv, "none");
+	push(&argv, "-no-reboot");
+	push(&argv, "-machine");
+	if (cfg->machine == VMM_MACHINE_MICROVM)
+		/* No ACPI: QEMU then lists the virtio-mmio devices on the kernel command
+		 * line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES). */
+		push(&argv, "microvm,acpi=off,rtc=off");
+	else
+		push(&argv, "q35");
+	push(&argv, "-accel");
+	push(&argv, cfg->accel == VMM_ACCEL_KVM ? "kvm" : "tcg");
+	if (cfg->accel == VMM_ACCEL_KVM) {
+		push(&argv, "-cpu");
+		push(&argv, "host");
+	}
+	push(&argv, "-smp");
+	pushf(&argv, "%u", cfg->cpus);
+	push(&argv, "-m");
+	pushf(&argv, "%lluM", (unsigned long long)cfg->memory_mib);
+	if (cfg->sandbox) {
+		/* Security: QEMU's own seccomp filter; it may not exec or raise privileges. */
+		push(&argv, "-sandbox");
+		push(&argv, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	}
+
+	push(&argv, "-kernel");
+	push(&argv, cfg->kernel);
+	push(&argv, "-initrd");
+	push(&argv, cfg->initrd);
+	cmdline = xasprintf("console=ttyS0 reboot=t panic=-1 no_timer_check cryptomgr.notests%s "
+			    "hull.channel=%s%s%s%s",
+			    cfg->debug ? " hull.debug=1" : " quiet loglevel=3",
+			    cfg->channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial",
+			    cfg->machine == VMM_MACHINE_MICROVM ? " pci=off" : "",
+			    cfg->cmdline_extra ? " " : "", cfg->cmdline_extra ? cfg->cmdline_extra : "");
+	push(&argv, "-append");
+	strv_push(&argv, TAKE_PTR(cmdline));
+
+	/* Monitor and console: both files/sockets in the state dir. */
+	push(&argv, "-qmp");
+	pushf(&argv, "unix:%s/qmp.sock,server=on,wait=off", state);
+	push(&argv, "-chardev");
+	pushf(&argv, "file,id=console,path=%s/console.log", state);
+	push(&argv, "-serial");
+	push(&argv, "chardev:console");
+
+	if (cfg->channel == VMM_CHANNEL_SERIAL) {
+		push(&argv, "-device");
+		pushf(&argv, "virtio-serial-%s,max_ports=2", bus);
+		push(&argv, "-chardev");
+		pushf(&argv, "socket,id=agent,path=%s/agent.sock,server=on,wait=off", state);
+		push(&argv, "-device");
+		push(&argv, "virtserialport,chardev=agent,name=io.hull.agent");
+	} else {
+		push(&argv, "-device");
+		pushf(&argv, "vhost-vsock-%s,guest-cid=%u", bus, cfg->vsock_cid);
+	}
+
+	for (size_t i = 0; i < cfg->n_shares; i++) {
+		_cleanup_free_ char *path = opt_escape(cfg->shares[i].path);
+		push(&argv, "-fsdev");
+		/* security_model=none: files are created as QEMU's user and ownership
+		 * changes the host refuses are ignored rather than failing the guest. */
+		pushf(&argv, "local,id=fs%zu,path=%s,security_model=none%s", i, path,
+		      cfg->shares[i].readonly ? ",readonly=on" : "");
+		push(&argv, "-device");
+		pushf(&argv, "virtio-9p-%s,fsdev=fs%zu,mount_tag=%s", bus, i, cfg->shares[i].tag);
+	}
+
+	*ret_argv = TAKE_PTR(argv);
+	return 0;
+}

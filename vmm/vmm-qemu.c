@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/* The QEMU backend: launch as a child that dies with us, supervise through a pidfd,
+ * talk QMP, stop politely then by force. */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <linux/vm_sockets.h>
+#include <time.h>
+
+#include "log.h"
+#include "qmp.h"
+#include "util.h"
+#include "vmm.h"
+
+#define QMP_WAIT_MS 10000
+
+struct vmm *vmm_new(const struct vmm_ops *ops, const struct vmm_config *cfg)
+{
+	struct vmm *vm = xcalloc(1, sizeof(*vm));
+	vm->ops = ops;
+	vm->cfg = *cfg;
+	vm->pid = -1;
+	vm->pidfd = -1;
+	return vm;
+}
+
+struct vmm *vmm_free(struct vmm *vm)
+{
+	if (!vm)
+		return NULL;
+	vm->ops->free(vm);
+	free(vm);
+	return NULL;
+}
+
+char *vmm_file_tail(const char *path, size_t max)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *s;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return xstrdup("");
+	if ((size_t)st.st_size > max)
+		(void)lseek(fd, st.st_size - (off_t)max, SEEK_SET);
+	s = xmalloc(max + 1);
+	n = read_all(fd, s, max);
+	s[n > 0 ? n : 0] = '\0';
+	return s;
+}
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}, NULL);
+}
+
+static bool qemu_exited(struct vmm *vm)
+{
+	siginfo_t si = {0};
+	if (vm->reaped)
+		return true;
+	if (vm->pid <= 0)
+		return true;
+	if (waitid(P_PID, (id_t)vm->pid, &si, WEXITED | WNOHANG) < 0)
+		return errno == ECHILD;
+	if (si.si_pid == 0)
+		return false;
+	vm->reaped = true;
+	vm->exit_status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+	return true;
+}
+
+static int qemu_exit_error(struct vmm *vm, struct hull_error **err)
+{
+	_cleanup_free_ char *log = vmm_log_path(vm->cfg.state_dir);
+	_cleanup_free_ char *tail = vmm_file_tail(log, 2048);
+	size_t n = strlen(tail);
+	while (n > 0 && tail[n - 1] == '\n')
+		tail[--n] = '\0';
+	return hull_error_set(err, -ECHILD, "QEMU exited with status %d%s%s", vm->exit_status,
+			      n ? ":\n" : "", tail);
+}
+
+static int qemu_start(struct vmm *vm, struct hull_error **err)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_free_ char *log = vmm_log_path(vm->cfg.state_dir);
+	_cleanup_free_ char *qmp_path = vmm_qmp_path(vm->cfg.state_dir);
+	_cleanup_close_ int logfd = -1;
+	int r;
+
+	r = vmm_build_argv(&vm->cfg, &argv, err);
+	if (r < 0)
+		return r;
+	if (log_get_level() >= LOG_LEVEL_DEBUG) {
+		_cleanup_free_ char *line = xstrdup("");
+		for (char **a = argv; *a; a++) {
+			char *n = xasprintf("%s %s", line, *a);
+			free(line);
+			line = n;
+		}
+		log_debug("qemu:%s", line);
+	}
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return hull_error_set_errno(err, -errno, "create '%s'", log);
+
+	vm->pid = fork();
+	if (vm->pid < 0)
+		return hull_error_set_errno(err, -errno, "fork");
+	if (vm->pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		sigset_t none;
+		/* If the sandbox process dies, so does its VM: nothing is left behind
+		 * even on SIGKILL. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(127);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* Ctrl-C at a terminal goes to the sandbox process, which decides. */
+		setpgid(0, 0);
+		dup2(devnull, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execvp(argv[0], argv);
+		dprintf(2, "exec '%s': %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	vm->pidfd = (int)syscall(SYS_pidfd_open, vm->pid, 0);
+
+	/* The monitor socket appears once QEMU has set up; it is also our proof of life. */
+	for (int waited = 0;; waited += 2) {
+		r = qmp_connect(qmp_path, &vm->qmp, NULL);
+		if (r == 0)
+			break;
+		if (qemu_exited(vm)) {
+			r = qemu_exit_error(vm, err);
+			if (vm->exit_status == 127)
+				(*err)->code = -ENOENT;
+			return r;
+		}
+		if (waited >= QMP_WAIT_MS) {
+			vm->ops->stop(vm, 0);
+			return hull_error_set(err, -ETIMEDOUT, "QEMU did not open its monitor in %d ms",
+					      QMP_WAIT_MS);
+		}
+		sleep_ms(2);
+	}
+	r = qmp_handshake(vm->qmp, QMP_WAIT_MS, err);
+	if (r < 0) {
+		vm->ops->stop(vm, 0);
+		return r;
+	}
+	return 0;
+}
+
+static int connect_unix(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+static int connect_vsock(uint32_t cid, int *ret_fd)
+{
+	struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = 1024};
+	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+static int qemu_connect_agent(struct vmm *vm, int *ret_fd, struct hull_error **err)
+{
+	int r;
+
+	if (vm->cfg.channel == VMM_CHANNEL_SERIAL) {
+		_cleanup_free_ char *path = vmm_agent_path(vm->cfg.state_dir);
+		/* QEMU buffers nothing for us: bytes written before the guest opens the
+		 * port wait in the socket until it does. */
+		r = connect_unix(path, ret_fd);
+		if (r < 0)
+			return hull_error_set_errno(err, r, "connect agent channel '%s'", path);
+		return 0;
+	}
+	/* vsock: the guest listens only once the agent runs; retry until it does. */
+	for (int i = 0; i < 3000; i++) {
+		r = connect_vsock(vm->cfg.vsock_cid, ret_fd);
+		if (r == 0)
+			return 0;
+		if (r != -ECONNRESET && r != -ETIMEDOUT && r != -ECONNREFUSED && r != -ENODEV)
+			break;
+		if (qemu_exited(vm))
+			return qemu_exit_error(vm, err);
+		sleep_ms(10);
+	}
+	return hull_error_set_errno(err, r, "connect agent over vsock cid %u", vm->cfg.vsock_cid);
+}
+
+static int qemu_exit_fd(struct vmm *vm)
+{
+	return vm->pidfd;
+}
+
+static void qemu_stop(struct vmm *vm, unsigned timeout_ms)
+{
+	if (qemu_exited(vm))
+		return;
+	if (timeout_ms > 0 && vm->qmp) {
+		/* "quit" ends QEMU at once; the guest already flushed what mattered. */
+		(void)qmp_execute(vm->qmp, "quit", NULL, NULL, (int)timeout_ms, NULL);
+		for (unsigned waited = 0; waited < timeout_ms && !qemu_exited(vm); waited += 5)
+			sleep_ms(5);
+	}
+	if (!qemu_exited(vm)) {
+		kill(vm->pid, SIGKILL);
+		while (!qemu_exited(vm))
+			sleep_ms(1);
+	}
+}
+
+static void qemu_free(struct vmm *vm)
+{
+	if (vm->pid > 0 && !vm->reaped)
+		qemu_stop(vm, 0);
+	vm->qmp = qmp_free(vm->qmp);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	vm->pidfd = -1;
+}
+
+const struct vmm_ops vmm_qemu_ops = {
+	.name = "qemu",
+	.start = qemu_start,
+	.connect_agent = qemu_connect_agent,
+	.exit_fd = qemu_exit_fd,
+	.exited = qemu_exited,
+	.stop = qemu_stop,
+	.free = qemu_free,
+};

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+enum vmm_accel {
+	VMM_ACCEL_AUTO,
+	VMM_ACCEL_KVM,
+	VMM_ACCEL_TCG,
+	_VMM_ACCEL_MAX,
+};
+
+enum vmm_machine {
+	VMM_MACHINE_MICROVM,
+	VMM_MACHINE_Q35,
+	_VMM_MACHINE_MAX,
+};
+
+enum vmm_channel {
+	VMM_CHANNEL_SERIAL, /* virtio-serial port "io.hull.agent" over a unix socket */
+	VMM_CHANNEL_VSOCK,  /* AF_VSOCK, guest port 1024; needs /dev/vhost-vsock */
+	_VMM_CHANNEL_MAX,
+};
+
+/* A host directory shared into the guest over virtio-9p under a mount tag. */
+struct vmm_share {
+	const char *tag;
+	const char *path;
+	bool readonly;
+};
+
+/* Everything needed to describe one VM. Strings are borrowed from the caller. */
+struct vmm_config {
+	const char *qemu;	   /* binary, e.g. "qemu-system-x86_64" (PATH lookup) */
+	const char *kernel;	   /* bzImage */
+	const char *initrd;	   /* initramfs with the agent as /init */
+	const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
+	const char *state_dir;	   /* sockets and logs of this VM */
+	const char *name;	   /* shown in ps and QEMU's -name */
+	enum vmm_accel accel;	   /* resolved: KVM or TCG by the time argv is built */
+	enum vmm_machine machine;
+	enum vmm_channel channel;
+	unsigned cpus;
+	uint64_t memory_mib;
+	uint32_t vsock_cid;
+	const struct vmm_share *shares;
+	size_t n_shares;
+	bool debug;   /* kernel messages on the console, agent debug logs */
+	bool sandbox; /* QEMU's own seccomp sandbox (-sandbox on,...) */
+};
+
+const char *vmm_accel_to_string(enum vmm_accel a);
+int vmm_accel_from_string(const char *s);
+const char *vmm_machine_to_string(enum vmm_machine m);
+int vmm_machine_from_string(const char *s);
+
+/* Pure: the QEMU argv for cfg, NULL-terminated, owned by the caller (strv_free).
+ * Returns 0, or -EINVAL with *err set when cfg is incomplete. */
+int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_error **err);
+
+/* Paths inside cfg->state_dir. Caller frees. */
+char *vmm_qmp_path(const char *state_dir);
+char *vmm_agent_path(const char *state_dir);
+char *vmm_console_path(const char *state_dir);
+char *vmm_log_path(const char *state_dir);
+
+/* Accel detection: KVM only where it really works. cpuinfo and dev are paths (tests
+ * pass fixtures). *ret_why (may be NULL) explains a "no". */
+bool vmm_kvm_usable(const char *dev, const char *cpuinfo, char **ret_why);
+/* AUTO -> KVM or TCG; KVM asked for but unusable -> -ENODEV with *err set. */
+int vmm_accel_resolve(enum vmm_accel want, enum vmm_accel *ret, struct hull_error **err);
+bool vmm_vsock_available(void);
+
+/* ---- a running VM, behind an ops table so a libvirt backend can follow ---- */
+
+struct qmp;
+struct vmm;
+
+struct vmm_ops {
+	const char *name;
+	/* Launch the VM described by vm->cfg; returns once the monitor answers. */
+	int (*start)(struct vmm *vm, struct hull_error **err);
+	/* Connect to the agent channel; a connected stream fd. */
+	int (*connect_agent)(struct vmm *vm, int *ret_fd, struct hull_error **err);
+	/* An fd that polls readable when the VM process has exited (-1 if none). */
+	int (*exit_fd)(struct vmm *vm);
+	/* Has it exited? Non-blocking. */
+	bool (*exited)(struct vmm *vm);
+	/* Ask to stop, wait up to timeout_ms, then force it. Always leaves it gone. */
+	void (*stop)(struct vmm *vm, unsigned timeout_ms);
+	void (*free)(struct vmm *vm);
+};
+
+struct vmm {
+	const struct vmm_ops *ops;
+	struct vmm_config cfg;
+	pid_t pid;
+	int pidfd;
+	struct qmp *qmp;
+	bool reaped;
+	int exit_status;
+};
+
+extern const struct vmm_ops vmm_qemu_ops;
+
+/* New VM of the given backend; cfg is copied shallowly (strings stay the caller's). */
+struct vmm *vmm_new(const struct vmm_ops *ops, const struct vmm_config *cfg);
+struct vmm *vmm_free(struct vmm *vm);
+/* The last max bytes of a file (console or QEMU log), for error messages. */
+char *vmm_file_tail(const char *path, size_t max);
