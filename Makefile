@@ -75,7 +75,7 @@ $(HULL): $(call obj,$(CLI_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.
 $(AGENT): $(call obj,agent/agent-main.c) $(LIB_AGENT) $(LIB_COMMON)
-	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c -lutil
+	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c
 
 kernel: $(KERNEL)
 $(KERNEL): guest-kernel-config/build-kernel.sh $(wildcard guest-kernel-config/*.config)

@@ -74,9 +74,9 @@ static int open_serial(int *ret_fd)
 static int open_vsock(int *ret_fd)
 {
 	struct sockaddr_vm addr = {
-		.svm_family = AF_VSOCK,
-		.svm_port = AGENT_VSOCK_PORT,
-		.svm_cid = VMADDR_CID_ANY,
+	    .svm_family = AF_VSOCK,
+	    .svm_port = AGENT_VSOCK_PORT,
+	    .svm_cid = VMADDR_CID_ANY,
 	};
 	_cleanup_close_ int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int fd;

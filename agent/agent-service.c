@@ -119,8 +119,8 @@ void agent_free_containers(struct agent *a)
 
 /* ---- stdio ----------------------------------------------------------------------- */
 
-static void stdio_send(struct agent *a, struct agent_container *c, uint32_t fd,
-		       const uint8_t *data, size_t len, bool eof, uint64_t credit)
+static void stdio_send(struct agent *a, struct agent_container *c, uint32_t fd, const uint8_t *data,
+                       size_t len, bool eof, uint64_t credit)
 {
 	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
 	d.fd = fd;
@@ -315,7 +315,7 @@ static bool valid_abs_path(const char *s)
 }
 
 static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_error **err,
-				const char *what)
+                                const char *what)
 {
 	_cleanup_strv_free_ char **out = xcalloc(n + 1, sizeof(char *));
 	if (n > MAX_ARGS) {
@@ -324,11 +324,13 @@ static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_er
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (strlen(v[i]) > MAX_ARG_LEN) {
-			hull_error_set(err, -E2BIG, "%s[%zu]: longer than %u bytes", what, i, MAX_ARG_LEN);
+			hull_error_set(err, -E2BIG, "%s[%zu]: longer than %u bytes", what, i,
+			               MAX_ARG_LEN);
 			return NULL;
 		}
 		if (need_eq && !strchr(v[i], '=')) {
-			hull_error_set(err, -EINVAL, "%s[%zu]: '%s' is not KEY=VALUE", what, i, v[i]);
+			hull_error_set(err, -EINVAL, "%s[%zu]: '%s' is not KEY=VALUE", what, i,
+			               v[i]);
 			return NULL;
 		}
 		out[i] = xstrdup(v[i]);
@@ -338,25 +340,28 @@ static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_er
 
 /* Wire request -> container_spec, refusing anything malformed. */
 static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
-			     struct container_spec *spec, struct hull_error **err)
+                             struct container_spec *spec, struct hull_error **err)
 {
 	const Hull__Agent__V1__Process *p = req->process;
 
 	if (!valid_id(req->id))
-		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id", req->id);
+		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id",
+		                      req->id);
 	if (!req->root || !valid_tag(req->root->source))
 		return hull_error_set(err, -EINVAL, "root.source: missing or not a valid 9p tag");
 	if (strcmp(req->root->fstype, "9p") != 0)
 		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
-				      req->root->fstype);
+		                      req->root->fstype);
 	if (!p || p->n_args == 0 || p->args[0][0] == '\0')
 		return hull_error_set(err, -EINVAL, "process.args: empty");
 	if (p->cwd[0] && !valid_abs_path(p->cwd))
-		return hull_error_set(err, -EINVAL, "process.cwd: '%.256s' is not absolute", p->cwd);
+		return hull_error_set(err, -EINVAL, "process.cwd: '%.256s' is not absolute",
+		                      p->cwd);
 	if (strlen(req->hostname) > 64)
 		return hull_error_set(err, -EINVAL, "hostname: longer than 64 bytes");
 	if (p->n_additional_gids > MAX_GROUPS)
-		return hull_error_set(err, -E2BIG, "process.additional_gids: more than %d", MAX_GROUPS);
+		return hull_error_set(err, -E2BIG, "process.additional_gids: more than %d",
+		                      MAX_GROUPS);
 	if (req->n_mounts > MAX_MOUNTS)
 		return hull_error_set(err, -E2BIG, "mounts: more than %d", MAX_MOUNTS);
 	if (p->rows > 65535 || p->cols > 65535)
@@ -364,10 +369,13 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	for (size_t i = 0; i < req->n_mounts; i++) {
 		const Hull__Agent__V1__Mount *m = req->mounts[i];
 		if (!m->storage || !valid_tag(m->storage->source))
-			return hull_error_set(err, -EINVAL, "mounts[%zu].storage: not a valid 9p tag", i);
+			return hull_error_set(err, -EINVAL,
+			                      "mounts[%zu].storage: not a valid 9p tag", i);
 		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
-			return hull_error_set(err, -EINVAL, "mounts[%zu].destination: '%.256s' is not an absolute path below /",
-					      i, m->destination);
+			return hull_error_set(
+			    err, -EINVAL,
+			    "mounts[%zu].destination: '%.256s' is not an absolute path below /", i,
+			    m->destination);
 	}
 
 	*spec = (struct container_spec){0};
@@ -397,7 +405,8 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	for (size_t i = 0; i < spec->n_mounts; i++) {
 		spec->mounts[i].tag = xstrdup(req->mounts[i]->storage->source);
 		spec->mounts[i].destination = xstrdup(req->mounts[i]->destination);
-		spec->mounts[i].readonly = req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
+		spec->mounts[i].readonly =
+		    req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
 	}
 	return 0;
 fail:
@@ -410,14 +419,14 @@ fail:
 /* A handler returns 0 with *ret set (reply now), 1 when it replies later itself, or
  * < 0 with *err set. */
 typedef int (*agent_handler)(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-			     ProtobufCMessage **ret, struct hull_error **err);
+                             ProtobufCMessage **ret, struct hull_error **err);
 
-#define DECODE(type, fn, in, err)                                                                 \
-	({                                                                                         \
-		type *_m = fn((in)->len, (in)->data);                                              \
-		if (!_m)                                                                           \
-			return hull_error_set(err, -EINVAL, "request payload does not decode");   \
-		_m;                                                                                \
+#define DECODE(type, fn, in, err)                                                               \
+	({                                                                                      \
+		type *_m = fn((in)->len, (in)->data);                                           \
+		if (!_m)                                                                        \
+			return hull_error_set(err, -EINVAL, "request payload does not decode"); \
+		_m;                                                                             \
 	})
 
 static ProtobufCMessage *empty_reply(void)
@@ -449,7 +458,7 @@ static Hull__Agent__V1__AttachRequest *unpack_attach(size_t n, const uint8_t *d)
 }
 
 static int do_check(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		    ProtobufCMessage **ret, struct hull_error **err)
+                    ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__CheckResponse *r = xmalloc(sizeof(*r));
 	(void)sid;
@@ -464,10 +473,10 @@ static int do_check(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in
 }
 
 static int do_create(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		     ProtobufCMessage **ret, struct hull_error **err)
+                     ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__CreateContainerRequest *req =
-		DECODE(Hull__Agent__V1__CreateContainerRequest, unpack_create, in, err);
+	    DECODE(Hull__Agent__V1__CreateContainerRequest, unpack_create, in, err);
 	struct container_spec spec;
 	struct agent_container *c;
 	int r;
@@ -497,7 +506,8 @@ static int do_create(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 	for (int *fd = &c->proc.stdin_fd; fd <= &c->proc.stderr_fd; fd++)
 		if (*fd >= 0) {
 			fd_set_nonblock(*fd, 1);
-			event_add(a->loop, *fd, 0, fd == &c->proc.stdin_fd ? on_stdin_writable : on_output, a);
+			event_add(a->loop, *fd, 0,
+			          fd == &c->proc.stdin_fd ? on_stdin_writable : on_output, a);
 		}
 	c->next = a->containers;
 	a->containers = c;
@@ -507,7 +517,7 @@ static int do_create(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 }
 
 static int lookup(struct agent *a, const char *id, struct agent_container **ret,
-		  struct hull_error **err)
+                  struct hull_error **err)
 {
 	*ret = container_find(a, id);
 	if (!*ret)
@@ -516,10 +526,10 @@ static int lookup(struct agent *a, const char *id, struct agent_container **ret,
 }
 
 static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		    ProtobufCMessage **ret, struct hull_error **err)
+                    ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ContainerRequest *req =
-		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	Hull__Agent__V1__StartContainerResponse *resp;
 	struct agent_container *c;
 	int r;
@@ -532,7 +542,8 @@ static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in
 	r = container_start(&c->proc, err);
 	if (r < 0) {
 		/* ENOEXEC and friends are "cannot execute" to the user, as EACCES. */
-		if (r != -ENOENT && r != -EACCES && (*err)->msg && strncmp((*err)->msg, "exec", 4) == 0)
+		if (r != -ENOENT && r != -EACCES && (*err)->msg &&
+		    strncmp((*err)->msg, "exec", 4) == 0)
 			(*err)->code = r = -EACCES;
 		return hull_error_prefix(err, "start container '%s'", c->id);
 	}
@@ -555,10 +566,10 @@ static void wait_reply(struct agent *a, struct agent_container *c, uint32_t sid)
 }
 
 static int do_wait(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		   ProtobufCMessage **ret, struct hull_error **err)
+                   ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ContainerRequest *req =
-		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	struct agent_container *c;
 	int r;
 
@@ -579,10 +590,10 @@ static int do_wait(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
 }
 
 static int do_attach(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		     ProtobufCMessage **ret, struct hull_error **err)
+                     ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__AttachRequest *req =
-		DECODE(Hull__Agent__V1__AttachRequest, unpack_attach, in, err);
+	    DECODE(Hull__Agent__V1__AttachRequest, unpack_attach, in, err);
 	struct agent_container *c;
 	int r;
 
@@ -603,10 +614,10 @@ static int do_attach(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 }
 
 static int do_signal(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		     ProtobufCMessage **ret, struct hull_error **err)
+                     ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__SignalRequest *req =
-		DECODE(Hull__Agent__V1__SignalRequest, unpack_signal, in, err);
+	    DECODE(Hull__Agent__V1__SignalRequest, unpack_signal, in, err);
 	struct agent_container *c;
 	uint32_t sig = req->signal;
 	int r;
@@ -627,10 +638,10 @@ static int do_signal(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 }
 
 static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		     ProtobufCMessage **ret, struct hull_error **err)
+                     ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ResizeRequest *req =
-		DECODE(Hull__Agent__V1__ResizeRequest, unpack_resize, in, err);
+	    DECODE(Hull__Agent__V1__ResizeRequest, unpack_resize, in, err);
 	struct agent_container *c;
 	struct winsize ws = {0};
 	int r;
@@ -651,10 +662,10 @@ static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 }
 
 static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		     ProtobufCMessage **ret, struct hull_error **err)
+                     ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ContainerRequest *req =
-		DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	struct agent_container *c, **pp;
 	int r;
 
@@ -668,9 +679,11 @@ static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 	if (!c->started && !c->exited)
 		kill(c->proc.pid, SIGKILL); /* created, never started: the reaper collects it */
 	if (c->attach_sid)
-		ttrpc_response_append(&a->out, c->attach_sid, TTRPC_CANCELLED, "container removed", NULL);
+		ttrpc_response_append(&a->out, c->attach_sid, TTRPC_CANCELLED, "container removed",
+		                      NULL);
 	for (size_t i = 0; i < c->n_wait_sids; i++)
-		ttrpc_response_append(&a->out, c->wait_sids[i], TTRPC_CANCELLED, "container removed", NULL);
+		ttrpc_response_append(&a->out, c->wait_sids[i], TTRPC_CANCELLED,
+		                      "container removed", NULL);
 	for (pp = &a->containers; *pp != c; pp = &(*pp)->next)
 		;
 	*pp = c->next;
@@ -680,7 +693,7 @@ static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 }
 
 static int do_destroy(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-		      ProtobufCMessage **ret, struct hull_error **err)
+                      ProtobufCMessage **ret, struct hull_error **err)
 {
 	(void)sid;
 	(void)in;
@@ -694,15 +707,9 @@ static const struct {
 	const char *method;
 	agent_handler handler;
 } handlers[] = {
-	{"Check", do_check},
-	{"CreateContainer", do_create},
-	{"StartContainer", do_start},
-	{"AttachStdio", do_attach},
-	{"WaitProcess", do_wait},
-	{"SignalProcess", do_signal},
-	{"ResizePty", do_resize},
-	{"RemoveContainer", do_remove},
-	{"DestroySandbox", do_destroy},
+    {"Check", do_check},        {"CreateContainer", do_create}, {"StartContainer", do_start},
+    {"AttachStdio", do_attach}, {"WaitProcess", do_wait},       {"SignalProcess", do_signal},
+    {"ResizePty", do_resize},   {"RemoveContainer", do_remove}, {"DestroySandbox", do_destroy},
 };
 
 static void handle_request(struct agent *a, const struct ttrpc_frame *f)
@@ -724,7 +731,7 @@ static void handle_request(struct agent *a, const struct ttrpc_frame *f)
 				h = handlers[i].handler;
 	if (!h) {
 		hull_error_set(&err, -EOPNOTSUPP, "%.64s/%.64s: not implemented", req->service,
-			       req->method);
+		               req->method);
 		agent_reply_error(a, f->stream_id, -EOPNOTSUPP, err);
 		hull__ttrpc__request__free_unpacked(req, NULL);
 		return;
@@ -748,8 +755,9 @@ void agent_service_process(struct agent *a)
 	while ((r = ttrpc_decoder_next(&a->dec, &f)) != 0) {
 		if (r == -EMSGSIZE) {
 			if (f.type == TTRPC_TYPE_REQUEST)
-				ttrpc_response_append(&a->out, f.stream_id, TTRPC_RESOURCE_EXHAUSTED,
-						      "message over the 4 MiB limit", NULL);
+				ttrpc_response_append(&a->out, f.stream_id,
+				                      TTRPC_RESOURCE_EXHAUSTED,
+				                      "message over the 4 MiB limit", NULL);
 			continue;
 		}
 		switch (f.type) {

@@ -61,6 +61,7 @@ struct run_state {
 	struct event_loop *loop;
 	uint32_t attach_sid;
 	bool stdio_done, waited, vm_died, timed_out, agent_lost;
+	bool exec_failed; /* StartContainer failed: 126/127 apply, not 125 */
 	int exit_code;
 	/* stdin towards the guest */
 	bool stdin_open, stdin_pollable;
@@ -92,32 +93,33 @@ static void run_opts_done(struct run_opts *o)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]\n"
-		"\n"
-		"  --rootfs DIR          directory to use as the container's root (not modified)\n"
-		"  --rootfs-rw           let the container write to DIR itself\n"
-		"  -e, --env K=V|K       set an environment variable (K alone: take it from here)\n"
-		"      --env-file F      read K=V lines from F\n"
-		"  -w, --workdir DIR     working directory inside the container (default /)\n"
-		"  -u, --user UID[:GID]  run as this numeric uid/gid (default 0:0)\n"
-		"  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
-		"      --hostname NAME   container hostname (default: the sandbox id)\n"
-		"  -i, --interactive     feed our stdin to CMD\n"
-		"  -t, --tty             allocate a terminal\n"
-		"      --cpus N          virtual CPUs (default 1)\n"
-		"  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
-		"      --timeout DUR     kill CMD after DUR (e.g. 30s, 5m); exit status 124\n"
-		"      --stop-timeout DUR  after forwarding SIGINT/SIGTERM, kill after DUR (default 10s)\n"
-		"      --boot-timeout DUR  give up if the VM is not ready after DUR (default 30s)\n"
-		"      --kernel F        guest kernel (default: hull's own)\n"
-		"      --initrd F        guest initramfs (default: hull's own)\n"
-		"      --accel A         auto, kvm or tcg (default auto; env HULL_ACCEL)\n"
-		"      --machine M       microvm or q35 (default microvm)\n"
-		"      --channel C       auto, serial or vsock (default auto)\n"
-		"      --log-level L     error, warn, info or debug\n"
-		"\n"
-		"Exit status: CMD's own; 128+N if CMD died of signal N; 124 timeout;\n"
-		"125 hull failed; 126 CMD not executable; 127 CMD not found.\n");
+	        "usage: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]\n"
+	        "\n"
+	        "  --rootfs DIR          directory to use as the container's root (not modified)\n"
+	        "  --rootfs-rw           let the container write to DIR itself\n"
+	        "  -e, --env K=V|K       set an environment variable (K alone: take it from here)\n"
+	        "      --env-file F      read K=V lines from F\n"
+	        "  -w, --workdir DIR     working directory inside the container (default /)\n"
+	        "  -u, --user UID[:GID]  run as this numeric uid/gid (default 0:0)\n"
+	        "  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
+	        "      --hostname NAME   container hostname (default: the sandbox id)\n"
+	        "  -i, --interactive     feed our stdin to CMD\n"
+	        "  -t, --tty             allocate a terminal\n"
+	        "      --cpus N          virtual CPUs (default 1)\n"
+	        "  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
+	        "      --timeout DUR     kill CMD after DUR (e.g. 30s, 5m); exit status 124\n"
+	        "      --stop-timeout DUR  after forwarding SIGINT/SIGTERM, kill after DUR "
+	        "(default 10s)\n"
+	        "      --boot-timeout DUR  give up if the VM is not ready after DUR (default 30s)\n"
+	        "      --kernel F        guest kernel (default: hull's own)\n"
+	        "      --initrd F        guest initramfs (default: hull's own)\n"
+	        "      --accel A         auto, kvm or tcg (default auto; env HULL_ACCEL)\n"
+	        "      --machine M       microvm or q35 (default microvm)\n"
+	        "      --channel C       auto, serial or vsock (default auto)\n"
+	        "      --log-level L     error, warn, info or debug\n"
+	        "\n"
+	        "Exit status: CMD's own; 128+N if CMD died of signal N; 124 timeout;\n"
+	        "125 hull failed; 126 CMD not executable; 127 CMD not found.\n");
 }
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...)
@@ -267,29 +269,29 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"rootfs", required_argument, NULL, OPT_ROOTFS},
-	{"rootfs-rw", no_argument, NULL, OPT_ROOTFS_RW},
-	{"env", required_argument, NULL, 'e'},
-	{"env-file", required_argument, NULL, OPT_ENV_FILE},
-	{"workdir", required_argument, NULL, 'w'},
-	{"user", required_argument, NULL, 'u'},
-	{"volume", required_argument, NULL, 'v'},
-	{"hostname", required_argument, NULL, OPT_HOSTNAME},
-	{"interactive", no_argument, NULL, 'i'},
-	{"tty", no_argument, NULL, 't'},
-	{"cpus", required_argument, NULL, OPT_CPUS},
-	{"memory", required_argument, NULL, 'm'},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
-	{"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
-	{"kernel", required_argument, NULL, OPT_KERNEL},
-	{"initrd", required_argument, NULL, OPT_INITRD},
-	{"accel", required_argument, NULL, OPT_ACCEL},
-	{"machine", required_argument, NULL, OPT_MACHINE},
-	{"channel", required_argument, NULL, OPT_CHANNEL},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"help", no_argument, NULL, 'h'},
-	{0},
+    {"rootfs", required_argument, NULL, OPT_ROOTFS},
+    {"rootfs-rw", no_argument, NULL, OPT_ROOTFS_RW},
+    {"env", required_argument, NULL, 'e'},
+    {"env-file", required_argument, NULL, OPT_ENV_FILE},
+    {"workdir", required_argument, NULL, 'w'},
+    {"user", required_argument, NULL, 'u'},
+    {"volume", required_argument, NULL, 'v'},
+    {"hostname", required_argument, NULL, OPT_HOSTNAME},
+    {"interactive", no_argument, NULL, 'i'},
+    {"tty", no_argument, NULL, 't'},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"memory", required_argument, NULL, 'm'},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+    {"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"initrd", required_argument, NULL, OPT_INITRD},
+    {"accel", required_argument, NULL, OPT_ACCEL},
+    {"machine", required_argument, NULL, OPT_MACHINE},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {0},
 };
 
 /* Returns 0, 1 for --help, or -EINVAL after printing why. */
@@ -300,9 +302,13 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	uint64_t v;
 	int c, r;
 
-	*o = (struct run_opts){.cpus = 1, .memory_mib = 256, .stop_timeout_ms = 10000,
-			       .boot_timeout_ms = 30000, .channel = -1, .accel = VMM_ACCEL_AUTO,
-			       .machine = VMM_MACHINE_MICROVM};
+	*o = (struct run_opts){.cpus = 1,
+	                       .memory_mib = 256,
+	                       .stop_timeout_ms = 10000,
+	                       .boot_timeout_ms = 30000,
+	                       .channel = -1,
+	                       .accel = VMM_ACCEL_AUTO,
+	                       .machine = VMM_MACHINE_MICROVM};
 	optind = 1;
 	/* '+': options end at the first non-option (CMD), as with docker run. */
 	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:h", long_opts, NULL)) != -1) {
@@ -323,7 +329,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case 'w':
 			if (optarg[0] != '/') {
 				strv_free(cli_env);
-				return usage_error("--workdir '%s': must be an absolute path", optarg);
+				return usage_error("--workdir '%s': must be an absolute path",
+				                   optarg);
 			}
 			free(o->workdir);
 			o->workdir = xstrdup(optarg);
@@ -364,7 +371,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		}
 		case 'm':
 			if (parse_size(optarg, &v) < 0 || v < (64u << 20) || v > (1ull << 40)) {
-				r = usage_error("--memory '%s': want a size from 64M to 1T, like 512M", optarg);
+				r = usage_error(
+				    "--memory '%s': want a size from 64M to 1T, like 512M", optarg);
 				goto fail;
 			}
 			o->memory_mib = v >> 20;
@@ -421,14 +429,16 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			else if (strcmp(optarg, "vsock") == 0)
 				o->channel = VMM_CHANNEL_VSOCK;
 			else {
-				r = usage_error("--channel '%s': want auto, serial or vsock", optarg);
+				r = usage_error("--channel '%s': want auto, serial or vsock",
+				                optarg);
 				goto fail;
 			}
 			break;
 		case OPT_LOG_LEVEL:
 			r = log_level_from_string(optarg);
 			if (r < 0) {
-				r = usage_error("--log-level '%s': want error, warn, info or debug", optarg);
+				r = usage_error("--log-level '%s': want error, warn, info or debug",
+				                optarg);
 				goto fail;
 			}
 			log_set_level((enum log_level)r);
@@ -444,7 +454,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		}
 	}
 	if (optind >= argc) {
-		r = usage_error("no command given: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]");
+		r = usage_error(
+		    "no command given: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]");
 		goto fail;
 	}
 	o->cmd = argv + optind;
@@ -509,7 +520,8 @@ static void tty_size(uint32_t *rows, uint32_t *cols)
 
 /* ---- stdio stream ---------------------------------------------------------------- */
 
-static void send_stdio(struct run_state *s, const uint8_t *data, size_t len, bool eof, uint64_t credit)
+static void send_stdio(struct run_state *s, const uint8_t *data, size_t len, bool eof,
+                       uint64_t credit)
 {
 	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
 	d.fd = 0;
@@ -522,7 +534,8 @@ static void send_stdio(struct run_state *s, const uint8_t *data, size_t len, boo
 
 static void update_interest(struct run_state *s);
 
-static void on_stdio_data(struct agent_client *ac, const uint8_t *payload, size_t len, void *userdata)
+static void on_stdio_data(struct agent_client *ac, const uint8_t *payload, size_t len,
+                          void *userdata)
 {
 	struct run_state *s = userdata;
 	Hull__Agent__V1__StdioData *d = hull__agent__v1__stdio_data__unpack(NULL, len, payload);
@@ -536,7 +549,8 @@ static void on_stdio_data(struct agent_client *ac, const uint8_t *payload, size_
 		if (!s->out_broken[d->fd]) {
 			int r = write_all((int)d->fd, d->data.data, d->data.len);
 			if (r < 0) {
-				/* Our reader went away (EPIPE): drop the rest, keep the job going. */
+				/* Our reader went away (EPIPE): drop the rest, keep the job going.
+				 */
 				s->out_broken[d->fd] = true;
 			}
 		}
@@ -553,7 +567,7 @@ static void on_stdio_data(struct agent_client *ac, const uint8_t *payload, size_
 }
 
 static void on_stdio_done(struct agent_client *ac, int code, const char *message,
-			  const uint8_t *payload, size_t len, void *userdata)
+                          const uint8_t *payload, size_t len, void *userdata)
 {
 	struct run_state *s = userdata;
 	(void)ac;
@@ -565,7 +579,7 @@ static void on_stdio_done(struct agent_client *ac, int code, const char *message
 }
 
 static void on_wait(struct agent_client *ac, int code, const char *message, const uint8_t *payload,
-		    size_t len, void *userdata)
+                    size_t len, void *userdata)
 {
 	struct run_state *s = userdata;
 	Hull__Agent__V1__WaitResponse *w;
@@ -618,7 +632,7 @@ static void update_interest(struct run_state *s)
 	if (s->stdin_open && s->stdin_pollable)
 		event_mod(s->loop, STDIN_FILENO, s->in_credit > 0 ? EPOLLIN : 0);
 	event_mod(s->loop, agent_client_fd(s->sb->ac),
-		  EPOLLIN | (agent_client_wants_write(s->sb->ac) ? EPOLLOUT : 0));
+	          EPOLLIN | (agent_client_wants_write(s->sb->ac) ? EPOLLOUT : 0));
 }
 
 static void on_agent(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
@@ -667,7 +681,8 @@ static void send_signal(struct run_state *s, int sig)
 
 static void arm_timer(int fd, uint64_t ms)
 {
-	struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000}};
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000}};
 	if (ms == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(fd, 0, &its, NULL);
@@ -712,7 +727,8 @@ static void on_timeout(struct event_loop *loop, int fd, uint32_t revents, void *
 	(void)!read(fd, &ticks, sizeof(ticks));
 	if (fd == s->timeout_fd) {
 		s->timed_out = true;
-		fprintf(stderr, "hull: timeout: killing the job after %.3gs\n", (double)s->o->timeout_ms / 1000.0);
+		fprintf(stderr, "hull: timeout: killing the job after %.3gs\n",
+		        (double)s->o->timeout_ms / 1000.0);
 	} else {
 		log_info("stop timeout: killing the container");
 	}
@@ -738,7 +754,8 @@ static int check_binary_in_path(const char *name)
 
 static int create_container(struct run_state *s, struct hull_error **err)
 {
-	Hull__Agent__V1__CreateContainerRequest req = HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+	Hull__Agent__V1__CreateContainerRequest req =
+	    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Hull__Agent__V1__Storage root = HULL__AGENT__V1__STORAGE__INIT;
 	Hull__Agent__V1__Process proc = HULL__AGENT__V1__PROCESS__INIT;
 	struct run_opts *o = s->o;
@@ -780,7 +797,8 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	req.hostname = o->hostname ? o->hostname : s->sb->id;
 	req.n_mounts = o->n_vols;
 	req.mounts = mptrs;
-	r = agent_client_call_sync(s->sb->ac, "CreateContainer", &req.base, NULL, NULL, CALL_TIMEOUT_MS, err);
+	r = agent_client_call_sync(s->sb->ac, "CreateContainer", &req.base, NULL, NULL,
+	                           CALL_TIMEOUT_MS, err);
 	strv_free(tags);
 	free(mptrs);
 	free(stores);
@@ -830,12 +848,15 @@ static int run_job(struct run_state *s, struct hull_error **err)
 		return r;
 	att.id = cr.id = (char *)CONTAINER_ID;
 	/* Attach before start so not a byte of output is lost; grant the output window. */
-	s->attach_sid = agent_client_call(s->sb->ac, "AttachStdio", &att.base, TTRPC_FLAG_REMOTE_OPEN,
-					  on_stdio_done, on_stdio_data, s);
+	s->attach_sid = agent_client_call(s->sb->ac, "AttachStdio", &att.base,
+	                                  TTRPC_FLAG_REMOTE_OPEN, on_stdio_done, on_stdio_data, s);
 	send_stdio(s, NULL, 0, !s->o->interactive, STDIO_WINDOW);
-	r = agent_client_call_sync(s->sb->ac, "StartContainer", &cr.base, NULL, NULL, CALL_TIMEOUT_MS, err);
-	if (r < 0)
+	r = agent_client_call_sync(s->sb->ac, "StartContainer", &cr.base, NULL, NULL,
+	                           CALL_TIMEOUT_MS, err);
+	if (r < 0) {
+		s->exec_failed = true;
 		return r;
+	}
 	if (s->o->timeout_ms)
 		arm_timer(s->timeout_fd, s->o->timeout_ms);
 	agent_client_call(s->sb->ac, "WaitProcess", &cr.base, 0, on_wait, NULL, s);
@@ -857,13 +878,16 @@ static int run_job(struct run_state *s, struct hull_error **err)
 	if (!s->waited || !s->stdio_done) {
 		_cleanup_free_ char *tail = sandbox_console_tail(s->sb, 1024);
 		return hull_error_set(err, -ECHILD, "the VM exited before the job finished%s%s",
-				      *tail ? "\n--- guest console (last lines) ---\n" : "", tail);
+		                      *tail ? "\n--- guest console (last lines) ---\n" : "", tail);
 	}
 	return 0;
 }
 
-static int exit_code_for(int r)
+/* Only a failed exec becomes 126/127 (as docker): every other failure is hull's, 125. */
+static int exit_code_for(const struct run_state *s, int r)
 {
+	if (!s->exec_failed)
+		return EXIT_HULL_ERROR;
 	switch (r) {
 	case -ENOENT:
 		return EXIT_CMD_NOT_FOUND;
@@ -878,7 +902,8 @@ int cli_run(int argc, char **argv)
 {
 	_cleanup_error_ struct hull_error *err = NULL;
 	struct run_opts o;
-	struct run_state s = {.o = &o, .sig_fd = -1, .winch_fd = -1, .timeout_fd = -1, .kill_fd = -1};
+	struct run_state s = {
+	    .o = &o, .sig_fd = -1, .winch_fd = -1, .timeout_fd = -1, .kill_fd = -1};
 	struct vmm_share *shares = NULL;
 	struct sandbox_config sc = {0};
 	struct stat st;
@@ -894,16 +919,22 @@ int cli_run(int argc, char **argv)
 		o.kernel = cli_default_guest_file("vmlinuz");
 	if (!o.initrd)
 		o.initrd = cli_default_guest_file("initramfs.cpio");
-	o.qemu = getenv("HULL_QEMU") && *getenv("HULL_QEMU") ? getenv("HULL_QEMU") : "qemu-system-x86_64";
+	o.qemu = getenv("HULL_QEMU") && *getenv("HULL_QEMU") ? getenv("HULL_QEMU")
+	                                                     : "qemu-system-x86_64";
 
 	/* Check what we can before booting anything. */
 	if (stat(o.rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "hull: rootfs '%s': %s\n", o.rootfs, errno && !S_ISDIR(st.st_mode) && errno != 0 ? strerror(errno) : "not a directory");
+		fprintf(stderr, "hull: rootfs '%s': %s\n", o.rootfs,
+		        errno && !S_ISDIR(st.st_mode) && errno != 0 ? strerror(errno)
+		                                                    : "not a directory");
 		run_opts_done(&o);
 		return EXIT_HULL_ERROR;
 	}
 	if (check_binary_in_path(o.qemu) < 0) {
-		fprintf(stderr, "hull: QEMU binary '%s' not found (install qemu-system-x86 or set HULL_QEMU)\n", o.qemu);
+		fprintf(
+		    stderr,
+		    "hull: QEMU binary '%s' not found (install qemu-system-x86 or set HULL_QEMU)\n",
+		    o.qemu);
 		run_opts_done(&o);
 		return EXIT_HULL_ERROR;
 	}
@@ -928,12 +959,13 @@ int cli_run(int argc, char **argv)
 	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	shares = xcalloc(o.n_vols + 1, sizeof(*shares));
-	shares[0] = (struct vmm_share){.tag = "hull-root", .path = o.rootfs, .readonly = !o.rootfs_rw};
+	shares[0] =
+	    (struct vmm_share){.tag = "hull-root", .path = o.rootfs, .readonly = !o.rootfs_rw};
 	_cleanup_strv_free_ char **tags = xcalloc(o.n_vols + 1, sizeof(char *));
 	for (size_t i = 0; i < o.n_vols; i++) {
 		tags[i] = xasprintf("vol%zu", i);
-		shares[i + 1] = (struct vmm_share){.tag = tags[i], .path = o.vols[i].host,
-						   .readonly = o.vols[i].readonly};
+		shares[i + 1] = (struct vmm_share){
+		    .tag = tags[i], .path = o.vols[i].host, .readonly = o.vols[i].readonly};
 	}
 	sc.kernel = o.kernel;
 	sc.initrd = o.initrd;
@@ -961,7 +993,7 @@ int cli_run(int argc, char **argv)
 		(void)!read(s.sig_fd, &si, sizeof(si));
 		code = 128 + (int)si.ssi_signo;
 	} else if (r < 0) {
-		code = exit_code_for(r);
+		code = exit_code_for(&s, r);
 		fprintf(stderr, "hull: %s\n", err->msg);
 	} else if (s.timed_out) {
 		code = EXIT_HULL_TIMEOUT;
@@ -971,15 +1003,16 @@ int cli_run(int argc, char **argv)
 	if (getenv("HULL_BENCH_PHASES") && s.sb) {
 		uint64_t t_end = sandbox_now_ns();
 		fprintf(stderr, "hull-phases: vmm_start_ms=%.1f boot_ms=%.1f job_ms=%.1f\n",
-			(double)(s.sb->t_vmm_ns - s.sb->t_start_ns) / 1e6,
-			(double)(s.sb->t_ready_ns - s.sb->t_vmm_ns) / 1e6,
-			(double)(t_end - s.sb->t_ready_ns) / 1e6);
+		        (double)(s.sb->t_vmm_ns - s.sb->t_start_ns) / 1e6,
+		        (double)(s.sb->t_ready_ns - s.sb->t_vmm_ns) / 1e6,
+		        (double)(t_end - s.sb->t_ready_ns) / 1e6);
 	}
 	{
 		uint64_t t0 = sandbox_now_ns();
 		s.sb = sandbox_stop(s.sb, 5000);
 		if (getenv("HULL_BENCH_PHASES"))
-			fprintf(stderr, "hull-phases: teardown_ms=%.1f\n", (double)(sandbox_now_ns() - t0) / 1e6);
+			fprintf(stderr, "hull-phases: teardown_ms=%.1f\n",
+			        (double)(sandbox_now_ns() - t0) / 1e6);
 	}
 	s.loop = event_loop_free(s.loop);
 	for (int *fd = &s.sig_fd; fd <= &s.kill_fd; fd++)

@@ -3,10 +3,10 @@
 
 /* Exit codes of the hull CLI (docs/cli.md). CMD's own status passes through. */
 enum {
-	EXIT_HULL_TIMEOUT = 124,   /* --timeout fired, the job was killed */
-	EXIT_HULL_ERROR = 125,	   /* hull itself failed: bad usage, VM, agent */
-	EXIT_CMD_NOT_EXEC = 126,   /* CMD exists but cannot be executed */
-	EXIT_CMD_NOT_FOUND = 127,  /* CMD not found in the container */
+	EXIT_HULL_TIMEOUT = 124,  /* --timeout fired, the job was killed */
+	EXIT_HULL_ERROR = 125,    /* hull itself failed: bad usage, VM, agent */
+	EXIT_CMD_NOT_EXEC = 126,  /* CMD exists but cannot be executed */
+	EXIT_CMD_NOT_FOUND = 127, /* CMD not found in the container */
 };
 
 int cli_run(int argc, char **argv);

@@ -10,15 +10,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hull COMMAND [OPTIONS]\n"
-		   "\n"
-		   "Run containers inside lightweight VMs.\n"
-		   "\n"
-		   "commands:\n"
-		   "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
-		   "  check                                        what this host can do (KVM, vsock, QEMU)\n"
-		   "  version                                      print the version\n"
-		   "\n"
-		   "See 'hull run --help' and docs/cli.md.\n");
+	           "\n"
+	           "Run containers inside lightweight VMs.\n"
+	           "\n"
+	           "commands:\n"
+	           "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
+	           "  check                                        what this host can do (KVM, "
+	           "vsock, QEMU)\n"
+	           "  version                                      print the version\n"
+	           "\n"
+	           "See 'hull run --help' and docs/cli.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -36,7 +37,8 @@ int main(int argc, char **argv)
 		printf("hull %s\n", HULL_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
 		usage(stdout);
 		return 0;
 	}

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static int error_setv(struct hull_error **err, int code, int with_errno, const char *fmt,
-		      va_list ap)
+                      va_list ap)
 {
 	char *msg = NULL;
 

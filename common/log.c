@@ -11,10 +11,10 @@ static const char *log_sandbox;
 static enum log_level log_level = LOG_LEVEL_WARN;
 
 static const char *const level_names[_LOG_LEVEL_MAX] = {
-	[LOG_LEVEL_ERROR] = "error",
-	[LOG_LEVEL_WARN] = "warn",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
 };
 
 void log_setup(const char *component, enum log_level level)
@@ -58,7 +58,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	n += (size_t)snprintf(line, sizeof(line), "%s[%ld.%03ld] %s: ", log_component,
-			      (long)ts.tv_sec, ts.tv_nsec / 1000000, level_names[level]);
+	                      (long)ts.tv_sec, ts.tv_nsec / 1000000, level_names[level]);
 	if (log_sandbox && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "sandbox=%s ", log_sandbox);
 	if (n < sizeof(line)) {

@@ -23,17 +23,17 @@ _printf_(2, 3) void log_msg(enum log_level level, const char *fmt, ...);
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                            \
-	do {                                                                                       \
-		if (log_get_level() >= LOG_LEVEL_DEBUG)                                            \
-			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                     \
+#define log_debug(...)                                         \
+	do {                                                   \
+		if (log_get_level() >= LOG_LEVEL_DEBUG)        \
+			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
 	} while (0)
 
 /* Log "msg: strerror(-r)" at error level and return r (< 0). */
-#define log_error_errno(r, fmt, ...)                                                              \
-	({                                                                                         \
-		int _r = (r);                                                                      \
-		errno = -_r;                                                                       \
-		log_msg(LOG_LEVEL_ERROR, fmt ": %m", ##__VA_ARGS__);                               \
-		_r;                                                                                \
+#define log_error_errno(r, fmt, ...)                                 \
+	({                                                           \
+		int _r = (r);                                        \
+		errno = -_r;                                         \
+		log_msg(LOG_LEVEL_ERROR, fmt ": %m", ##__VA_ARGS__); \
+		_r;                                                  \
 	})

@@ -12,7 +12,7 @@ static void pack_into(const ProtobufCMessage *msg, ProtobufCBinaryData *ret)
 }
 
 static void message_append(struct buf *out, uint32_t stream_id, uint8_t type, uint8_t flags,
-			   const ProtobufCMessage *msg)
+                           const ProtobufCMessage *msg)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *p = buf_reserve(out, TTRPC_HEADER_SIZE + len);
@@ -24,7 +24,7 @@ static void message_append(struct buf *out, uint32_t stream_id, uint8_t type, ui
 }
 
 void ttrpc_request_append(struct buf *out, uint32_t stream_id, uint8_t flags, const char *service,
-			  const char *method, const ProtobufCMessage *msg)
+                          const char *method, const ProtobufCMessage *msg)
 {
 	Hull__Ttrpc__Request req = HULL__TTRPC__REQUEST__INIT;
 
@@ -36,7 +36,7 @@ void ttrpc_request_append(struct buf *out, uint32_t stream_id, uint8_t flags, co
 }
 
 void ttrpc_response_append(struct buf *out, uint32_t stream_id, int code, const char *message,
-			   const ProtobufCMessage *msg)
+                           const ProtobufCMessage *msg)
 {
 	Hull__Ttrpc__Response resp = HULL__TTRPC__RESPONSE__INIT;
 	Hull__Ttrpc__Status status = HULL__TTRPC__STATUS__INIT;
@@ -50,7 +50,7 @@ void ttrpc_response_append(struct buf *out, uint32_t stream_id, int code, const 
 }
 
 void ttrpc_data_append(struct buf *out, uint32_t stream_id, uint8_t flags,
-		       const ProtobufCMessage *msg)
+                       const ProtobufCMessage *msg)
 {
 	message_append(out, stream_id, TTRPC_TYPE_DATA, flags, msg);
 }

@@ -74,7 +74,7 @@ void ttrpc_decoder_release(struct ttrpc_decoder *d)
 }
 
 void ttrpc_header_encode(uint8_t out[TTRPC_HEADER_SIZE], uint32_t length, uint32_t stream_id,
-			 uint8_t type, uint8_t flags)
+                         uint8_t type, uint8_t flags)
 {
 	put_be32(out, length);
 	put_be32(out + 4, stream_id);
@@ -83,7 +83,7 @@ void ttrpc_header_encode(uint8_t out[TTRPC_HEADER_SIZE], uint32_t length, uint32
 }
 
 void ttrpc_frame_append(struct buf *out, uint32_t stream_id, uint8_t type, uint8_t flags,
-			const void *payload, size_t len)
+                        const void *payload, size_t len)
 {
 	uint8_t *p = buf_reserve(out, TTRPC_HEADER_SIZE + len);
 	ttrpc_header_encode(p, (uint32_t)len, stream_id, type, flags);
@@ -166,10 +166,21 @@ int ttrpc_errno_from_code(int code)
 const char *ttrpc_code_name(int code)
 {
 	static const char *const names[_TTRPC_CODE_MAX] = {
-		"OK",		     "CANCELLED",	  "UNKNOWN",	      "INVALID_ARGUMENT",
-		"DEADLINE_EXCEEDED", "NOT_FOUND",	  "ALREADY_EXISTS",   "PERMISSION_DENIED",
-		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	      "OUT_OF_RANGE",
-		"UNIMPLEMENTED",     "INTERNAL",	  "UNAVAILABLE",
+	    "OK",
+	    "CANCELLED",
+	    "UNKNOWN",
+	    "INVALID_ARGUMENT",
+	    "DEADLINE_EXCEEDED",
+	    "NOT_FOUND",
+	    "ALREADY_EXISTS",
+	    "PERMISSION_DENIED",
+	    "RESOURCE_EXHAUSTED",
+	    "FAILED_PRECONDITION",
+	    "ABORTED",
+	    "OUT_OF_RANGE",
+	    "UNIMPLEMENTED",
+	    "INTERNAL",
+	    "UNAVAILABLE",
 	};
 	if (code < 0 || code >= _TTRPC_CODE_MAX)
 		return "UNKNOWN";

@@ -69,10 +69,10 @@ int ttrpc_decoder_next(struct ttrpc_decoder *d, struct ttrpc_frame *ret);
 void ttrpc_decoder_release(struct ttrpc_decoder *d);
 
 void ttrpc_header_encode(uint8_t out[TTRPC_HEADER_SIZE], uint32_t length, uint32_t stream_id,
-			 uint8_t type, uint8_t flags);
+                         uint8_t type, uint8_t flags);
 /* Append one frame to an output queue. */
 void ttrpc_frame_append(struct buf *out, uint32_t stream_id, uint8_t type, uint8_t flags,
-			const void *payload, size_t len);
+                        const void *payload, size_t len);
 
 /* errno (negative) -> gRPC code, in one place for every server. */
 enum ttrpc_code ttrpc_code_from_errno(int r);

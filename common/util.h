@@ -13,6 +13,8 @@ void strv_push(char ***l, char *s);
 
 /* Write all of buf, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
+/* Like write_all() on a socket, without SIGPIPE when the peer is gone. */
+int send_all(int fd, const void *buf, size_t len);
 /* Read up to len bytes, stopping early only at EOF. Returns bytes read or -errno. */
 ssize_t read_all(int fd, void *buf, size_t len);
 int fd_set_nonblock(int fd, int on);

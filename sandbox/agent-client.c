@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -76,7 +77,7 @@ void agent_client_set_exit_fd(struct agent_client *ac, int fd)
 }
 
 uint32_t agent_client_call(struct agent_client *ac, const char *method, const ProtobufCMessage *msg,
-			   uint8_t flags, agent_reply_cb cb, agent_data_cb data_cb, void *userdata)
+                           uint8_t flags, agent_reply_cb cb, agent_data_cb data_cb, void *userdata)
 {
 	struct pending *p = xcalloc(1, sizeof(*p));
 
@@ -92,7 +93,8 @@ uint32_t agent_client_call(struct agent_client *ac, const char *method, const Pr
 	return p->sid;
 }
 
-void agent_client_send_data(struct agent_client *ac, uint32_t stream_id, const ProtobufCMessage *msg)
+void agent_client_send_data(struct agent_client *ac, uint32_t stream_id,
+                            const ProtobufCMessage *msg)
 {
 	ttrpc_data_append(&ac->out, stream_id, 0, msg);
 }
@@ -126,12 +128,13 @@ static void dispatch(struct agent_client *ac)
 		struct pending *p;
 		if (r == -EMSGSIZE) {
 			log_warn("agent sent a %u-byte frame on stream %u: over the limit, dropped",
-				 f.length, f.stream_id);
-			p = f.type == TTRPC_TYPE_RESPONSE ? pending_find(ac, f.stream_id, true) : NULL;
+			         f.length, f.stream_id);
+			p = f.type == TTRPC_TYPE_RESPONSE ? pending_find(ac, f.stream_id, true)
+			                                  : NULL;
 			if (p) {
 				if (p->cb)
-					p->cb(ac, TTRPC_RESOURCE_EXHAUSTED, "reply over the size limit", NULL, 0,
-					      p->userdata);
+					p->cb(ac, TTRPC_RESOURCE_EXHAUSTED,
+					      "reply over the size limit", NULL, 0, p->userdata);
 				free(p);
 			}
 			continue;
@@ -149,15 +152,19 @@ static void dispatch(struct agent_client *ac)
 			log_debug("agent replied on unknown stream %u: dropped", f.stream_id);
 			continue;
 		}
-		Hull__Ttrpc__Response *resp = hull__ttrpc__response__unpack(NULL, f.length, f.payload);
+		Hull__Ttrpc__Response *resp =
+		    hull__ttrpc__response__unpack(NULL, f.length, f.payload);
 		if (!resp) {
 			if (p->cb)
-				p->cb(ac, TTRPC_INTERNAL, "agent reply does not decode", NULL, 0, p->userdata);
+				p->cb(ac, TTRPC_INTERNAL, "agent reply does not decode", NULL, 0,
+				      p->userdata);
 		} else {
 			int code = resp->status ? resp->status->code : 0;
-			const char *msg = resp->status && resp->status->message ? resp->status->message : "";
+			const char *msg =
+			    resp->status && resp->status->message ? resp->status->message : "";
 			if (p->cb)
-				p->cb(ac, code, msg, resp->payload.data, resp->payload.len, p->userdata);
+				p->cb(ac, code, msg, resp->payload.data, resp->payload.len,
+				      p->userdata);
 			hull__ttrpc__response__free_unpacked(resp, NULL);
 		}
 		free(p);
@@ -175,7 +182,8 @@ int agent_client_io(struct agent_client *ac, struct hull_error **err)
 	uint8_t tmp[128 << 10];
 
 	while (ac->out.len > 0) {
-		ssize_t n = write(ac->fd, buf_head(&ac->out), ac->out.len);
+		ssize_t n =
+		    send(ac->fd, buf_head(&ac->out), ac->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -209,7 +217,7 @@ struct sync_state {
 };
 
 static void sync_cb(struct agent_client *ac, int code, const char *message, const uint8_t *payload,
-		    size_t len, void *userdata)
+                    size_t len, void *userdata)
 {
 	struct sync_state *s = userdata;
 	(void)ac;
@@ -231,8 +239,8 @@ static int64_t mono_ms(void)
 }
 
 int agent_client_call_sync(struct agent_client *ac, const char *method, const ProtobufCMessage *msg,
-			   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret,
-			   int timeout_ms, struct hull_error **err)
+                           const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret,
+                           int timeout_ms, struct hull_error **err)
 {
 	struct sync_state s = {0};
 	int64_t deadline = mono_ms() + timeout_ms;
@@ -244,14 +252,14 @@ int agent_client_call_sync(struct agent_client *ac, const char *method, const Pr
 	sid = agent_client_call(ac, method, msg, 0, sync_cb, NULL, &s);
 	while (!s.done) {
 		struct pollfd pfds[3] = {
-			{.fd = ac->fd, .events = POLLIN | (ac->out.len ? POLLOUT : 0)},
-			{.fd = ac->interrupt_fd, .events = POLLIN},
-			{.fd = ac->exit_fd, .events = POLLIN},
+		    {.fd = ac->fd, .events = POLLIN | (ac->out.len ? POLLOUT : 0)},
+		    {.fd = ac->interrupt_fd, .events = POLLIN},
+		    {.fd = ac->exit_fd, .events = POLLIN},
 		};
 		int64_t left = deadline - mono_ms();
 		if (left <= 0) {
-			r = hull_error_set(err, -ETIMEDOUT, "%s: no answer from the agent in %d ms", method,
-					   timeout_ms);
+			r = hull_error_set(err, -ETIMEDOUT, "%s: no answer from the agent in %d ms",
+			                   method, timeout_ms);
 			break;
 		}
 		r = poll(pfds, 3, (int)left);
@@ -265,9 +273,21 @@ int agent_client_call_sync(struct agent_client *ac, const char *method, const Pr
 			break;
 		}
 		if (pfds[0].revents) {
-			r = agent_client_io(ac, err);
-			if (r < 0)
+			struct hull_error *io_err = NULL;
+			r = agent_client_io(ac, &io_err);
+			if (r < 0) {
+				/* Our reply may have come in the same read as the EOF. */
+				if (!s.done) {
+					if (err && !*err)
+						*err = io_err;
+					else
+						hull_error_free(io_err);
+				} else {
+					hull_error_free(io_err);
+					r = 0;
+				}
 				break;
+			}
 		} else if (pfds[2].revents & POLLIN) {
 			r = hull_error_set(err, -ECHILD, "%s: the VM exited", method);
 			break;
@@ -283,7 +303,8 @@ int agent_client_call_sync(struct agent_client *ac, const char *method, const Pr
 	} else if (desc) {
 		*ret = protobuf_c_message_unpack(desc, NULL, s.len, s.payload);
 		if (!*ret)
-			r = hull_error_set(err, -EBADMSG, "%s: agent reply does not decode", method);
+			r = hull_error_set(err, -EBADMSG, "%s: agent reply does not decode",
+			                   method);
 	}
 	free(s.message);
 	free(s.payload);

@@ -17,9 +17,9 @@ struct agent_client;
 
 /* code is a ttrpc/gRPC status code; payload valid only during the call. */
 typedef void (*agent_reply_cb)(struct agent_client *ac, int code, const char *message,
-			       const uint8_t *payload, size_t len, void *userdata);
+                               const uint8_t *payload, size_t len, void *userdata);
 typedef void (*agent_data_cb)(struct agent_client *ac, const uint8_t *payload, size_t len,
-			      void *userdata);
+                              void *userdata);
 
 struct agent_client *agent_client_new(int fd);
 struct agent_client *agent_client_free(struct agent_client *ac);
@@ -32,14 +32,15 @@ void agent_client_set_exit_fd(struct agent_client *ac, int fd);
 /* Queue a call; returns its stream id. data_cb (may be NULL) gets DATA frames of the
  * stream until the reply. */
 uint32_t agent_client_call(struct agent_client *ac, const char *method, const ProtobufCMessage *msg,
-			   uint8_t flags, agent_reply_cb cb, agent_data_cb data_cb, void *userdata);
+                           uint8_t flags, agent_reply_cb cb, agent_data_cb data_cb, void *userdata);
 /* Queue a DATA frame on a stream. */
-void agent_client_send_data(struct agent_client *ac, uint32_t stream_id, const ProtobufCMessage *msg);
+void agent_client_send_data(struct agent_client *ac, uint32_t stream_id,
+                            const ProtobufCMessage *msg);
 /* Call and wait up to timeout_ms. On success, when desc is non-NULL, *ret is the
  * unpacked reply (free with protobuf_c_message_free_unpacked). */
 int agent_client_call_sync(struct agent_client *ac, const char *method, const ProtobufCMessage *msg,
-			   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret,
-			   int timeout_ms, struct hull_error **err);
+                           const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret,
+                           int timeout_ms, struct hull_error **err);
 /* Read what is available, dispatch, write what is queued. -ECONNRESET at EOF. */
 int agent_client_io(struct agent_client *ac, struct hull_error **err);
 bool agent_client_wants_write(struct agent_client *ac);

@@ -56,6 +56,80 @@ char *sandbox_console_tail(struct sandbox *sb, size_t max)
 	return vmm_file_tail(path, max);
 }
 
+/* Field 22 of /proc/PID/stat: when the process started, to tell a live owner from a
+ * recycled pid. 0 when the process does not exist. */
+static unsigned long long proc_start_time(pid_t pid)
+{
+	_cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid);
+	char buf[1024];
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	unsigned long long start = 0;
+	ssize_t n;
+	char *p;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+	if (!p)
+		return 0;
+	/* After ")": state is field 3; starttime is field 22, 19 fields on. */
+	if (sscanf(
+	        p + 1,
+	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        &start) != 1)
+		return 0;
+	return start;
+}
+
+static void write_owner(const char *state_dir)
+{
+	_cleanup_free_ char *path = xasprintf("%s/owner", state_dir);
+	_cleanup_free_ char *line =
+	    xasprintf("%d %llu\n", (int)getpid(), proc_start_time(getpid()));
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		(void)write_all(fd, line, strlen(line));
+}
+
+/* Remove state dirs whose owning process is gone (a hull or shim killed with SIGKILL:
+ * its QEMU died with it through PDEATHSIG, but nobody removed the directory). */
+static void sweep_stale(const char *root)
+{
+	_cleanup_(closedirp) DIR *d = opendir(root);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *dir = NULL, *owner = NULL;
+		_cleanup_fclose_ FILE *f = NULL;
+		unsigned long long start = 0;
+		int pid = 0;
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		dir = xasprintf("%s/%s", root, de->d_name);
+		owner = xasprintf("%s/owner", dir);
+		f = fopen(owner, "re");
+		if (!f) {
+			/* Being created right now, or not ours: leave young or foreign dirs. */
+			if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+			    st.st_mtime + 60 < time(NULL) && errno == ENOENT)
+				rm_rf(dir);
+			continue;
+		}
+		if (fscanf(f, "%d %llu", &pid, &start) != 2 || pid <= 0)
+			continue;
+		if (proc_start_time(pid) == start)
+			continue; /* alive */
+		log_debug("removing stale sandbox state '%s' (owner %d gone)", dir, pid);
+		rm_rf(dir);
+	}
+}
+
 static char *random_id(void)
 {
 	uint8_t b[6];
@@ -85,7 +159,8 @@ static int boot_error(struct sandbox *sb, struct hull_error **err)
 	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
 		tail[--n] = '\0';
 	if (n > 0) {
-		char *msg = xasprintf("%s\n--- guest console (last lines) ---\n%s", (*err)->msg, tail);
+		char *msg =
+		    xasprintf("%s\n--- guest console (last lines) ---\n%s", (*err)->msg, tail);
 		free((*err)->msg);
 		(*err)->msg = msg;
 	}
@@ -95,7 +170,8 @@ static int boot_error(struct sandbox *sb, struct hull_error **err)
 int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct hull_error **err)
 {
 	struct sandbox *sb = xcalloc(1, sizeof(*sb));
-	_cleanup_free_ char *root = cfg->state_root ? xstrdup(cfg->state_root) : sandbox_default_state_root();
+	_cleanup_free_ char *root =
+	    cfg->state_root ? xstrdup(cfg->state_root) : sandbox_default_state_root();
 	struct vmm_config vc = {0};
 	enum vmm_accel accel;
 	ProtobufCMessage *reply = NULL;
@@ -108,7 +184,8 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		goto fail;
 	for (const char *const *p = (const char *const[]){cfg->kernel, cfg->initrd, NULL}; *p; p++)
 		if (access(*p, R_OK) < 0) {
-			r = hull_error_set_errno(err, -errno, "%s '%s'", *p == cfg->kernel ? "kernel" : "initrd", *p);
+			r = hull_error_set_errno(err, -errno, "%s '%s'",
+			                         *p == cfg->kernel ? "kernel" : "initrd", *p);
 			goto fail;
 		}
 	r = mkdir_p(root, 0700);
@@ -116,6 +193,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		hull_error_set_errno(err, r, "create state root '%s'", root);
 		goto fail;
 	}
+	sweep_stale(root);
 	/* A fresh id whose directory does not exist yet: mkdir is the claim. */
 	for (int i = 0;; i++) {
 		sb->id = random_id();
@@ -131,6 +209,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 			goto fail;
 		}
 	}
+	write_owner(sb->state_dir);
 	log_set_sandbox(sb->id);
 
 	vc.qemu = cfg->qemu;
@@ -140,8 +219,9 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.name = sb->id;
 	vc.accel = accel;
 	vc.machine = cfg->machine;
-	vc.channel = cfg->channel >= 0 ? (enum vmm_channel)cfg->channel
-				      : (vmm_vsock_available() ? VMM_CHANNEL_VSOCK : VMM_CHANNEL_SERIAL);
+	vc.channel = cfg->channel >= 0
+	                 ? (enum vmm_channel)cfg->channel
+	                 : (vmm_vsock_available() ? VMM_CHANNEL_VSOCK : VMM_CHANNEL_SERIAL);
 	vc.vsock_cid = 3 + (uint32_t)(sandbox_now_ns() % 0x7fff0000u);
 	vc.cpus = cfg->cpus ? cfg->cpus : 1;
 	vc.memory_mib = cfg->memory_mib ? cfg->memory_mib : 256;
@@ -150,7 +230,8 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.debug = cfg->debug;
 	vc.sandbox = true;
 	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),
-		  vmm_machine_to_string(vc.machine), vc.channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial");
+	          vmm_machine_to_string(vc.machine),
+	          vc.channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial");
 
 	sb->vm = vmm_new(&vmm_qemu_ops, &vc);
 	r = sb->vm->ops->start(sb->vm, err);
@@ -167,9 +248,9 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	sb->ac = agent_client_new(fd);
 	agent_client_set_interrupt_fd(sb->ac, cfg->interrupt_fd);
 	agent_client_set_exit_fd(sb->ac, sb->vm->ops->exit_fd(sb->vm));
-	r = agent_client_call_sync(sb->ac, "Check", &check.base, &hull__agent__v1__check_response__descriptor,
-				   &reply, cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS,
-				   err);
+	r = agent_client_call_sync(
+	    sb->ac, "Check", &check.base, &hull__agent__v1__check_response__descriptor, &reply,
+	    cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS, err);
 	if (r < 0) {
 		if (r != -EINTR)
 			boot_error(sb, err);
@@ -196,7 +277,8 @@ struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms)
 	if (sb->ac && !sb->vm->ops->exited(sb->vm)) {
 		/* Ask the guest to power off; it answers first, then QEMU exits. */
 		agent_client_set_interrupt_fd(sb->ac, -1);
-		if (agent_client_call_sync(sb->ac, "DestroySandbox", &e.base, NULL, NULL, timeout_ms, NULL) == 0) {
+		if (agent_client_call_sync(sb->ac, "DestroySandbox", &e.base, NULL, NULL,
+		                           timeout_ms, NULL) == 0) {
 			struct pollfd pfd = {.fd = sb->vm->ops->exit_fd(sb->vm), .events = POLLIN};
 			(void)poll(&pfd, 1, timeout_ms);
 		}

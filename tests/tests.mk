@@ -1,0 +1,53 @@
+# Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
+# Included from the top-level Makefile.
+
+UNIT_TESTS := vmm-argv qmp ttrpc util
+UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
+
+$(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
+
+# ---- fuzzers: one per untrusted surface ----
+FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply
+FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
+FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
+FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
+	tests/fuzz/container-stub.c $(FUZZ_COMMON)
+FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)
+FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent
+REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
+FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))
+FUZZ_TIME ?= 60
+
+.SECONDEXPANSION:
+# Replays run under ASan/UBSan with the normal compiler: every corpus, every `make check`.
+$(BUILD)/fuzz/replay-%: tests/fuzz/fuzz-%.c tests/fuzz/replay.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $(filter %.c,$^) $(HOST_LIBS)
+
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c,$^) $(HOST_LIBS)
+
+# `make fuzz` runs each fuzzer for FUZZ_TIME seconds, growing its corpus in place.
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZERS); do \
+		echo "fuzz-$$f: $(FUZZ_TIME)s"; \
+		$(BUILD)/fuzz/fuzz-$$f -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+			tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+unit: $(UNIT_BINS)
+fuzz-replay: $(REPLAY_BINS)
+
+check: all $(UNIT_BINS) $(REPLAY_BINS)
+	@tests/run-all.sh
+
+integration: all
+	@HULL_TEST_ONLY=integration tests/run-all.sh
+
+bench: all
+	@bench/run.sh

@@ -31,7 +31,7 @@ int qmp_handshake(struct qmp *q, int timeout_ms, struct hull_error **err);
 /* Run cmd with args (borrowed, may be NULL). Events seen meanwhile go to on_event.
  * On success *ret_return (may be NULL) holds the "return" value (caller puts it). */
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object **ret_return,
-		int timeout_ms, struct hull_error **err);
+                int timeout_ms, struct hull_error **err);
 /* Non-blocking: read what is there and dispatch events. -ECONNRESET at EOF. */
 int qmp_poll_events(struct qmp *q, struct hull_error **err);
 /* Parse one QMP message (a line without its newline): exposed for the fuzzer. */

@@ -21,8 +21,8 @@ static bool cpuinfo_has_virt(const char *cpuinfo)
 	while (fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "flags", 5) != 0)
 			continue;
-		for (char *tok = strtok(strchr(line, ':') ? strchr(line, ':') + 1 : line, " \t\n"); tok;
-		     tok = strtok(NULL, " \t\n"))
+		for (char *tok = strtok(strchr(line, ':') ? strchr(line, ':') + 1 : line, " \t\n");
+		     tok; tok = strtok(NULL, " \t\n"))
 			if (strcmp(tok, "vmx") == 0 || strcmp(tok, "svm") == 0)
 				return true;
 		return false; /* the first CPU speaks for all */
@@ -67,7 +67,8 @@ int vmm_accel_resolve(enum vmm_accel want, enum vmm_accel *ret, struct hull_erro
 	if (want == VMM_ACCEL_AUTO && env && *env) {
 		int a = vmm_accel_from_string(env);
 		if (a < 0)
-			return hull_error_set(err, -EINVAL, "HULL_ACCEL='%s': want auto, kvm or tcg", env);
+			return hull_error_set(err, -EINVAL,
+			                      "HULL_ACCEL='%s': want auto, kvm or tcg", env);
 		want = (enum vmm_accel)a;
 	}
 	switch (want) {
@@ -76,11 +77,13 @@ int vmm_accel_resolve(enum vmm_accel want, enum vmm_accel *ret, struct hull_erro
 		return 0;
 	case VMM_ACCEL_KVM:
 		if (!vmm_kvm_usable("/dev/kvm", "/proc/cpuinfo", &why))
-			return hull_error_set(err, -ENODEV, "accel kvm requested but unusable: %s", why);
+			return hull_error_set(err, -ENODEV, "accel kvm requested but unusable: %s",
+			                      why);
 		*ret = VMM_ACCEL_KVM;
 		return 0;
 	default:
-		*ret = vmm_kvm_usable("/dev/kvm", "/proc/cpuinfo", NULL) ? VMM_ACCEL_KVM : VMM_ACCEL_TCG;
+		*ret = vmm_kvm_usable("/dev/kvm", "/proc/cpuinfo", NULL) ? VMM_ACCEL_KVM
+		                                                         : VMM_ACCEL_TCG;
 		return 0;
 	}
 }

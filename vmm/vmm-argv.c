@@ -107,16 +107,18 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	_cleanup_free_ char *cmdline = NULL;
 
 	if (!cfg->kernel || !cfg->initrd || !cfg->state_dir)
-		return hull_error_set(err, -EINVAL, "VM description lacks kernel, initrd or state dir");
+		return hull_error_set(err, -EINVAL,
+		                      "VM description lacks kernel, initrd or state dir");
 	if (cfg->accel != VMM_ACCEL_KVM && cfg->accel != VMM_ACCEL_TCG)
 		return hull_error_set(err, -EINVAL, "accelerator not resolved (kvm or tcg)");
 	if (cfg->cpus < 1 || cfg->cpus > 64)
 		return hull_error_set(err, -EINVAL, "cpus: %u out of range 1..64", cfg->cpus);
 	if (cfg->memory_mib < 64 || cfg->memory_mib > (1u << 20))
 		return hull_error_set(err, -EINVAL, "memory: %llu MiB out of range 64 MiB..1 TiB",
-				      (unsigned long long)cfg->memory_mib);
+		                      (unsigned long long)cfg->memory_mib);
 	if (cfg->channel == VMM_CHANNEL_VSOCK && cfg->vsock_cid < 3)
-		return hull_error_set(err, -EINVAL, "vsock: guest cid %u is reserved", cfg->vsock_cid);
+		return hull_error_set(err, -EINVAL, "vsock: guest cid %u is reserved",
+		                      cfg->vsock_cid);
 	for (size_t i = 0; i < cfg->n_shares; i++)
 		if (!valid_tag(cfg->shares[i].tag) || !cfg->shares[i].path)
 			return hull_error_set(err, -EINVAL, "share %zu: bad tag or path", i);
@@ -127,8 +129,7 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	bus = cfg->machine == VMM_MACHINE_MICROVM ? "device" : "pci";
 
 	push(&argv, cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
-	if (cfg->name)
-		{
+	if (cfg->name) {
 		push(&argv, "-name");
 		push(&argv, cfg->name);
 	}
@@ -157,19 +158,21 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	if (cfg->sandbox) {
 		/* Security: QEMU's own seccomp filter; it may not exec or raise privileges. */
 		push(&argv, "-sandbox");
-		push(&argv, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+		push(&argv,
+		     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	}
 
 	push(&argv, "-kernel");
 	push(&argv, cfg->kernel);
 	push(&argv, "-initrd");
 	push(&argv, cfg->initrd);
-	cmdline = xasprintf("console=ttyS0 reboot=t panic=-1 no_timer_check cryptomgr.notests%s "
-			    "hull.channel=%s%s%s%s",
-			    cfg->debug ? " hull.debug=1" : " quiet loglevel=3",
-			    cfg->channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial",
-			    cfg->machine == VMM_MACHINE_MICROVM ? " pci=off" : "",
-			    cfg->cmdline_extra ? " " : "", cfg->cmdline_extra ? cfg->cmdline_extra : "");
+	cmdline =
+	    xasprintf("console=ttyS0 reboot=t panic=-1 no_timer_check cryptomgr.notests%s "
+	              "hull.channel=%s%s%s%s",
+	              cfg->debug ? " hull.debug=1" : " quiet loglevel=3",
+	              cfg->channel == VMM_CHANNEL_VSOCK ? "vsock" : "serial",
+	              cfg->machine == VMM_MACHINE_MICROVM ? " pci=off" : "",
+	              cfg->cmdline_extra ? " " : "", cfg->cmdline_extra ? cfg->cmdline_extra : "");
 	push(&argv, "-append");
 	strv_push(&argv, TAKE_PTR(cmdline));
 

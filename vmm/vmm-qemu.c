@@ -85,7 +85,7 @@ static int qemu_exit_error(struct vmm *vm, struct hull_error **err)
 	while (n > 0 && tail[n - 1] == '\n')
 		tail[--n] = '\0';
 	return hull_error_set(err, -ECHILD, "QEMU exited with status %d%s%s", vm->exit_status,
-			      n ? ":\n" : "", tail);
+	                      n ? ":\n" : "", tail);
 }
 
 static int qemu_start(struct vmm *vm, struct hull_error **err)
@@ -149,13 +149,21 @@ static int qemu_start(struct vmm *vm, struct hull_error **err)
 		}
 		if (waited >= QMP_WAIT_MS) {
 			vm->ops->stop(vm, 0);
-			return hull_error_set(err, -ETIMEDOUT, "QEMU did not open its monitor in %d ms",
-					      QMP_WAIT_MS);
+			return hull_error_set(
+			    err, -ETIMEDOUT, "QEMU did not open its monitor in %d ms", QMP_WAIT_MS);
 		}
 		sleep_ms(2);
 	}
 	r = qmp_handshake(vm->qmp, QMP_WAIT_MS, err);
 	if (r < 0) {
+		/* QEMU quitting during the handshake (it refused the kernel, a device, an
+		 * option) says more in its own log than the broken socket does. */
+		for (int i = 0; i < 100 && !qemu_exited(vm); i++)
+			sleep_ms(2);
+		if (qemu_exited(vm) && err) {
+			*err = hull_error_free(*err);
+			r = qemu_exit_error(vm, err);
+		}
 		vm->ops->stop(vm, 0);
 		return r;
 	}
@@ -251,11 +259,11 @@ static void qemu_free(struct vmm *vm)
 }
 
 const struct vmm_ops vmm_qemu_ops = {
-	.name = "qemu",
-	.start = qemu_start,
-	.connect_agent = qemu_connect_agent,
-	.exit_fd = qemu_exit_fd,
-	.exited = qemu_exited,
-	.stop = qemu_stop,
-	.free = qemu_free,
+    .name = "qemu",
+    .start = qemu_start,
+    .connect_agent = qemu_connect_agent,
+    .exit_fd = qemu_exit_fd,
+    .exited = qemu_exited,
+    .stop = qemu_stop,
+    .free = qemu_free,
 };

@@ -61,7 +61,8 @@ int qmp_parse_message(const char *line, size_t len, json_object **ret, struct hu
 	    !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		json_tokener_free(tok);
-		return hull_error_set(err, -EBADMSG, "QMP sent a message that is not a JSON object");
+		return hull_error_set(err, -EBADMSG,
+		                      "QMP sent a message that is not a JSON object");
 	}
 	json_tokener_free(tok);
 	*ret = o;
@@ -78,20 +79,20 @@ static int64_t now_ms(void)
 /* Take the next complete message out of the input buffer, if any. */
 static int take_message(struct qmp *q, json_object **ret, struct hull_error **err)
 {
-	char *nl = memchr(q->in, '\n', q->in_len);
+	char *nl = q->in_len ? memchr(q->in, '\n', q->in_len) : NULL;
 	size_t len;
 	int r;
 
 	if (!nl) {
 		if (q->in_len > q->max_message)
-			return hull_error_set(err, -EMSGSIZE,
-					      "QMP message over %zu bytes: refused", q->max_message);
+			return hull_error_set(err, -EMSGSIZE, "QMP message over %zu bytes: refused",
+			                      q->max_message);
 		return 0;
 	}
 	len = (size_t)(nl - q->in);
 	if (len > q->max_message)
 		return hull_error_set(err, -EMSGSIZE, "QMP message over %zu bytes: refused",
-				      q->max_message);
+		                      q->max_message);
 	/* QMP may send CRLF. */
 	r = qmp_parse_message(q->in, len > 0 && q->in[len - 1] == '\r' ? len - 1 : len, ret, err);
 	memmove(q->in, nl + 1, q->in_len - len - 1);
@@ -110,14 +111,18 @@ static int fill(struct qmp *q, int timeout_ms, struct hull_error **err)
 	if (r < 0)
 		return errno == EINTR ? 0 : hull_error_set_errno(err, -errno, "poll QMP");
 	if (r == 0)
-		return timeout_ms == 0 ? 0 : hull_error_set(err, -ETIMEDOUT, "QMP did not answer in time");
+		return timeout_ms == 0
+		           ? 0
+		           : hull_error_set(err, -ETIMEDOUT, "QMP did not answer in time");
 	if (q->in_cap - q->in_len < 65536) {
 		q->in_cap = q->in_len + 65536;
 		q->in = xrealloc(q->in, q->in_cap);
 	}
 	n = read(q->fd, q->in + q->in_len, q->in_cap - q->in_len);
 	if (n < 0)
-		return errno == EINTR || errno == EAGAIN ? 0 : hull_error_set_errno(err, -errno, "read QMP");
+		return errno == EINTR || errno == EAGAIN
+		           ? 0
+		           : hull_error_set_errno(err, -errno, "read QMP");
 	if (n == 0)
 		return hull_error_set(err, -ECONNRESET, "QMP connection closed");
 	q->in_len += (size_t)n;
@@ -127,7 +132,8 @@ static int fill(struct qmp *q, int timeout_ms, struct hull_error **err)
 static void dispatch_event(struct qmp *q, json_object *msg)
 {
 	json_object *ev, *data = NULL;
-	if (!json_object_object_get_ex(msg, "event", &ev) || !json_object_is_type(ev, json_type_string))
+	if (!json_object_object_get_ex(msg, "event", &ev) ||
+	    !json_object_is_type(ev, json_type_string))
 		return;
 	json_object_object_get_ex(msg, "data", &data);
 	if (q->on_event)
@@ -178,7 +184,7 @@ int qmp_handshake(struct qmp *q, int timeout_ms, struct hull_error **err)
 }
 
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object **ret_return,
-		int timeout_ms, struct hull_error **err)
+                int timeout_ms, struct hull_error **err)
 {
 	json_object *req = json_object_new_object();
 	uint64_t id = q->next_id++;
@@ -192,7 +198,7 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object *
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	{
 		_cleanup_free_ char *line = xasprintf("%s\n", s);
-		r = write_all(q->fd, line, strlen(line));
+		r = send_all(q->fd, line, strlen(line));
 	}
 	json_object_put(req);
 	if (r < 0)
@@ -214,8 +220,9 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object *
 			json_object_object_get_ex(e, "class", &cls);
 			json_object_object_get_ex(e, "desc", &desc);
 			r = hull_error_set(err, -EIO, "QMP '%s': %.64s: %.512s", cmd,
-					   cls ? json_object_get_string(cls) : "GenericError",
-					   desc ? json_object_get_string(desc) : "(no description)");
+			                   cls ? json_object_get_string(cls) : "GenericError",
+			                   desc ? json_object_get_string(desc)
+			                        : "(no description)");
 			json_object_put(reply);
 			return r;
 		}

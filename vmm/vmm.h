@@ -36,13 +36,13 @@ struct vmm_share {
 
 /* Everything needed to describe one VM. Strings are borrowed from the caller. */
 struct vmm_config {
-	const char *qemu;	   /* binary, e.g. "qemu-system-x86_64" (PATH lookup) */
-	const char *kernel;	   /* bzImage */
-	const char *initrd;	   /* initramfs with the agent as /init */
+	const char *qemu;          /* binary, e.g. "qemu-system-x86_64" (PATH lookup) */
+	const char *kernel;        /* bzImage */
+	const char *initrd;        /* initramfs with the agent as /init */
 	const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
-	const char *state_dir;	   /* sockets and logs of this VM */
-	const char *name;	   /* shown in ps and QEMU's -name */
-	enum vmm_accel accel;	   /* resolved: KVM or TCG by the time argv is built */
+	const char *state_dir;     /* sockets and logs of this VM */
+	const char *name;          /* shown in ps and QEMU's -name */
+	enum vmm_accel accel;      /* resolved: KVM or TCG by the time argv is built */
 	enum vmm_machine machine;
 	enum vmm_channel channel;
 	unsigned cpus;

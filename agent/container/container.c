@@ -10,7 +10,6 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <pty.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,40 +42,10 @@ struct sync_msg {
 	char msg[512];
 };
 
-static const char *const stage_names[_STAGE_MAX] = {
-	[STAGE_CHILD_INIT] = "init",	    [STAGE_MOUNT_ROOT] = "mount rootfs",
-	[STAGE_MOUNT_VOLUMES] = "mount volume", [STAGE_MOUNT_SPECIAL] = "mount special fs",
-	[STAGE_PIVOT_ROOT] = "pivot_root",	    [STAGE_HOSTNAME] = "set hostname",
-	[STAGE_USER] = "set user",		    [STAGE_CWD] = "set working directory",
-	[STAGE_EXEC] = "exec",
-};
-
-const char *container_stage_name(enum container_stage s)
-{
-	return (unsigned)s < _STAGE_MAX ? stage_names[s] : "unknown stage";
-}
-
-void container_spec_done(struct container_spec *spec)
-{
-	free(spec->id);
-	free(spec->root_tag);
-	strv_free(spec->args);
-	strv_free(spec->env);
-	free(spec->cwd);
-	free(spec->hostname);
-	free(spec->groups);
-	for (size_t i = 0; i < spec->n_mounts; i++) {
-		free(spec->mounts[i].tag);
-		free(spec->mounts[i].destination);
-	}
-	free(spec->mounts);
-	*spec = (struct container_spec){0};
-}
-
 /* ---- child side ------------------------------------------------------------------- */
 
-_printf_(4, 5) _noreturn_ static void child_fail(int sync_fd, enum container_stage stage, int err,
-						  const char *fmt, ...)
+_printf_(4, 5) _noreturn_
+    static void child_fail(int sync_fd, enum container_stage stage, int err, const char *fmt, ...)
 {
 	struct sync_msg m = {.type = SYNC_ERROR, .stage = stage, .err = err};
 	va_list ap;
@@ -92,9 +61,9 @@ static int mount_9p(const char *tag, const char *target, bool readonly)
 {
 	/* cache=mmap: no stale dentries against a live host directory, mmap still works. */
 	return mount(tag, target, "9p", readonly ? MS_RDONLY : 0,
-		     "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0
-		       ? -errno
-		       : 0;
+	             "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0
+	           ? -errno
+	           : 0;
 }
 
 /* True when path has a ".." component. */
@@ -122,7 +91,8 @@ struct dev_node {
 };
 
 static const struct dev_node dev_nodes[] = {
-	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+    {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+    {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
 };
 
 /* Kernel filesystems every container gets, mounted below the new root. A data table,
@@ -135,12 +105,12 @@ struct special_mount {
 };
 
 static const struct special_mount special_mounts[] = {
-	{"/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
-	{"/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"},
-	{"/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-	{"/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"},
-	{"/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
-	{"/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL},
+    {"/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+    {"/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"},
+    {"/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+    {"/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"},
+    {"/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+    {"/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL},
 };
 
 static void child_mount_special(int sync_fd, const char *root)
@@ -154,33 +124,34 @@ static void child_mount_special(int sync_fd, const char *root)
 		/* Security: fresh instances only (a new devpts, a proc of the new pid ns);
 		 * nothing of the agent's own /dev or /proc is visible to the container. */
 		if (mount(m->fstype, target, m->fstype, m->flags, m->data) < 0)
-			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mount %s at '%s'", m->fstype,
-				   m->target);
+			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mount %s at '%s'",
+			           m->fstype, m->target);
 		if (strcmp(m->target, "/dev") != 0)
 			continue;
 		for (size_t j = 0; j < ELEMENTSOF(dev_nodes); j++) {
 			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, dev_nodes[j].name);
-			if (mknod(p, S_IFCHR | 0666, makedev(dev_nodes[j].maj, dev_nodes[j].min)) < 0)
+			if (mknod(p, S_IFCHR | 0666, makedev(dev_nodes[j].maj, dev_nodes[j].min)) <
+			    0)
 				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mknod '/dev/%s'",
-					   dev_nodes[j].name);
+				           dev_nodes[j].name);
 			(void)chmod(p, 0666);
 		}
 		static const char *const links[][2] = {
-			{"pts/ptmx", "ptmx"},	     {"/proc/self/fd", "fd"},
-			{"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-			{"/proc/self/fd/2", "stderr"},
+		    {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
+		    {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
+		    {"/proc/self/fd/2", "stderr"},
 		};
 		for (size_t j = 0; j < ELEMENTSOF(links); j++) {
 			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, links[j][1]);
 			if (symlink(links[j][0], p) < 0)
 				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "symlink '/dev/%s'",
-					   links[j][1]);
+				           links[j][1]);
 		}
 	}
 }
 
 static void child_mount_root(int sync_fd, const struct container_spec *spec, const char *base,
-			     const char *root)
+                             const char *root)
 {
 	if (mkdir_p(root, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", root);
@@ -253,7 +224,7 @@ _noreturn_ static void child_exec(int sync_fd, const struct container_spec *spec
 	for (const char *p = path; *p;) {
 		const char *colon = strchrnul(p, ':');
 		_cleanup_free_ char *cand =
-			xasprintf("%.*s/%s", (int)(colon - p), colon == p ? "." : p, file);
+		    xasprintf("%.*s/%s", (int)(colon - p), colon == p ? "." : p, file);
 		execve(cand, spec->args, spec->env);
 		if (errno != ENOENT && errno != ENOTDIR)
 			err = errno;
@@ -262,24 +233,73 @@ _noreturn_ static void child_exec(int sync_fd, const struct container_spec *spec
 	child_fail(sync_fd, STAGE_EXEC, err, "'%s'", file);
 }
 
+/* Send buf with fd attached (SCM_RIGHTS). */
+static int send_with_fd(int sock, const void *buf, size_t len, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+}
+
+/* The terminal is made inside the container's own devpts (as runc's console socket
+ * does), so ttyname() and /dev/pts/N work there; the master goes to the agent. The
+ * caller has already pivoted into the new root and may still have privileges. */
+static int child_open_terminal(int sync_fd, const struct container_spec *spec)
+{
+	struct winsize ws = {.ws_row = spec->rows ? spec->rows : 24,
+	                     .ws_col = spec->cols ? spec->cols : 80};
+	int master, slave;
+	char name[64];
+
+	master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "open /dev/ptmx");
+	if (grantpt(master) < 0 || unlockpt(master) < 0 ||
+	    ptsname_r(master, name, sizeof(name)) != 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "unlock pty");
+	slave = open(name, O_RDWR | O_NOCTTY);
+	if (slave < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "open '%s'", name);
+	(void)ioctl(slave, TIOCSWINSZ, &ws);
+	/* The process may run as another user: the terminal must be its own. */
+	if (fchown(slave, spec->uid, spec->gid) < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "chown '%s'", name);
+	for (int i = 0; i < 3; i++)
+		if (dup2(slave, i) < 0)
+			child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 terminal");
+	if (slave > 2)
+		close(slave);
+	if (ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "set controlling terminal");
+	return master;
+}
+
 _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec, int stdio[3])
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
 	_cleanup_free_ char *root = xasprintf("%s/root", base);
 	struct sync_msg m;
 	sigset_t all;
+	int master = -1;
 
 	(void)prctl(PR_SET_NAME, "hull:setup");
 	/* The agent blocks signals for its signalfd; the container starts with none. */
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
-	for (int i = 0; i < 3; i++)
-		if (dup2(stdio[i], i) < 0)
-			child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
+	if (!spec->terminal)
+		for (int i = 0; i < 3; i++)
+			if (dup2(stdio[i], i) < 0)
+				child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
 	if (setsid() < 0)
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
-	if (spec->terminal && ioctl(0, TIOCSCTTY, 0) < 0)
-		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "set controlling terminal");
 
 	/* Security: nothing the container mounts propagates back to the agent. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -306,6 +326,8 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 			child_fail(sync_fd, STAGE_CWD, -r, "'%s'", spec->cwd);
 	}
 	child_pivot_root(sync_fd, root);
+	if (spec->terminal)
+		master = child_open_terminal(sync_fd, spec);
 
 	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
 		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
@@ -321,8 +343,14 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		child_fail(sync_fd, STAGE_CWD, errno, "'%s'", spec->cwd);
 
 	m = (struct sync_msg){.type = SYNC_READY};
-	if (write(sync_fd, &m, sizeof(m)) != sizeof(m))
+	if (master >= 0) {
+		int r = send_with_fd(sync_fd, &m, sizeof(m), master);
+		close(master);
+		if (r < 0)
+			_exit(125);
+	} else if (write(sync_fd, &m, sizeof(m)) != sizeof(m)) {
 		_exit(125);
+	}
 	if (read(sync_fd, &m, sizeof(m)) != sizeof(m) || m.type != SYNC_START)
 		_exit(125); /* parent gone or removed before start */
 	(void)prctl(PR_SET_NAME, "hull:exec");
@@ -331,14 +359,29 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 
 /* ---- parent side ------------------------------------------------------------------ */
 
-static int sync_read(int fd, struct sync_msg *m)
+/* Read one sync message; a passed fd (the terminal master) lands in *ret_fd. */
+static int sync_read(int fd, struct sync_msg *m, int *ret_fd)
 {
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	ssize_t n;
+
 	do
-		n = recv(fd, m, sizeof(*m), 0);
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int passed;
+			memcpy(&passed, CMSG_DATA(c), sizeof(int));
+			if (ret_fd && *ret_fd < 0)
+				*ret_fd = passed;
+			else
+				close(passed);
+		}
 	if (n == 0)
 		return 0;
 	if ((size_t)n != sizeof(*m))
@@ -350,8 +393,8 @@ static int sync_read(int fd, struct sync_msg *m)
 static int sync_error(const struct sync_msg *m, struct hull_error **err)
 {
 	int e = m->err > 0 && m->err < 4096 ? m->err : EIO;
-	return hull_error_set_errno(err, -e, "%s: %s", container_stage_name((enum container_stage)m->stage),
-				    m->msg);
+	return hull_error_set_errno(err, -e, "%s: %s",
+	                            container_stage_name((enum container_stage)m->stage), m->msg);
 }
 
 static void reap(pid_t pid)
@@ -362,7 +405,7 @@ static void reap(pid_t pid)
 }
 
 int container_create(const struct container_spec *spec, struct container_process *ret,
-		     struct hull_error **err)
+                     struct hull_error **err)
 {
 	_cleanup_close_ int sync_parent = -1, sync_child = -1;
 	_cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
@@ -383,23 +426,7 @@ int container_create(const struct container_spec *spec, struct container_process
 	}
 	sync_parent = sv[0];
 	sync_child = sv[1];
-	if (spec->terminal) {
-		struct winsize ws = {.ws_row = spec->rows ? spec->rows : 24,
-				     .ws_col = spec->cols ? spec->cols : 80};
-		if (openpty(&p[0], &p[1], NULL, NULL, &ws) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		out_r = p[0];
-		out_w = p[1];
-		in_w = fcntl(out_r, F_DUPFD_CLOEXEC, 3);
-		if (in_w < 0) {
-			r = -errno;
-			goto fail;
-		}
-		(void)fcntl(out_r, F_SETFD, FD_CLOEXEC);
-		(void)fcntl(out_w, F_SETFD, FD_CLOEXEC);
-	} else {
+	if (!spec->terminal) {
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			r = -errno;
 			goto fail;
@@ -419,28 +446,24 @@ int container_create(const struct container_spec *spec, struct container_process
 
 	/* Security: the container gets its own mount, pid, ipc and uts namespaces; the pid
 	 * namespace makes it PID 1 of its own tree so every descendant dies with it. */
-	pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
-			     NULL, NULL, NULL, 0);
+	pid = (pid_t)syscall(SYS_clone,
+	                     CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+	                     NULL, NULL, NULL, 0);
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
 	}
 	if (pid == 0) {
-		int stdio[3];
-		if (spec->terminal) {
-			stdio[0] = stdio[1] = stdio[2] = out_w;
-		} else {
-			stdio[0] = in_r;
-			stdio[1] = out_w;
-			stdio[2] = err_w;
-		}
+		int stdio[3] = {in_r, out_w, err_w};
 		close(sync_parent);
 		child_main(sync_child, spec, stdio);
 	}
 
 	closep(&sync_child);
 	sync_child = -1;
-	r = sync_read(sync_parent, &m);
+	r = sync_read(sync_parent, &m, &out_r);
+	if (r > 0 && m.type == SYNC_READY && spec->terminal && out_r < 0)
+		r = -EBADMSG; /* a terminal was asked for and none came */
 	if (r <= 0 || m.type != SYNC_READY) {
 		if (r > 0 && m.type == SYNC_ERROR)
 			sync_error(&m, err);
@@ -451,6 +474,15 @@ int container_create(const struct container_spec *spec, struct container_process
 		goto fail_reported;
 	}
 
+	if (spec->terminal) {
+		/* One master, two roles: output is read from it, input written to a dup. */
+		in_w = fcntl(out_r, F_DUPFD_CLOEXEC, 3);
+		if (in_w < 0) {
+			r = hull_error_set_errno(err, -errno, "dup terminal");
+			reap(pid);
+			goto fail_reported;
+		}
+	}
 	ret->pid = pid;
 	ret->sync_fd = TAKE_FD(sync_parent);
 	ret->stdin_fd = TAKE_FD(in_w);
@@ -478,7 +510,7 @@ int container_start(struct container_process *proc, struct hull_error **err)
 		proc->sync_fd = -1;
 		return hull_error_set_errno(err, r, "start");
 	}
-	r = sync_read(proc->sync_fd, &m);
+	r = sync_read(proc->sync_fd, &m, NULL);
 	closep(&proc->sync_fd);
 	proc->sync_fd = -1;
 	if (r == 0)

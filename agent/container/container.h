@@ -10,20 +10,20 @@
 /* What the agent needs to make one container. The service layer fills this from a
  * validated CreateContainerRequest; nothing here points into wire buffers. */
 struct container_mount {
-	char *tag;	   /* 9p mount tag of the host share */
+	char *tag;         /* 9p mount tag of the host share */
 	char *destination; /* absolute, inside the container */
 	bool readonly;
 };
 
 struct container_spec {
 	char *id;
-	char *root_tag;	     /* 9p tag of the root filesystem */
-	bool root_readonly;  /* mount the root read-only */
-	bool root_overlay;   /* writes go to a tmpfs overlay */
-	char **args;	     /* argv, NULL-terminated, at least one */
-	char **env;	     /* NULL-terminated */
-	char *cwd;	     /* absolute */
-	char *hostname;	     /* may be NULL */
+	char *root_tag;     /* 9p tag of the root filesystem */
+	bool root_readonly; /* mount the root read-only */
+	bool root_overlay;  /* writes go to a tmpfs overlay */
+	char **args;        /* argv, NULL-terminated, at least one */
+	char **env;         /* NULL-terminated */
+	char *cwd;          /* absolute */
+	char *hostname;     /* may be NULL */
 	uid_t uid;
 	gid_t gid;
 	gid_t *groups;
@@ -53,17 +53,17 @@ const char *container_stage_name(enum container_stage s);
 
 struct container_process {
 	pid_t pid;
-	int sync_fd;	/* parent end of the setup protocol; -1 once started */
-	int stdin_fd;	/* write end, or the pty master (dup) */
-	int stdout_fd;	/* read end, or the pty master */
-	int stderr_fd;	/* read end, -1 with a terminal */
+	int sync_fd;   /* parent end of the setup protocol; -1 once started */
+	int stdin_fd;  /* write end, or the pty master (dup) */
+	int stdout_fd; /* read end, or the pty master */
+	int stderr_fd; /* read end, -1 with a terminal */
 };
 
 /* Clone the container's init with fresh mnt/pid/ipc/uts namespaces and run the setup
  * stages up to just before exec. On success the child waits for container_start().
  * On failure *err says "stage: message: strerror" and no process is left. */
 int container_create(const struct container_spec *spec, struct container_process *ret,
-		     struct hull_error **err);
+                     struct hull_error **err);
 /* Let the created child exec its process. Returns 0 once exec succeeded; on failure
  * (e.g. -ENOENT for a missing binary) the child is gone and *err says why. */
 int container_start(struct container_process *proc, struct hull_error **err);

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* Container spec helpers that do not touch the system: shared by the engine and the
+ * fuzzers that exercise request validation without cloning anything. */
+#include "container.h"
+
+#include "util.h"
+
+static const char *const stage_names[_STAGE_MAX] = {
+    [STAGE_CHILD_INIT] = "init",
+    [STAGE_MOUNT_ROOT] = "mount rootfs",
+    [STAGE_MOUNT_VOLUMES] = "mount volume",
+    [STAGE_MOUNT_SPECIAL] = "mount special fs",
+    [STAGE_PIVOT_ROOT] = "pivot_root",
+    [STAGE_HOSTNAME] = "set hostname",
+    [STAGE_USER] = "set user",
+    [STAGE_CWD] = "set working directory",
+    [STAGE_EXEC] = "exec",
+};
+
+const char *container_stage_name(enum container_stage s)
+{
+	return (unsigned)s < _STAGE_MAX ? stage_names[s] : "unknown stage";
+}
+
+void container_spec_done(struct container_spec *spec)
+{
+	free(spec->id);
+	free(spec->root_tag);
+	strv_free(spec->args);
+	strv_free(spec->env);
+	free(spec->cwd);
+	free(spec->hostname);
+	free(spec->groups);
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		free(spec->mounts[i].tag);
+		free(spec->mounts[i].destination);
+	}
+	free(spec->mounts);
+	*spec = (struct container_spec){0};
+}

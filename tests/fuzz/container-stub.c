@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* Stand-in for the container engine in the agent fuzzer: requests get all the way
+ * through validation, then creation is refused; no process, mount or signal happens. */
+#include "container/container.h"
+
+int container_create(const struct container_spec *spec, struct container_process *ret,
+                     struct hull_error **err)
+{
+	(void)ret;
+	return hull_error_set(err, -EPERM, "fuzzing: not creating '%s'", spec->id);
+}
+
+int container_start(struct container_process *proc, struct hull_error **err)
+{
+	(void)proc;
+	return hull_error_set(err, -EPERM, "fuzzing");
+}
+
+void container_cleanup_dir(const char *id)
+{
+	(void)id;
+}

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Integration tests: real QEMU under TCG (or KVM where it works), the real guest kernel
+# and agent, hull run as a user runs it. Prints one line per test:
+#   ok - NAME | not ok - NAME: why | skip - NAME: why
+# and checks after every test that nothing leaked: no QEMU, no state dir, no temp dir.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$top/build}
+HULL=$BUILD/hull
+ROOTFS=$BUILD/rootfs-demo
+work=$(mktemp -d /tmp/hull-it.XXXXXX)
+export HULL_STATE_DIR=$work/state
+export HULL_ACCEL=${HULL_ACCEL:-auto}
+mkdir -p "$HULL_STATE_DIR"
+trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; rm -rf "$work"' EXIT
+
+only=${HULL_TEST_FILTER:-}
+failed=0
+
+say() { printf '%s\n' "$*"; }
+
+# Nothing of ours may survive a test: QEMU processes naming our state dir, or entries in it.
+leaks() {
+	local i
+	for i in $(seq 1 50); do
+		pgrep -f -- "$HULL_STATE_DIR" >/dev/null || break
+		sleep 0.1
+	done
+	if pgrep -af -- "$HULL_STATE_DIR" >/dev/null; then
+		echo "process left: $(pgrep -af -- "$HULL_STATE_DIR" | head -1)"
+		pkill -9 -f -- "$HULL_STATE_DIR"
+		return
+	fi
+	if [ -n "$(ls -A "$HULL_STATE_DIR")" ]; then
+		echo "state left: $(ls -A "$HULL_STATE_DIR" | head -3 | tr '\n' ' ')"
+		rm -rf "${HULL_STATE_DIR:?}"/*
+	fi
+}
+
+run_test() {
+	local name=$1 why
+	[ -n "$only" ] && [[ $name != *$only* ]] && return
+	T=$work/t.$name
+	mkdir -p "$T"
+	why=$("test_$name" 2>&1)
+	local rc=$?
+	local leak
+	leak=$(leaks)
+	if [ "$rc" = 77 ]; then
+		say "skip - $name: ${why##*$'\n'}"
+	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
+		say "ok - $name"
+	else
+		failed=1
+		say "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
+	fi
+	rm -rf "$T"
+}
+
+# hull run with the demo rootfs; stdout/stderr/exit status into $T/{out,err,rc}.
+hrun() {
+	"$HULL" run --rootfs "$ROOTFS" "$@" >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+}
+rc() { cat "$T/rc"; }
+expect_rc() {
+	[ "$(rc)" = "$1" ] || { echo "exit status $(rc), want $1; stderr: $(head -c 600 "$T/err")"; return 1; }
+}
+expect_out() {
+	[ "$(cat "$T/out")" = "$1" ] || { echo "stdout '$(head -c 300 "$T/out")', want '$1'"; return 1; }
+}
+expect_err_has() {
+	grep -qF -- "$1" "$T/err" || { echo "stderr lacks '$1': $(head -c 600 "$T/err")"; return 1; }
+}
+# Wait until file $1 contains $2 (up to 60 s).
+wait_for() {
+	local i
+	for i in $(seq 1 600); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "timed out waiting for '$2' in $1"
+	return 1
+}
+
+# ---- tests ----------------------------------------------------------------------
+
+test_echo() {
+	hrun -- echo hello from the VM && expect_rc 0 && expect_out "hello from the VM"
+}
+
+test_exit_codes() {
+	for code in 0 1 42; do
+		hrun -- sh -c "exit $code" && expect_rc "$code" || return 1
+	done
+}
+
+test_stderr_apart() {
+	hrun -- sh -c 'echo out1; echo err1 >&2; echo out2; echo err2 >&2' && expect_rc 0 || return 1
+	[ "$(cat "$T/out")" = $'out1\nout2' ] || { echo "stdout: $(cat "$T/out")"; return 1; }
+	[ "$(grep -v '^hull' "$T/err")" = $'err1\nerr2' ] || { echo "stderr: $(cat "$T/err")"; return 1; }
+}
+
+test_stdout_10mib_intact() {
+	mkdir -p "$T/data"
+	head -c $((10 << 20)) /dev/urandom >"$T/data/blob"
+	"$HULL" run --rootfs "$ROOTFS" -v "$T/data:/data:ro" -- cat /data/blob >"$T/got" 2>"$T/err" </dev/null
+	local r=$?
+	[ "$r" = 0 ] || { echo "exit $r: $(cat "$T/err")"; return 1; }
+	[ "$(sha256sum <"$T/got")" = "$(sha256sum <"$T/data/blob")" ] ||
+		{ echo "checksum differs ($(stat -c %s "$T/got") bytes arrived)"; return 1; }
+}
+
+test_stdin_through_cat() {
+	head -c $((1 << 20)) /dev/urandom >"$T/in"
+	"$HULL" run --rootfs "$ROOTFS" -i -- cat <"$T/in" >"$T/got" 2>"$T/err"
+	local r=$?
+	[ "$r" = 0 ] || { echo "exit $r: $(cat "$T/err")"; return 1; }
+	cmp -s "$T/in" "$T/got" || { echo "stdin came back different ($(stat -c %s "$T/got") bytes)"; return 1; }
+	# A pipe that ends: the command sees EOF and its result comes back.
+	printf 'a\nb\nc\n' | "$HULL" run --rootfs "$ROOTFS" -i -- wc -l >"$T/out" 2>"$T/err"
+	[ "$(tr -d ' ' <"$T/out")" = 3 ] || { echo "wc -l said '$(cat "$T/out")'"; return 1; }
+}
+
+test_tty() {
+	hrun -t -- sh -c 'test -t 0 && test -t 1 && tty' && expect_rc 0 || return 1
+	grep -q '^/dev/pts/' "$T/out" || { echo "no tty: $(cat "$T/out")"; return 1; }
+	hrun -- sh -c 'test -t 1 && echo tty || echo notty' && expect_out notty
+}
+
+test_timeout() {
+	hrun --timeout 2s -- sleep 600 && expect_rc 124 && expect_err_has "timeout"
+}
+
+test_volume_rw_ro_and_rootfs_unchanged() {
+	local before after
+	mkdir -p "$T/ws"
+	before=$(cd "$ROOTFS" && find . -printf '%p %s %m %T@\n' | sort | sha256sum)
+	hrun -v "$T/ws:/ws" -- sh -c 'echo made-in-vm >/ws/result; echo junk >/etc/junk; rm /bin/ls; mkdir /newdir' &&
+		expect_rc 0 || return 1
+	[ "$(cat "$T/ws/result" 2>/dev/null)" = made-in-vm ] || { echo "file written in the container is not on the host"; return 1; }
+	hrun -v "$T/ws:/ws:ro" -- sh -c 'echo x >/ws/other' || true
+	[ "$(rc)" != 0 ] || { echo "write to a :ro volume succeeded"; return 1; }
+	expect_err_has "Read-only file system" || return 1
+	[ ! -e "$T/ws/other" ] || { echo ":ro volume was written"; return 1; }
+	after=$(cd "$ROOTFS" && find . -printf '%p %s %m %T@\n' | sort | sha256sum)
+	[ "$before" = "$after" ] || { echo "the rootfs changed"; return 1; }
+}
+
+test_rootfs_rw() {
+	local rw=$T/rootfs
+	cp -a "$ROOTFS" "$rw"
+	"$HULL" run --rootfs "$rw" --rootfs-rw -- sh -c 'echo kept >/etc/kept' >"$T/out" 2>"$T/err" </dev/null
+	[ "$(cat "$rw/etc/kept" 2>/dev/null)" = kept ] || { echo "--rootfs-rw write did not land: $(cat "$T/err")"; return 1; }
+}
+
+test_env_user_workdir_hostname() {
+	printf '# comment\nFROM_FILE=yes\nSHARED=file\n' >"$T/envfile"
+	hrun --env-file "$T/envfile" -e SHARED=flag -e GREETING="a b" -u 1000:2000 -w /tmp/work --hostname job-7 -- \
+		sh -c 'echo "$FROM_FILE $SHARED $GREETING"; id -u; id -g; pwd; hostname' && expect_rc 0 || return 1
+	expect_out $'yes flag a b\n1000\n2000\n/tmp/work\njob-7'
+}
+
+test_signal_forwarded() {
+	# A command that handles SIGTERM sees it and decides its own exit status.
+	"$HULL" run --rootfs "$ROOTFS" -- sh -c 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.2; done' \
+		>"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	wait_for "$T/out" ready || { kill -9 $pid; return 1; }
+	kill -TERM $pid
+	wait $pid
+	local r=$?
+	[ "$r" = 3 ] || { echo "exit $r, want 3: $(cat "$T/err")"; return 1; }
+	grep -q got-term "$T/out" || { echo "the trap did not run"; return 1; }
+}
+
+test_killed_by_signal() {
+	# PID 1 of the container ignores SIGINT; a second Ctrl-C kills it: 128+9.
+	"$HULL" run --rootfs "$ROOTFS" -- sh -c 'echo ready; exec sleep 600' >"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	wait_for "$T/out" ready || { kill -9 $pid; return 1; }
+	kill -INT $pid
+	sleep 0.5
+	kill -INT $pid
+	wait $pid
+	local r=$?
+	[ "$r" = 137 ] || { echo "exit $r, want 137: $(cat "$T/err")"; return 1; }
+}
+
+test_ctrl_c_leaves_nothing() {
+	# One Ctrl-C, a PID 1 that ignores it: the stop timeout kills; nothing remains.
+	"$HULL" run --rootfs "$ROOTFS" --stop-timeout 1s -- sh -c 'echo ready; exec sleep 600' \
+		>"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	wait_for "$T/out" ready || { kill -9 $pid; return 1; }
+	kill -INT $pid
+	wait $pid
+	local r=$?
+	[ "$r" = 137 ] || { echo "exit $r, want 137: $(cat "$T/err")"; return 1; }
+	# Ctrl-C during boot aborts the boot and cleans up too.
+	"$HULL" run --rootfs "$ROOTFS" -- true >"$T/out" 2>"$T/err" </dev/null &
+	pid=$!
+	sleep 0.3
+	kill -INT $pid
+	wait $pid
+	r=$?
+	[ "$r" = 130 ] || [ "$r" = 0 ] || { echo "boot interrupted: exit $r: $(cat "$T/err")"; return 1; }
+}
+
+test_hull_killed_hard() {
+	# SIGKILL of hull itself: QEMU dies with it (PDEATHSIG); the next run sweeps the
+	# dead sandbox's state dir.
+	"$HULL" run --rootfs "$ROOTFS" -- sh -c 'echo ready; exec sleep 600' >"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	wait_for "$T/out" ready || { kill -9 $pid; return 1; }
+	kill -9 $pid
+	wait $pid 2>/dev/null
+	local i
+	for i in $(seq 1 50); do pgrep -f -- "$HULL_STATE_DIR" >/dev/null || break; sleep 0.1; done
+	pgrep -f -- "$HULL_STATE_DIR" >/dev/null && { echo "QEMU outlived a killed hull"; return 1; }
+	hrun -- true && expect_rc 0
+}
+
+test_vm_dies_mid_run() {
+	"$HULL" run --rootfs "$ROOTFS" -- sh -c 'echo ready; exec sleep 600' >"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	wait_for "$T/out" ready || { kill -9 $pid; return 1; }
+	pkill -9 -f -- "qemu-system.*$HULL_STATE_DIR"
+	wait $pid
+	local r=$?
+	[ "$r" = 125 ] || { echo "exit $r, want 125"; return 1; }
+	expect_err_has "VM exited"
+}
+
+test_bad_input() {
+	hrun --rootfs /nonexistent/rootfs -- true
+	expect_rc 125 && expect_err_has "rootfs '/nonexistent/rootfs'" || return 1
+	"$HULL" run --rootfs "$ROOTFS" >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 125 && expect_err_has "no command" || return 1
+	hrun -- /no/such/command
+	expect_rc 127 && expect_err_has "'/no/such/command'" || return 1
+	hrun -- nosuchcmd
+	expect_rc 127 || return 1
+	hrun -- /etc/passwd
+	expect_rc 126 || return 1
+	HULL_QEMU=/nonexistent/qemu-system-x86_64 hrun -- true
+	expect_rc 125 && expect_err_has "QEMU binary" || return 1
+	hrun --kernel /nonexistent/vmlinuz -- true
+	expect_rc 125 && expect_err_has "kernel '/nonexistent/vmlinuz'" || return 1
+	hrun -v /nonexistent/dir:/x -- true
+	expect_rc 125 && expect_err_has "/nonexistent/dir" || return 1
+	hrun -m lots -- true
+	expect_rc 125 && expect_err_has "--memory 'lots'" || return 1
+	hrun --timeout soon -- true
+	expect_rc 125 && expect_err_has "--timeout 'soon'"
+}
+
+test_bad_kernel_boot_timeout() {
+	# A "kernel" that is not one: QEMU refuses it, or the guest never answers; either
+	# way a clear message and nothing left.
+	head -c 4096 /dev/urandom >"$T/junk"
+	hrun --kernel "$T/junk" --boot-timeout 10s -- true
+	expect_rc 125 || return 1
+	grep -qiE 'QEMU exited|boot VM' "$T/err" || { echo "unclear: $(head -c 400 "$T/err")"; return 1; }
+}
+
+test_q35_machine() {
+	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
+}
+
+test_qmp_schema() {
+	# The commands our QMP client uses exist in this QEMU's schema.
+	python3 - <<'PY'
+import json, socket, subprocess, sys, tempfile, os, time
+d = tempfile.mkdtemp()
+sock = os.path.join(d, "qmp.sock")
+p = subprocess.Popen(["qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "none",
+                      "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    for _ in range(200):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); f = s.makefile("rw")
+    json.loads(f.readline())
+    def call(cmd):
+        f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+        while True:
+            m = json.loads(f.readline())
+            if "event" not in m:
+                return m
+    call("qmp_capabilities")
+    names = {c["name"] for c in call("query-commands")["return"]}
+    missing = {"qmp_capabilities", "query-status", "quit"} - names
+    if missing:
+        print("missing from QEMU's schema:", missing); sys.exit(1)
+    events = {e["name"] for e in call("query-qmp-schema")["return"] if e.get("meta-type") == "event"}
+    if "SHUTDOWN" not in events:
+        print("no SHUTDOWN event in schema"); sys.exit(1)
+finally:
+    p.kill(); p.wait()
+    import shutil; shutil.rmtree(d)
+PY
+}
+
+# ---- main -----------------------------------------------------------------------
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+	say "skip - integration: qemu-system-x86_64 not installed (make deps)"
+	exit 0
+fi
+for f in "$HULL" "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio" "$ROOTFS/bin/busybox"; do
+	[ -e "$f" ] || { say "skip - integration: '$f' not built (make)"; exit 0; }
+done
+
+for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty timeout \
+	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
+	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
+	bad_kernel_boot_timeout q35_machine qmp_schema; do
+	run_test "$t"
+done
+exit $failed

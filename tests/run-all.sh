@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run every test: cmocka unit tests, fuzz corpus replays (under ASan/UBSan), integration
+# tests with real QEMU. Ends with one line: "N passed, N failed, N skipped".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$top/build}
+cd "$top"
+passed=0 failed=0 skipped=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+section() { printf '\n== %s ==\n' "$1"; }
+
+if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = unit ]; then
+	section "unit tests (cmocka)"
+	for t in "$BUILD"/tests/test-*; do
+		[ -x "$t" ] && [ "${t%.d}" = "$t" ] || continue
+		timeout 300 "$t" >"$log" 2>&1
+		rc=$?
+		p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+		f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+		p=${p:-0} f=${f:-0}
+		if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi # crashed or hung
+		passed=$((passed + p)) failed=$((failed + f))
+		printf '%-28s %s passed, %s failed\n' "$(basename "$t")" "$p" "$f"
+		[ "$f" = 0 ] || cat "$log"
+	done
+
+	section "fuzz corpus replays (ASan/UBSan)"
+	for r in "$BUILD"/fuzz/replay-*; do
+		[ -x "$r" ] && [ "${r%.d}" = "$r" ] || continue
+		name=${r##*/replay-}
+		if timeout 300 "$r" "tests/fuzz/corpus/$name" >"$log" 2>&1; then
+			passed=$((passed + 1))
+			printf '%-28s ok (%s)\n' "replay-$name" "$(tail -1 "$log")"
+		else
+			failed=$((failed + 1))
+			printf '%-28s FAILED\n' "replay-$name"
+			tail -20 "$log"
+		fi
+	done
+fi
+
+if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
+	section "integration tests (real QEMU)"
+	tests/integration/run.sh >"$log" 2>&1
+	cat "$log"
+	passed=$((passed + $(grep -c '^ok - ' "$log")))
+	failed=$((failed + $(grep -c '^not ok - ' "$log")))
+	skipped=$((skipped + $(grep -c '^skip - ' "$log")))
+fi
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* Parsers of user input: sizes and durations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "util.h"
+
+static void test_parse_size(void **state)
+{
+	uint64_t v;
+	(void)state;
+	assert_int_equal(parse_size("512", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(parse_size("512M", &v), 0);
+	assert_int_equal(v, 512ull << 20);
+	assert_int_equal(parse_size("2GiB", &v), 0);
+	assert_int_equal(v, 2ull << 30);
+	assert_int_equal(parse_size("1g", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(parse_size("", &v), -EINVAL);
+	assert_int_equal(parse_size("-1M", &v), -EINVAL);
+	assert_int_equal(parse_size("12X", &v), -EINVAL);
+	assert_int_equal(parse_size("1MM", &v), -EINVAL);
+	assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_size("17179869184T", &v), -ERANGE);
+}
+
+static void test_parse_duration(void **state)
+{
+	uint64_t v;
+	(void)state;
+	assert_int_equal(parse_duration_ms("90", &v), 0);
+	assert_int_equal(v, 90000);
+	assert_int_equal(parse_duration_ms("1.5s", &v), 0);
+	assert_int_equal(v, 1500);
+	assert_int_equal(parse_duration_ms("500ms", &v), 0);
+	assert_int_equal(v, 500);
+	assert_int_equal(parse_duration_ms("1h30m", &v), 0);
+	assert_int_equal(v, 5400000);
+	assert_int_equal(parse_duration_ms("", &v), -EINVAL);
+	assert_int_equal(parse_duration_ms("soon", &v), -EINVAL);
+	assert_int_equal(parse_duration_ms("5d", &v), -EINVAL);
+	assert_int_equal(parse_duration_ms("-3s", &v), -EINVAL);
+}
+
+static void test_error_wrapping(void **state)
+{
+	struct hull_error *err = NULL;
+	(void)state;
+	assert_int_equal(
+	    hull_error_set_errno(&err, -ENOENT, "mount volume '%s' at '%s'", "data", "/srv"),
+	    -ENOENT);
+	/* Set exactly once: a second set does not overwrite the first cause. */
+	hull_error_set(&err, -EIO, "later");
+	hull_error_prefix(&err, "create container '%s'", "web");
+	assert_string_equal(
+	    err->msg,
+	    "create container 'web': mount volume 'data' at '/srv': No such file or directory");
+	assert_int_equal(err->code, -ENOENT);
+	hull_error_free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_parse_duration),
+	    cmocka_unit_test(test_error_wrapping),
+	};
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* The QEMU argv builder and accel detection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+#include "vmm.h"
+
+static const struct vmm_share shares[] = {
+    {.tag = "hull-root", .path = "/srv/root", .readonly = true},
+    {.tag = "vol0", .path = "/a,b", .readonly = false},
+};
+
+static struct vmm_config base_config(void)
+{
+	return (struct vmm_config){
+	    .qemu = "qemu-system-x86_64",
+	    .kernel = "/k/vmlinuz",
+	    .initrd = "/k/initramfs.cpio",
+	    .state_dir = "/run/hull/abc",
+	    .name = "abc",
+	    .accel = VMM_ACCEL_TCG,
+	    .machine = VMM_MACHINE_MICROVM,
+	    .channel = VMM_CHANNEL_SERIAL,
+	    .cpus = 2,
+	    .memory_mib = 256,
+	    .shares = shares,
+	    .n_shares = 2,
+	    .sandbox = true,
+	};
+}
+
+/* Index of the first arg equal to s, or -1. */
+static int find(char **argv, const char *s)
+{
+	for (int i = 0; argv[i]; i++)
+		if (strcmp(argv[i], s) == 0)
+			return i;
+	return -1;
+}
+
+/* The value following flag (first occurrence with value containing needle). */
+static const char *value_of(char **argv, const char *flag, const char *needle)
+{
+	for (int i = 0; argv[i] && argv[i + 1]; i++)
+		if (strcmp(argv[i], flag) == 0 && (!needle || strstr(argv[i + 1], needle)))
+			return argv[i + 1];
+	return NULL;
+}
+
+static void test_microvm_serial(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(argv[0], "qemu-system-x86_64");
+	assert_true(find(argv, "-nodefaults") > 0);
+	assert_true(find(argv, "-no-user-config") > 0);
+	assert_true(find(argv, "-no-reboot") > 0);
+	assert_string_equal(value_of(argv, "-machine", NULL), "microvm,acpi=off,rtc=off");
+	assert_string_equal(value_of(argv, "-accel", NULL), "tcg");
+	assert_int_equal(find(argv, "-cpu"), -1);
+	assert_string_equal(value_of(argv, "-smp", NULL), "2");
+	assert_string_equal(value_of(argv, "-m", NULL), "256M");
+	assert_string_equal(value_of(argv, "-kernel", NULL), "/k/vmlinuz");
+	assert_string_equal(value_of(argv, "-initrd", NULL), "/k/initramfs.cpio");
+	assert_non_null(value_of(argv, "-device", "virtio-serial-device"));
+	assert_string_equal(value_of(argv, "-device", "virtserialport"),
+	                    "virtserialport,chardev=agent,name=io.hull.agent");
+	assert_string_equal(value_of(argv, "-chardev", "id=agent"),
+	                    "socket,id=agent,path=/run/hull/abc/agent.sock,server=on,wait=off");
+	assert_string_equal(value_of(argv, "-qmp", NULL),
+	                    "unix:/run/hull/abc/qmp.sock,server=on,wait=off");
+	assert_string_equal(value_of(argv, "-chardev", "id=console"),
+	                    "file,id=console,path=/run/hull/abc/console.log");
+	assert_string_equal(value_of(argv, "-fsdev", "id=fs0"),
+	                    "local,id=fs0,path=/srv/root,security_model=none,readonly=on");
+	assert_string_equal(value_of(argv, "-device", "fsdev=fs0"),
+	                    "virtio-9p-device,fsdev=fs0,mount_tag=hull-root");
+	assert_non_null(value_of(argv, "-sandbox", "on,"));
+	const char *append = value_of(argv, "-append", NULL);
+	assert_non_null(strstr(append, "console=ttyS0"));
+	assert_non_null(strstr(append, "reboot=t"));
+	assert_non_null(strstr(append, "panic=-1"));
+	assert_non_null(strstr(append, "hull.channel=serial"));
+	assert_null(strstr(append, "hull.debug"));
+}
+
+static void test_comma_in_path_is_escaped(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-fsdev", "id=fs1"),
+	                    "local,id=fs1,path=/a,,b,security_model=none");
+}
+
+static void test_q35_kvm_vsock(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.machine = VMM_MACHINE_Q35;
+	c.accel = VMM_ACCEL_KVM;
+	c.channel = VMM_CHANNEL_VSOCK;
+	c.vsock_cid = 42;
+	c.debug = true;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-machine", NULL), "q35");
+	assert_string_equal(value_of(argv, "-accel", NULL), "kvm");
+	assert_string_equal(value_of(argv, "-cpu", NULL), "host");
+	assert_string_equal(value_of(argv, "-device", "vsock"), "vhost-vsock-pci,guest-cid=42");
+	assert_null(value_of(argv, "-device", "virtserialport"));
+	assert_string_equal(value_of(argv, "-device", "fsdev=fs0"),
+	                    "virtio-9p-pci,fsdev=fs0,mount_tag=hull-root");
+	const char *append = value_of(argv, "-append", NULL);
+	assert_non_null(strstr(append, "hull.channel=vsock"));
+	assert_non_null(strstr(append, "hull.debug=1"));
+	assert_null(strstr(append, "quiet"));
+}
+
+static void expect_invalid(struct vmm_config *c, const char *msg)
+{
+	struct hull_error *err = NULL;
+	char **argv = NULL;
+
+	assert_int_equal(vmm_build_argv(c, &argv, &err), -EINVAL);
+	assert_null(argv);
+	assert_non_null(err);
+	assert_non_null(strstr(err->msg, msg));
+	hull_error_free(err);
+}
+
+static void test_invalid_configs(void **state)
+{
+	static const struct vmm_share bad = {.tag = "a,b", .path = "/x"};
+	struct vmm_config c;
+	(void)state;
+
+	c = base_config(), c.kernel = NULL;
+	expect_invalid(&c, "lacks kernel");
+	c = base_config(), c.accel = VMM_ACCEL_AUTO;
+	expect_invalid(&c, "not resolved");
+	c = base_config(), c.cpus = 0;
+	expect_invalid(&c, "cpus");
+	c = base_config(), c.memory_mib = 16;
+	expect_invalid(&c, "memory");
+	c = base_config(), c.channel = VMM_CHANNEL_VSOCK, c.vsock_cid = 2;
+	expect_invalid(&c, "reserved");
+	c = base_config(), c.shares = &bad, c.n_shares = 1;
+	expect_invalid(&c, "bad tag");
+}
+
+static char *write_fixture(const char *content)
+{
+	char *path = xstrdup("/tmp/hull-cpuinfo-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, content, strlen(content)), 0);
+	close(fd);
+	return path;
+}
+
+static void test_kvm_detection(void **state)
+{
+	_cleanup_free_ char *novirt =
+	    write_fixture("processor\t: 0\nflags\t\t: fpu vme sse sse2 hypervisor\n");
+	_cleanup_free_ char *virt = write_fixture("processor\t: 0\nflags\t\t: fpu vmx sse\n");
+	char *why = NULL;
+	(void)state;
+
+	/* No vmx/svm: not fooled by a /dev/kvm that opens. */
+	assert_false(vmm_kvm_usable("/dev/null", novirt, &why));
+	assert_non_null(strstr(why, "no vmx/svm"));
+	free(why);
+	why = NULL;
+	/* Flags present but no usable device. */
+	assert_false(vmm_kvm_usable("/nonexistent/kvm", virt, &why));
+	assert_non_null(strstr(why, "cannot open"));
+	free(why);
+	why = NULL;
+	/* A device that is not KVM at all. */
+	assert_false(vmm_kvm_usable("/dev/null", virt, &why));
+	assert_non_null(why);
+	free(why);
+	unlink(novirt);
+	unlink(virt);
+}
+
+static void test_accel_override(void **state)
+{
+	enum vmm_accel a = VMM_ACCEL_AUTO;
+	struct hull_error *err = NULL;
+	(void)state;
+
+	assert_int_equal(vmm_accel_resolve(VMM_ACCEL_TCG, &a, NULL), 0);
+	assert_int_equal(a, VMM_ACCEL_TCG);
+	setenv("HULL_ACCEL", "tcg", 1);
+	assert_int_equal(vmm_accel_resolve(VMM_ACCEL_AUTO, &a, NULL), 0);
+	assert_int_equal(a, VMM_ACCEL_TCG);
+	setenv("HULL_ACCEL", "warp", 1);
+	assert_int_equal(vmm_accel_resolve(VMM_ACCEL_AUTO, &a, &err), -EINVAL);
+	assert_non_null(strstr(err->msg, "HULL_ACCEL"));
+	hull_error_free(err);
+	unsetenv("HULL_ACCEL");
+	assert_int_equal(vmm_accel_from_string("kvm"), VMM_ACCEL_KVM);
+	assert_int_equal(vmm_accel_from_string("xen"), -EINVAL);
+	assert_int_equal(vmm_machine_from_string("q35"), VMM_MACHINE_Q35);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_microvm_serial), cmocka_unit_test(test_comma_in_path_is_escaped),
+	    cmocka_unit_test(test_q35_kvm_vsock),  cmocka_unit_test(test_invalid_configs),
+	    cmocka_unit_test(test_kvm_detection),  cmocka_unit_test(test_accel_override),
+	};
+	return cmocka_run_group_tests_name("vmm-argv", tests, NULL, NULL);
+}
