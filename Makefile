@@ -89,6 +89,8 @@ $(INITRAMFS): $(AGENT) scripts/mkinitramfs.sh
 $(DEMO_ROOTFS): scripts/mkrootfs-demo.sh
 	scripts/mkrootfs-demo.sh $(BUILD)/rootfs-demo
 
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 include tests/tests.mk
@@ -101,3 +103,11 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmark floors: a static init that powers off at once (or writes raw bytes into
+# the agent port) and its initramfs.
+$(BUILD)/bench/bench-init: $(call obj,bench/bench-init.c) $(LIB_AGENT) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c
+$(BUILD)/bench/initramfs-floor.cpio: $(BUILD)/bench/bench-init scripts/mkinitramfs.sh
+	scripts/mkinitramfs.sh $< $@

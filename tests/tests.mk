@@ -49,5 +49,5 @@ check: all $(UNIT_BINS) $(REPLAY_BINS)
 integration: all
 	@HULL_TEST_ONLY=integration tests/run-all.sh
 
-bench: all
+bench: all $(BUILD)/bench/initramfs-floor.cpio
 	@bench/run.sh
