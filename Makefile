@@ -14,7 +14,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
-	-Ivmm -Isandbox -Iagent
+	-Ivmm -Isandbox
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
@@ -52,6 +52,9 @@ deps:
 $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/proto
 	protoc-c --c_out=$(BUILD)/proto -Iproto $<
+
+# Host and guest meet only in proto/: agent headers are visible to guest code alone.
+$(BUILD)/obj/agent/%.o $(BUILD)/obj/bench/%.o: CPPFLAGS += -Iagent
 
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)

@@ -15,8 +15,8 @@
 #define AGENT_SERIAL_PORT "io.hull.agent"
 #define AGENT_VSOCK_PORT 1024
 /* Flow-control window each side grants for stdio, in bytes. */
-#define AGENT_STDIO_WINDOW (1u << 20)
-#define AGENT_STDIO_CHUNK (64u << 10)
+#define AGENT_STDIO_WINDOW (4u << 20)
+#define AGENT_STDIO_CHUNK (256u << 10)
 
 struct agent_container {
 	char *id;

@@ -4,6 +4,7 @@
  * straight into the agent's virtio-serial port, then power off (the raw channel speed
  * hull's stdio streaming is compared with). */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -37,7 +38,8 @@ int main(void)
 		reboot(RB_AUTOBOOT);
 	left = raw_bytes();
 	if (left > 0 && mount("sysfs", "/sys", "sysfs", 0, NULL) == 0 &&
-	    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL) == 0 && agent_channel_open(false, &fd) == 0) {
+	    mount("devtmpfs", "/dev", "devtmpfs", 0, NULL) == 0 &&
+	    agent_channel_open(false, &fd) == 0) {
 		fd_set_nonblock(fd, 0);
 		memset(chunk, 'x', sizeof(chunk));
 		while (left > 0) {
@@ -46,7 +48,12 @@ int main(void)
 				break;
 			left -= n;
 		}
-		fsync(fd);
+		/* Bytes still in the virtqueue die with a reboot: wait for the host to say
+		 * it has them all (one byte back), at most 30 s. */
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		char ack;
+		if (poll(&pfd, 1, 30000) > 0)
+			(void)!read(fd, &ack, 1);
 	}
 	reboot(RB_AUTOBOOT);
 	return 0;

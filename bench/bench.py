@@ -108,6 +108,7 @@ def raw_channel_speed():
         s = socket.socket(socket.AF_UNIX)
         s.connect(path)
         got, first, last = read_until(s, THROUGHPUT_BYTES)
+        s.sendall(b"k")
         s.close()
     finally:
         p.wait(timeout=120)

@@ -23,8 +23,8 @@
 #include "util.h"
 
 #define CONTAINER_ID "job"
-#define STDIO_WINDOW (1u << 20)
-#define STDIO_CHUNK (64u << 10)
+#define STDIO_WINDOW (4u << 20)
+#define STDIO_CHUNK (256u << 10)
 #define CALL_TIMEOUT_MS 60000
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -605,7 +605,7 @@ static void on_wait(struct agent_client *ac, int code, const char *message, cons
 
 static void read_stdin(struct run_state *s)
 {
-	uint8_t chunk[STDIO_CHUNK];
+	static uint8_t chunk[STDIO_CHUNK];
 	size_t want = (size_t)MIN((uint64_t)sizeof(chunk), s->in_credit);
 	ssize_t n;
 

@@ -8,6 +8,7 @@
 
 struct event_source {
 	int fd;
+	uint32_t events; /* as registered: event_mod() skips no-op epoll_ctl calls */
 	event_cb cb;
 	void *userdata;
 	bool dead;
@@ -68,6 +69,7 @@ int event_add(struct event_loop *loop, int fd, uint32_t events, event_cb cb, voi
 	struct epoll_event ev = {.events = events};
 
 	s->fd = fd;
+	s->events = events;
 	s->cb = cb;
 	s->userdata = userdata;
 	ev.data.ptr = s;
@@ -88,9 +90,12 @@ int event_mod(struct event_loop *loop, int fd, uint32_t events)
 
 	if (!s)
 		return -ENOENT;
+	if (s->events == events)
+		return 0;
 	ev.data.ptr = s;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
 		return -errno;
+	s->events = events;
 	return 0;
 }
 

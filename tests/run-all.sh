@@ -26,6 +26,20 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = unit ]; then
 		[ "$f" = 0 ] || cat "$log"
 	done
 
+	section "format (.clang-format)"
+	if ! command -v clang-format >/dev/null; then
+		skipped=$((skipped + 1))
+		echo "format: skipped: clang-format not installed (make deps)"
+	elif files=$(git ls-files '*.c' '*.h' 2>/dev/null) && [ -n "$files" ] &&
+		clang-format --dry-run --Werror $files >"$log" 2>&1; then
+		passed=$((passed + 1))
+		echo "format: ok ($(echo "$files" | wc -l) files)"
+	else
+		failed=$((failed + 1))
+		echo "format: FAILED (run make format)"
+		head -20 "$log"
+	fi
+
 	section "fuzz corpus replays (ASan/UBSan)"
 	for r in "$BUILD"/fuzz/replay-*; do
 		[ -x "$r" ] && [ "${r%.d}" = "$r" ] || continue

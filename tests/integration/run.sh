@@ -256,6 +256,22 @@ test_bad_input() {
 	expect_rc 125 && expect_err_has "--timeout 'soon'"
 }
 
+test_unavailable_accel_and_channel() {
+	# KVM and vsock are selectable; where the host lacks them the refusal is clear.
+	if grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		echo "this host has vmx/svm: the refusal cannot be shown here"
+		return 77
+	fi
+	hrun --accel kvm -- true
+	expect_rc 125 && expect_err_has "accel kvm requested but unusable" || return 1
+	if [ -e /dev/vhost-vsock ]; then
+		hrun --channel vsock -- echo over-vsock && expect_rc 0 && expect_out over-vsock
+		return
+	fi
+	hrun --channel vsock -- true
+	expect_rc 125 && expect_err_has "vhost-vsock"
+}
+
 test_bad_kernel_boot_timeout() {
 	# A "kernel" that is not one: QEMU refuses it, or the guest never answers; either
 	# way a clear message and nothing left.
@@ -317,6 +333,7 @@ done
 for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty timeout \
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
+	unavailable_accel_and_channel \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
 done
