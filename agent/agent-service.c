@@ -557,18 +557,26 @@ static int lookup(struct agent *a, const char *id, struct agent_container **ret,
 	return 0;
 }
 
-static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-                    ProtobufCMessage **ret, struct hull_error **err)
+/* Decode a ContainerRequest and find its container: the shape of most handlers. */
+static int container_from_request(struct agent *a, const ProtobufCBinaryData *in,
+                                  struct agent_container **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ContainerRequest *req =
 	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	int r = lookup(a, req->id, ret, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
 	Hull__Agent__V1__StartContainerResponse *resp;
 	struct agent_container *c;
 	int r;
 
 	(void)sid;
-	r = lookup(a, req->id, &c, err);
-	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	r = container_from_request(a, in, &c, err);
 	if (r < 0)
 		return r;
 	r = container_start(&c->proc, err);
@@ -600,14 +608,11 @@ static void wait_reply(struct agent *a, struct agent_container *c, uint32_t sid)
 static int do_wait(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                    ProtobufCMessage **ret, struct hull_error **err)
 {
-	Hull__Agent__V1__ContainerRequest *req =
-	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	struct agent_container *c;
 	int r;
 
 	(void)ret;
-	r = lookup(a, req->id, &c, err);
-	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	r = container_from_request(a, in, &c, err);
 	if (r < 0)
 		return r;
 	if (c->exited) {
@@ -696,14 +701,11 @@ static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                      ProtobufCMessage **ret, struct hull_error **err)
 {
-	Hull__Agent__V1__ContainerRequest *req =
-	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	struct agent_container *c, **pp;
 	int r;
 
 	(void)sid;
-	r = lookup(a, req->id, &c, err);
-	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	r = container_from_request(a, in, &c, err);
 	if (r < 0)
 		return r;
 	if (c->started && !c->exited)

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -49,13 +50,20 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+char *xvasprintf(const char *fmt, va_list ap)
+{
+	char *s;
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	return s;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	char *s;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
 	return s;
 }
@@ -85,11 +93,13 @@ void strv_push(char ***l, char *s)
 	(*l)[n + 1] = NULL;
 }
 
-int write_all(int fd, const void *buf, size_t len)
+/* Write everything, retrying on EINTR and waiting on EAGAIN. On a socket, send()
+ * with MSG_NOSIGNAL: a peer that went away is an error to report, not a SIGPIPE. */
+static int write_loop(int fd, const void *buf, size_t len, bool sock)
 {
 	const char *p = buf;
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -106,26 +116,14 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int write_all(int fd, const void *buf, size_t len)
+{
+	return write_loop(fd, buf, len, false);
+}
+
 int send_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-	while (len > 0) {
-		/* MSG_NOSIGNAL: a peer that went away is an error to report, not a SIGPIPE. */
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-				(void)poll(&pfd, 1, -1);
-				continue;
-			}
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return write_loop(fd, buf, len, true);
 }
 
 ssize_t read_all(int fd, void *buf, size_t len)

@@ -79,13 +79,10 @@ static void push(char ***argv, const char *s)
 
 _printf_(2, 3) static void pushf(char ***argv, const char *fmt, ...)
 {
-	char *s;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
+	strv_push(argv, xvasprintf(fmt, ap));
 	va_end(ap);
-	strv_push(argv, s);
 }
 
 static bool valid_tag(const char *t)

@@ -279,6 +279,10 @@ test_bad_kernel_boot_timeout() {
 	hrun --kernel "$T/junk" --boot-timeout 10s -- true
 	expect_rc 125 || return 1
 	grep -qiE 'QEMU exited|boot VM' "$T/err" || { echo "unclear: $(head -c 400 "$T/err")"; return 1; }
+	# A guest that does not answer in time: the boot timeout names itself and shows
+	# the console's last lines.
+	hrun --boot-timeout 1ms -- true
+	expect_rc 125 && expect_err_has "boot VM: Check: no answer from the agent in 1 ms"
 }
 
 test_q35_machine() {
