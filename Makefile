@@ -78,7 +78,7 @@ $(HULL): $(call obj,$(CLI_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.
 $(AGENT): $(call obj,agent/agent-main.c) $(LIB_AGENT) $(LIB_COMMON)
-	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c
+	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c -ljson-c -lseccomp
 
 kernel: $(KERNEL)
 $(KERNEL): guest-kernel-config/build-kernel.sh $(wildcard guest-kernel-config/*.config)
@@ -111,6 +111,6 @@ clean:
 # the agent port) and its initramfs.
 $(BUILD)/bench/bench-init: $(call obj,bench/bench-init.c) $(LIB_AGENT) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c
+	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c -ljson-c -lseccomp
 $(BUILD)/bench/initramfs-floor.cpio: $(BUILD)/bench/bench-init scripts/mkinitramfs.sh
 	scripts/mkinitramfs.sh $< $@

@@ -134,3 +134,131 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---- OCI config.json: good and bad specs. The bad ones double as the unit test's
+# cases (tests/unit/oci-cases.txt: file, then the error the parser must give).
+import copy
+import json
+
+BASE = {
+    "ociVersion": "1.0.2",
+    "process": {
+        "terminal": False,
+        "user": {"uid": 0, "gid": 0, "additionalGids": [10], "umask": 18},
+        "args": ["sh", "-c", "echo hi"],
+        "env": ["PATH=/usr/bin:/bin", "TERM=xterm"],
+        "cwd": "/",
+        "capabilities": {s: ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                         for s in ("bounding", "effective", "permitted")},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": True,
+        "oomScoreAdj": 100,
+    },
+    "root": {"path": "rootfs", "readonly": True},
+    "hostname": "box",
+    "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro", "rprivate"]},
+    ],
+    "linux": {
+        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+        "maskedPaths": ["/proc/kcore", "/sys/firmware"],
+        "readonlyPaths": ["/proc/sys"],
+        "sysctl": {"net.ipv4.ip_forward": "1"},
+        "resources": {"memory": {"limit": 67108864, "swap": 134217728}, "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                      "pids": {"limit": 64}},
+        "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                                 {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]},
+    },
+    "annotations": {"io.kubernetes.cri.container-type": "container"},
+}
+
+
+def mutate(path, value):
+    spec = copy.deepcopy(BASE)
+    *parents, last = path
+    o = spec
+    for p in parents:
+        o = o[p]
+    if value is DELETE:
+        del o[last]
+    else:
+        o[last] = value
+    return spec
+
+
+DELETE = object()
+
+OCI_CASES = [
+    # (name, mutated spec or raw bytes, expected error substring or None for "parses")
+    ("good-full", BASE, None),
+    ("good-minimal", {"process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}}, None),
+    ("good-unknown-fields", mutate(["process", "somethingNew"], {"x": 1}), None),
+    ("missing-process", mutate(["process"], DELETE), "process: missing"),
+    ("process-not-object", mutate(["process"], "sh"), "process: want an object, got string"),
+    ("uid-string", mutate(["process", "user", "uid"], "0"), "process.user.uid: want an integer, got string"),
+    ("uid-negative", mutate(["process", "user", "uid"], -1), "process.user.uid: -1 is negative"),
+    ("uid-huge", mutate(["process", "user", "uid"], 1 << 40), "process.user.uid: 1099511627776 is over"),
+    ("args-empty", mutate(["process", "args"], []), "process.args: missing or empty"),
+    ("args-not-strings", mutate(["process", "args"], ["sh", 1]), "process.args[1]: want a string, got integer"),
+    ("env-no-equals", mutate(["process", "env"], ["PATH"]), "process.env[0]: 'PATH' is not KEY=VALUE"),
+    ("cwd-relative", mutate(["process", "cwd"], "tmp"), "process.cwd: 'tmp' is not an absolute path"),
+    ("unknown-capability", mutate(["process", "capabilities", "bounding"], ["CAP_WARP_DRIVE"]),
+     "process.capabilities.bounding[0]: unknown capability 'CAP_WARP_DRIVE'"),
+    ("unknown-rlimit", mutate(["process", "rlimits"], [{"type": "RLIMIT_FUN", "soft": 1, "hard": 1}]),
+     "process.rlimits[0].type: unknown rlimit 'RLIMIT_FUN'"),
+    ("rlimit-soft-over-hard", mutate(["process", "rlimits"], [{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 1}]),
+     "process.rlimits[0]: soft limit above hard limit"),
+    ("oom-out-of-range", mutate(["process", "oomScoreAdj"], 5000), "process.oomScoreAdj: 5000 out of range"),
+    ("umask-not-mode", mutate(["process", "user", "umask"], 4096), "process.user.umask"),
+    ("unknown-seccomp-action", mutate(["linux", "seccomp", "defaultAction"], "SCMP_ACT_PARTY"),
+     "linux.seccomp.defaultAction: unknown action 'SCMP_ACT_PARTY'"),
+    ("unknown-seccomp-op", mutate(["linux", "seccomp", "syscalls"], [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                                                                      "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]),
+     "linux.seccomp.syscalls[0].args[0].op: unknown operator 'SCMP_CMP_ABOUT'"),
+    ("seccomp-arg-index", mutate(["linux", "seccomp", "syscalls"], [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                                                                     "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]),
+     "linux.seccomp.syscalls[0].args[0].index: 9 is over 5"),
+    ("unknown-arch", mutate(["linux", "seccomp", "architectures"], ["SCMP_ARCH_Z80"]), "unknown 'SCMP_ARCH_Z80'"),
+    ("mount-dotdot", mutate(["mounts"], [{"destination": "/../etc", "type": "tmpfs", "source": "tmpfs"}]),
+     "mounts[0].destination: '/../etc' escapes the rootfs"),
+    ("mount-relative", mutate(["mounts"], [{"destination": "etc", "type": "tmpfs", "source": "tmpfs"}]),
+     "mounts[0].destination: 'etc' is not an absolute path"),
+    ("mount-duplicate", mutate(["mounts"], [{"destination": "/x", "type": "tmpfs", "source": "a"},
+                                            {"destination": "/x", "type": "tmpfs", "source": "b"}]),
+     "mounts[1].destination: '/x' is mounted twice"),
+    ("bind-without-source", mutate(["mounts"], [{"destination": "/x", "type": "bind", "options": ["rbind"]}]),
+     "mounts[0].source: a bind mount needs a source"),
+    ("masked-escape", mutate(["linux", "maskedPaths"], ["/proc/../../etc/shadow"]), "escapes the rootfs"),
+    ("namespace-unknown", mutate(["linux", "namespaces"], [{"type": "time-travel"}]),
+     "linux.namespaces[0].type: unknown namespace 'time-travel'"),
+    ("namespace-twice", mutate(["linux", "namespaces"], [{"type": "pid"}, {"type": "pid"}]),
+     "linux.namespaces[1].type: 'pid' given twice"),
+    ("memory-huge-negative", mutate(["linux", "resources", "memory", "limit"], -5), "linux.resources.memory.limit: -5 out of range"),
+    ("memory-swap-below-limit", mutate(["linux", "resources", "memory", "swap"], 1024), "linux.resources.memory.swap: below limit"),
+    ("cpu-shares-huge", mutate(["linux", "resources", "cpu", "shares"], 1 << 62), "linux.resources.cpu.shares"),
+    ("sysctl-path", mutate(["linux", "sysctl"], {"../../etc/passwd": "x"}), "linux.sysctl: '../../etc/passwd' is not a sysctl name"),
+    ("annotation-not-string", mutate(["annotations"], {"a": 1}), "annotations.a: want a string, got integer"),
+    ("hostname-long", mutate(["hostname"], "h" * 100), "hostname: longer than 64 bytes"),
+    ("not-json", b"{\"process\": ", "config.json: not JSON at byte"),
+    ("array-top", b"[1, 2]", "config.json: want an object, got array"),
+    ("args-too-many", mutate(["process", "args"], ["x"] * 5000), "process.args: 5000 entries, at most 4096"),
+]
+
+
+def write_oci():
+    lines = []
+    for name, spec, expect in OCI_CASES:
+        data = spec if isinstance(spec, bytes) else json.dumps(spec, indent=1).encode()
+        write("oci-spec", name + ".json", data)
+        lines.append(f"{name}.json\t{expect or 'OK'}")
+    with open(os.path.join(HERE, "..", "unit", "oci-cases.txt"), "w") as f:
+        f.write("# file<TAB>the error oci_spec_parse must give (a substring), or OK\n")
+        f.write("\n".join(lines) + "\n")
+
+
+write_oci()
