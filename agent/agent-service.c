@@ -14,6 +14,7 @@
 #include <termios.h>
 
 #include "agent.pb-c.h"
+#include "container/oci-spec.h"
 #include "log.h"
 #include "ttrpc-msg.h"
 #include "util.h"
@@ -100,6 +101,7 @@ static void container_free(struct agent *a, struct agent_container *c)
 	if (c->proc.sync_fd >= 0)
 		close(c->proc.sync_fd);
 	container_cleanup_dir(c->id);
+	container_cgroup_remove(c->id);
 	buf_release(&c->stdin_buf);
 	free(c->wait_sids);
 	free(c->id);
@@ -370,6 +372,70 @@ static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_er
 	return TAKE_PTR(out);
 }
 
+static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
+                       struct container_spec *spec, struct hull_error **err)
+{
+	if (req->n_mounts > MAX_MOUNTS)
+		return hull_error_set(err, -E2BIG, "mounts: more than %d", MAX_MOUNTS);
+	for (size_t i = 0; i < req->n_mounts; i++) {
+		const Hull__Agent__V1__Mount *m = req->mounts[i];
+		if (!m->storage || !valid_tag(m->storage->source))
+			return hull_error_set(err, -EINVAL,
+			                      "mounts[%zu].storage: not a valid 9p tag", i);
+		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
+			return hull_error_set(
+			    err, -EINVAL,
+			    "mounts[%zu].destination: '%.256s' is not an absolute path below /", i,
+			    m->destination);
+	}
+	spec->n_mounts = req->n_mounts;
+	spec->mounts = xcalloc(spec->n_mounts, sizeof(*spec->mounts));
+	for (size_t i = 0; i < spec->n_mounts; i++) {
+		spec->mounts[i].tag = xstrdup(req->mounts[i]->storage->source);
+		spec->mounts[i].destination = xstrdup(req->mounts[i]->destination);
+		spec->mounts[i].readonly =
+		    req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
+	}
+	return 0;
+}
+
+/* A full runtime spec: parsed and validated here, in the guest. */
+static int spec_from_oci(const Hull__Agent__V1__CreateContainerRequest *req,
+                         struct container_spec *spec, struct hull_error **err)
+{
+	struct oci_spec *o = xcalloc(1, sizeof(*o));
+	int r;
+
+	*spec = (struct container_spec){0};
+	r = oci_spec_parse((const char *)req->oci_config.data, req->oci_config.len, o, err);
+	if (r < 0) {
+		free(o);
+		return r;
+	}
+	spec->oci = o;
+	spec->id = xstrdup(req->id);
+	spec->root_tag = xstrdup(req->root->source);
+	spec->root_readonly = req->root->readonly;
+	spec->root_overlay = req->root->overlay;
+	spec->args = TAKE_PTR(o->args);
+	spec->env = TAKE_PTR(o->env);
+	spec->cwd = TAKE_PTR(o->cwd);
+	spec->hostname = TAKE_PTR(o->hostname);
+	spec->uid = o->uid;
+	spec->gid = o->gid;
+	spec->n_groups = o->n_additional_gids;
+	spec->groups = xcalloc(spec->n_groups, sizeof(gid_t));
+	for (size_t i = 0; i < spec->n_groups; i++)
+		spec->groups[i] = o->additional_gids[i];
+	spec->terminal = o->terminal;
+	spec->rows = (uint16_t)o->rows;
+	spec->cols = (uint16_t)o->cols;
+	r = copy_shares(req, spec, err);
+	if (r < 0)
+		container_spec_done(spec);
+	return r;
+}
+
 /* Wire request -> container_spec, refusing anything malformed. */
 static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
                              struct container_spec *spec, struct hull_error **err)
@@ -384,6 +450,8 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (strcmp(req->root->fstype, "9p") != 0)
 		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
 		                      req->root->fstype);
+	if (req->oci_config.len > 0)
+		return spec_from_oci(req, spec, err);
 	if (!p || p->n_args == 0 || p->args[0][0] == '\0')
 		return hull_error_set(err, -EINVAL, "process.args: empty");
 	if (p->cwd[0] && !valid_abs_path(p->cwd))
@@ -394,22 +462,8 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (p->n_additional_gids > MAX_GROUPS)
 		return hull_error_set(err, -E2BIG, "process.additional_gids: more than %d",
 		                      MAX_GROUPS);
-	if (req->n_mounts > MAX_MOUNTS)
-		return hull_error_set(err, -E2BIG, "mounts: more than %d", MAX_MOUNTS);
 	if (p->rows > 65535 || p->cols > 65535)
 		return hull_error_set(err, -EINVAL, "process: terminal size out of range");
-	for (size_t i = 0; i < req->n_mounts; i++) {
-		const Hull__Agent__V1__Mount *m = req->mounts[i];
-		if (!m->storage || !valid_tag(m->storage->source))
-			return hull_error_set(err, -EINVAL,
-			                      "mounts[%zu].storage: not a valid 9p tag", i);
-		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
-			return hull_error_set(
-			    err, -EINVAL,
-			    "mounts[%zu].destination: '%.256s' is not an absolute path below /", i,
-			    m->destination);
-	}
-
 	*spec = (struct container_spec){0};
 	spec->args = strv_copy_checked(p->args, p->n_args, false, err, "process.args");
 	if (!spec->args)
@@ -432,14 +486,8 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	spec->terminal = p->terminal;
 	spec->rows = (uint16_t)p->rows;
 	spec->cols = (uint16_t)p->cols;
-	spec->n_mounts = req->n_mounts;
-	spec->mounts = xcalloc(spec->n_mounts, sizeof(*spec->mounts));
-	for (size_t i = 0; i < spec->n_mounts; i++) {
-		spec->mounts[i].tag = xstrdup(req->mounts[i]->storage->source);
-		spec->mounts[i].destination = xstrdup(req->mounts[i]->destination);
-		spec->mounts[i].readonly =
-		    req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
-	}
+	if (copy_shares(req, spec, err) < 0)
+		goto fail;
 	return 0;
 fail:
 	container_spec_done(spec);
@@ -602,6 +650,7 @@ static void wait_reply(struct agent *a, struct agent_container *c, uint32_t sid)
 		w.signal = WTERMSIG(c->wait_status);
 	else
 		w.exit_code = WEXITSTATUS(c->wait_status);
+	w.oom_killed = container_cgroup_oom_killed(c->id);
 	agent_reply(a, sid, &w.base);
 }
 

@@ -14,7 +14,7 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 	$(CC) $(CPPFLAGS) -Iagent $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
 
 # ---- fuzzers: one per untrusted surface ----
-FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec
+FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
@@ -23,6 +23,7 @@ FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/contain
 FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)
 FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
 FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)
+FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))

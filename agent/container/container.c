@@ -7,6 +7,7 @@
  * as EOF.
  */
 #include "container.h"
+#include "container-internal.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -55,6 +56,12 @@ _printf_(4, 5) _noreturn_
 	va_end(ap);
 	(void)!write(sync_fd, &m, sizeof(m));
 	_exit(stage == STAGE_EXEC ? (err == ENOENT ? 127 : 126) : 125);
+}
+
+/* Report a topic function's error for stage and exit. */
+_noreturn_ static void child_fail_err(int sync_fd, enum container_stage stage, struct hull_error *e)
+{
+	child_fail(sync_fd, stage, e && e->code < 0 ? -e->code : EIO, "%s", e ? e->msg : "failed");
 }
 
 static int mount_9p(const char *tag, const char *target, bool readonly)
@@ -208,6 +215,26 @@ static const char *env_get(char **env, const char *name)
 	return NULL;
 }
 
+/* HOME for uid from the container's /etc/passwd, "/" when it has none: what runc
+ * sets when the spec's env lacks HOME. Runs after pivot_root. */
+static char *home_for(uid_t uid)
+{
+	_cleanup_fclose_ FILE *f = fopen("/etc/passwd", "re");
+	char line[1024];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *fields[7] = {0}, *p = line;
+		size_t n = 0;
+		line[strcspn(line, "\n")] = '\0';
+		/* strsep keeps empty fields, which passwd has. */
+		while (n < 7 && (fields[n] = strsep(&p, ":")))
+			n++;
+		if (n >= 6 && fields[2][0] && strtoul(fields[2], NULL, 10) == uid && fields[5][0])
+			return xstrdup(fields[5]);
+	}
+	return xstrdup("/");
+}
+
 _noreturn_ static void child_exec(int sync_fd, const struct container_spec *spec)
 {
 	const char *file = spec->args[0];
@@ -286,6 +313,7 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
 	_cleanup_free_ char *root = xasprintf("%s/root", base);
+	struct hull_error *e = NULL;
 	struct sync_msg m;
 	sigset_t all;
 	int master = -1;
@@ -301,23 +329,42 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	if (setsid() < 0)
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
 
+	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
+	for (size_t i = 0; spec->oci && i < spec->oci->n_namespaces; i++) {
+		const struct oci_namespace *ns = &spec->oci->namespaces[i];
+		if (!ns->path)
+			continue;
+		int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, ns->type) < 0)
+			child_fail(sync_fd, STAGE_NAMESPACES, errno, "'%s'", ns->path);
+		close(fd);
+	}
 	/* Security: nothing the container mounts propagates back to the agent. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "make / private");
 	child_mount_root(sync_fd, spec, base, root);
 
-	for (size_t i = 0; i < spec->n_mounts; i++) {
-		const struct container_mount *cm = &spec->mounts[i];
-		_cleanup_free_ char *target = NULL;
-		int r = mkdir_in_root(root, cm->destination, &target);
-		if (r < 0)
-			child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'", cm->destination);
-		/* Security: a host directory shared on purpose; read-only when asked. */
-		r = mount_9p(cm->tag, target, cm->readonly);
-		if (r < 0)
-			child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'", cm->destination);
+	if (spec->oci) {
+		/* The spec's mounts in order; host shares stand in for bind mounts of host
+		 * paths at the destinations the host named. */
+		if (container_mount_oci(root, spec, &e) < 0)
+			child_fail_err(sync_fd, STAGE_MOUNT_SPECIAL, e);
+	} else {
+		for (size_t i = 0; i < spec->n_mounts; i++) {
+			const struct container_mount *cm = &spec->mounts[i];
+			_cleanup_free_ char *target = NULL;
+			int r = mkdir_in_root(root, cm->destination, &target);
+			if (r < 0)
+				child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'",
+				           cm->destination);
+			/* Security: a host directory shared on purpose; read-only when asked. */
+			r = mount_9p(cm->tag, target, cm->readonly);
+			if (r < 0)
+				child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'",
+				           cm->destination);
+		}
+		child_mount_special(sync_fd, root);
 	}
-	child_mount_special(sync_fd, root);
 
 	{
 		_cleanup_free_ char *cwd = NULL;
@@ -326,19 +373,39 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 			child_fail(sync_fd, STAGE_CWD, -r, "'%s'", spec->cwd);
 	}
 	child_pivot_root(sync_fd, root);
+	if (spec->oci) {
+		const struct oci_spec *o = spec->oci;
+		if (o->rootfs_propagation &&
+		    mount(NULL, "/", NULL, o->rootfs_propagation, NULL) < 0)
+			child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "rootfs propagation");
+		if (container_mask_paths(o, &e) < 0)
+			child_fail_err(sync_fd, STAGE_MASK_PATHS, e);
+		if (container_apply_sysctl(o, &e) < 0)
+			child_fail_err(sync_fd, STAGE_SYSCTL, e);
+		/* Security: root.readonly makes the whole root read-only for the process. */
+		if (o->root_readonly &&
+		    mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "remount / read-only");
+	}
 	if (spec->terminal)
 		master = child_open_terminal(sync_fd, spec);
+	if (spec->oci && !env_get(spec->env, "HOME")) {
+		/* The child owns its copy of the spec: add HOME as runc does. */
+		_cleanup_free_ char *home = home_for(spec->uid);
+		strv_push(&((struct container_spec *)spec)->env, xasprintf("HOME=%s", home));
+	}
 
 	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
 		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
-
-	/* Security: drop to the requested identity; groups first, uid last. */
-	if (setgroups(spec->n_groups, spec->groups) < 0)
-		child_fail(sync_fd, STAGE_USER, errno, "setgroups");
-	if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
-		child_fail(sync_fd, STAGE_USER, errno, "setgid %u", spec->gid);
-	if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
-		child_fail(sync_fd, STAGE_USER, errno, "setuid %u", spec->uid);
+	if (spec->oci && container_apply_rlimits(spec->oci, &e) < 0)
+		child_fail_err(sync_fd, STAGE_RLIMITS, e);
+	/* Without no_new_privs a filter may only be loaded with CAP_SYS_ADMIN: load it
+	 * now, before the capabilities go (runc's order). */
+	if (spec->oci && !spec->oci->no_new_privileges &&
+	    container_seccomp_load(spec->oci->seccomp, &e) < 0)
+		child_fail_err(sync_fd, STAGE_SECCOMP, e);
+	if (container_set_identity(spec, &e) < 0)
+		child_fail_err(sync_fd, STAGE_USER, e);
 	if (chdir(spec->cwd) < 0)
 		child_fail(sync_fd, STAGE_CWD, errno, "'%s'", spec->cwd);
 
@@ -354,6 +421,12 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	if (read(sync_fd, &m, sizeof(m)) != sizeof(m) || m.type != SYNC_START)
 		_exit(125); /* parent gone or removed before start */
 	(void)prctl(PR_SET_NAME, "hull:exec");
+	if (container_set_no_new_privs(spec->oci, &e) < 0)
+		child_fail_err(sync_fd, STAGE_SECCOMP, e);
+	/* Security: with no_new_privs the filter goes on last, right before execve. */
+	if (spec->oci && spec->oci->no_new_privileges &&
+	    container_seccomp_load(spec->oci->seccomp, &e) < 0)
+		child_fail_err(sync_fd, STAGE_SECCOMP, e);
 	child_exec(sync_fd, spec);
 }
 
@@ -393,6 +466,13 @@ static int sync_read(int fd, struct sync_msg *m, int *ret_fd)
 static int sync_error(const struct sync_msg *m, struct hull_error **err)
 {
 	int e = m->err > 0 && m->err < 4096 ? m->err : EIO;
+	const char *why = strerror(e);
+	size_t n = strlen(m->msg), w = strlen(why);
+
+	/* Messages from the topic files already end with the reason. */
+	if (n >= w && strcmp(m->msg + n - w, why) == 0)
+		return hull_error_set(err, -e, "%s: %s",
+		                      container_stage_name((enum container_stage)m->stage), m->msg);
 	return hull_error_set_errno(err, -e, "%s: %s",
 	                            container_stage_name((enum container_stage)m->stage), m->msg);
 }
@@ -404,6 +484,36 @@ static void reap(pid_t pid)
 		;
 }
 
+/* Namespaces to create. A mount namespace always: every mount the container makes
+ * must die with it. Joining by path happens in the child (setns), except for the ones
+ * that cannot be joined after clone. */
+static int clone_flags(const struct container_spec *spec, unsigned long *ret,
+                       struct hull_error **err)
+{
+	unsigned long flags = CLONE_NEWNS;
+
+	if (!spec->oci) {
+		*ret = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+		return 0;
+	}
+	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
+		const struct oci_namespace *ns = &spec->oci->namespaces[i];
+		if (ns->type == CLONE_NEWUSER)
+			return hull_error_set(
+			    err, -EOPNOTSUPP,
+			    "linux.namespaces: user namespaces are not supported yet");
+		if (ns->path && (ns->type == CLONE_NEWPID || ns->type == CLONE_NEWNS))
+			return hull_error_set(
+			    err, -EOPNOTSUPP,
+			    "linux.namespaces: joining a %s namespace by path is not supported yet",
+			    ns->type == CLONE_NEWPID ? "pid" : "mount");
+		if (!ns->path)
+			flags |= (unsigned long)ns->type;
+	}
+	*ret = flags;
+	return 0;
+}
+
 int container_create(const struct container_spec *spec, struct container_process *ret,
                      struct hull_error **err)
 {
@@ -411,9 +521,13 @@ int container_create(const struct container_spec *spec, struct container_process
 	_cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
 	struct sync_msg m;
+	unsigned long flags = 0;
 	int sv[2], p[2], r;
 	pid_t pid;
 
+	r = clone_flags(spec, &flags, err);
+	if (r < 0)
+		return r;
 	r = mkdir_p(CONTAINER_RUN_DIR, 0700);
 	if (r < 0)
 		return hull_error_set_errno(err, r, "mkdir " CONTAINER_RUN_DIR);
@@ -447,11 +561,9 @@ int container_create(const struct container_spec *spec, struct container_process
 		(void)fcntl(err_r, F_SETPIPE_SZ, 1 << 20);
 	}
 
-	/* Security: the container gets its own mount, pid, ipc and uts namespaces; the pid
-	 * namespace makes it PID 1 of its own tree so every descendant dies with it. */
-	pid = (pid_t)syscall(SYS_clone,
-	                     CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
-	                     NULL, NULL, NULL, 0);
+	/* Security: the container gets its own namespaces (clone_flags); a pid namespace
+	 * makes it PID 1 of its own tree so every descendant dies with it. */
+	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
@@ -464,6 +576,13 @@ int container_create(const struct container_spec *spec, struct container_process
 
 	closep(&sync_child);
 	sync_child = -1;
+	/* Into its cgroup before it can exec (exec waits for START). */
+	r = container_cgroup_setup(spec->id, spec->oci, pid, err);
+	if (r < 0) {
+		reap(pid);
+		container_cgroup_remove(spec->id);
+		goto fail_reported;
+	}
 	r = sync_read(sync_parent, &m, &out_r);
 	if (r > 0 && m.type == SYNC_READY && spec->terminal && out_r < 0)
 		r = -EBADMSG; /* a terminal was asked for and none came */

@@ -15,15 +15,18 @@ struct container_mount {
 	bool readonly;
 };
 
+struct oci_spec;
+
 struct container_spec {
 	char *id;
-	char *root_tag;     /* 9p tag of the root filesystem */
-	bool root_readonly; /* mount the root read-only */
-	bool root_overlay;  /* writes go to a tmpfs overlay */
-	char **args;        /* argv, NULL-terminated, at least one */
-	char **env;         /* NULL-terminated */
-	char *cwd;          /* absolute */
-	char *hostname;     /* may be NULL */
+	struct oci_spec *oci; /* a full runtime spec, or NULL for hull run's simple form */
+	char *root_tag;       /* 9p tag of the root filesystem */
+	bool root_readonly;   /* mount the root read-only */
+	bool root_overlay;    /* writes go to a tmpfs overlay */
+	char **args;          /* argv, NULL-terminated, at least one */
+	char **env;           /* NULL-terminated */
+	char *cwd;            /* absolute */
+	char *hostname;       /* may be NULL */
 	uid_t uid;
 	gid_t gid;
 	gid_t *groups;
@@ -39,11 +42,16 @@ void container_spec_done(struct container_spec *spec);
 /* Setup stages the child walks through; a failure names its stage. */
 enum container_stage {
 	STAGE_CHILD_INIT,
+	STAGE_NAMESPACES,
 	STAGE_MOUNT_ROOT,
 	STAGE_MOUNT_VOLUMES,
 	STAGE_MOUNT_SPECIAL,
 	STAGE_PIVOT_ROOT,
 	STAGE_HOSTNAME,
+	STAGE_MASK_PATHS,
+	STAGE_SYSCTL,
+	STAGE_RLIMITS,
+	STAGE_SECCOMP,
 	STAGE_USER,
 	STAGE_CWD,
 	STAGE_EXEC,
@@ -70,3 +78,8 @@ int container_start(struct container_process *proc, struct hull_error **err);
 /* Remove the per-container run directory (its mounts lived in the child's namespace
  * and went with it). */
 void container_cleanup_dir(const char *id);
+
+/* The container's cgroup (container-cgroup.c). */
+char *container_cgroup_path(const char *id);
+bool container_cgroup_oom_killed(const char *id);
+void container_cgroup_remove(const char *id);

@@ -3,10 +3,16 @@
  * fuzzers that exercise request validation without cloning anything. */
 #include "container.h"
 
+#include "oci-spec.h"
 #include "util.h"
 
 static const char *const stage_names[_STAGE_MAX] = {
     [STAGE_CHILD_INIT] = "init",
+    [STAGE_NAMESPACES] = "join namespace",
+    [STAGE_MASK_PATHS] = "masked/readonly paths",
+    [STAGE_SYSCTL] = "sysctl",
+    [STAGE_RLIMITS] = "rlimits",
+    [STAGE_SECCOMP] = "seccomp",
     [STAGE_MOUNT_ROOT] = "mount rootfs",
     [STAGE_MOUNT_VOLUMES] = "mount volume",
     [STAGE_MOUNT_SPECIAL] = "mount special fs",
@@ -24,6 +30,10 @@ const char *container_stage_name(enum container_stage s)
 
 void container_spec_done(struct container_spec *spec)
 {
+	if (spec->oci) {
+		oci_spec_done(spec->oci);
+		free(spec->oci);
+	}
 	free(spec->id);
 	free(spec->root_tag);
 	strv_free(spec->args);

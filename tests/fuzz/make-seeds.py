@@ -255,6 +255,7 @@ def write_oci():
     for name, spec, expect in OCI_CASES:
         data = spec if isinstance(spec, bytes) else json.dumps(spec, indent=1).encode()
         write("oci-spec", name + ".json", data)
+        write("bundle-config", name + ".json", data)  # the host reads the same files
         lines.append(f"{name}.json\t{expect or 'OK'}")
     with open(os.path.join(HERE, "..", "unit", "oci-cases.txt"), "w") as f:
         f.write("# file<TAB>the error oci_spec_parse must give (a substring), or OK\n")

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+#include "bundle.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+#define BUNDLE_MAX_CONFIG (1u << 20)
+#define BUNDLE_MAX_BINDS 32
+
+void bundle_done(struct bundle *b)
+{
+	free(b->config);
+	free(b->rootfs);
+	for (size_t i = 0; i < b->n_binds; i++) {
+		free(b->binds[i].source);
+		free(b->binds[i].destination);
+	}
+	free(b->binds);
+	*b = (struct bundle){0};
+}
+
+static const char *str_of(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool bool_of(json_object *o, const char *key)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, key, &v) &&
+	       json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+}
+
+static bool has_option(json_object *m, const char *opt)
+{
+	json_object *opts;
+	if (!json_object_object_get_ex(m, "options", &opts) ||
+	    !json_object_is_type(opts, json_type_array))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(opts); i++) {
+		json_object *e = json_object_array_get_idx(opts, i);
+		if (e && json_object_is_type(e, json_type_string) &&
+		    strcmp(json_object_get_string(e), opt) == 0)
+			return true;
+	}
+	return false;
+}
+
+int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct hull_error **err)
+{
+	json_tokener *tok = json_tokener_new_ex(64);
+	json_object *root, *o, *mounts;
+	const char *path;
+	int r = 0;
+
+	if (!tok)
+		abort();
+	root = json_tokener_parse_ex(tok, json, (int)MIN(len, (size_t)INT_MAX));
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(root, json_type_object)) {
+		json_tokener_free(tok);
+		json_object_put(root);
+		return hull_error_set(err, -EINVAL, "config.json is not a JSON object");
+	}
+	json_tokener_free(tok);
+
+	/* Only what the host acts on; the guest validates the whole spec. */
+	json_object_object_get_ex(root, "root", &o);
+	path = str_of(o, "path");
+	free(b->rootfs);
+	b->rootfs = xstrdup(path && *path ? path : "rootfs");
+	b->root_readonly = bool_of(o, "readonly");
+	json_object_object_get_ex(root, "process", &o);
+	b->terminal = bool_of(o, "terminal");
+
+	if (json_object_object_get_ex(root, "mounts", &mounts) &&
+	    json_object_is_type(mounts, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(mounts); i++) {
+			json_object *m = json_object_array_get_idx(mounts, i);
+			const char *type = str_of(m, "type"), *src = str_of(m, "source"),
+			           *dst = str_of(m, "destination");
+			bool bind = (type && strcmp(type, "bind") == 0) || has_option(m, "bind") ||
+			            has_option(m, "rbind");
+			if (!bind || !src || !dst)
+				continue;
+			if (b->n_binds >= BUNDLE_MAX_BINDS) {
+				r = hull_error_set(err, -E2BIG, "mounts: more than %d bind mounts",
+				                   BUNDLE_MAX_BINDS);
+				break;
+			}
+			b->binds = xrealloc(b->binds, (b->n_binds + 1) * sizeof(*b->binds));
+			b->binds[b->n_binds++] =
+			    (struct bundle_bind){.source = xstrdup(src),
+			                         .destination = xstrdup(dst),
+			                         .readonly = has_option(m, "ro")};
+		}
+	}
+	json_object_put(root);
+	return r;
+}
+
+int bundle_read(const char *dir, struct bundle *b, struct hull_error **err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/config.json", dir);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+	int r;
+
+	*b = (struct bundle){0};
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return hull_error_set_errno(err, -errno, "bundle '%s': config.json", dir);
+	if (!S_ISREG(st.st_mode) || st.st_size > BUNDLE_MAX_CONFIG)
+		return hull_error_set(
+		    err, -EINVAL, "bundle '%s': config.json is not a file of at most 1 MiB", dir);
+	b->config = xmalloc((size_t)st.st_size + 1);
+	n = read_all(fd, b->config, (size_t)st.st_size);
+	if (n != st.st_size) {
+		bundle_done(b);
+		return hull_error_set_errno(err, n < 0 ? (int)n : -EIO,
+		                            "bundle '%s': read config.json", dir);
+	}
+	b->config_len = (size_t)n;
+	r = bundle_parse_config(b->config, b->config_len, b, err);
+	if (r < 0)
+		goto fail;
+
+	/* root.path is relative to the bundle unless absolute. */
+	{
+		_cleanup_free_ char *p =
+		    b->rootfs[0] == '/' ? xstrdup(b->rootfs) : xasprintf("%s/%s", dir, b->rootfs);
+		char *real = realpath(p, NULL);
+		if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			r = hull_error_set_errno(err, real ? -ENOTDIR : -errno,
+			                         "bundle '%s': root.path '%s'", dir, b->rootfs);
+			free(real);
+			goto fail;
+		}
+		free(b->rootfs);
+		b->rootfs = real;
+	}
+	for (size_t i = 0; i < b->n_binds; i++) {
+		struct bundle_bind *bb = &b->binds[i];
+		char *real = realpath(bb->source, NULL);
+		if (!real) {
+			r = hull_error_set_errno(err, -errno, "bundle: bind mount source '%s'",
+			                         bb->source);
+			goto fail;
+		}
+		free(bb->source);
+		bb->source = real;
+		if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			/* virtio-9p shares directories; a single host file needs a copy or
+			 * virtio-fs, neither of which is here yet. */
+			r = hull_error_set(err, -EOPNOTSUPP,
+			                   "bundle: bind mount of host file '%s' at '%s' is not "
+			                   "supported (directories only)",
+			                   real, bb->destination);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	bundle_done(b);
+	return r;
+}

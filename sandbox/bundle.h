@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* What the host needs from an OCI bundle to boot it: the config bytes (the guest
+ * parses and validates them fully), the rootfs directory, whether a terminal is
+ * wanted, and the host directories that bind mounts name (shared into the guest). */
+struct bundle_bind {
+	char *source;      /* host directory */
+	char *destination; /* in the container */
+	bool readonly;
+};
+
+struct bundle {
+	char *config;
+	size_t config_len;
+	char *rootfs; /* absolute */
+	bool root_readonly;
+	bool terminal;
+	struct bundle_bind *binds;
+	size_t n_binds;
+};
+
+/* Read DIR/config.json (at most 1 MiB) and resolve what it names on the host. */
+int bundle_read(const char *dir, struct bundle *ret, struct hull_error **err);
+/* The pure part: fields from config bytes; paths are not checked on disk. */
+int bundle_parse_config(const char *json, size_t len, struct bundle *ret, struct hull_error **err);
+void bundle_done(struct bundle *b);
