@@ -21,10 +21,7 @@
 
 #define AGENT_API_VERSION 1
 #define MAX_ID_LEN 64
-#define MAX_ARGS 4096
-#define MAX_ARG_LEN (128u << 10)
 #define MAX_MOUNTS 64
-#define MAX_GROUPS 64
 #define MAX_TAG_LEN 31 /* virtio-9p mount tags */
 #define MAX_OUT_QUEUED (4u << 20)
 
@@ -348,30 +345,6 @@ static bool valid_abs_path(const char *s)
 	return s[0] == '/' && strlen(s) < 4096;
 }
 
-static char **strv_copy_checked(char **v, size_t n, bool need_eq, struct hull_error **err,
-                                const char *what)
-{
-	_cleanup_strv_free_ char **out = xcalloc(n + 1, sizeof(char *));
-	if (n > MAX_ARGS) {
-		hull_error_set(err, -E2BIG, "%s: %zu entries, at most %d", what, n, MAX_ARGS);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (strlen(v[i]) > MAX_ARG_LEN) {
-			hull_error_set(err, -E2BIG, "%s[%zu]: longer than %u bytes", what, i,
-			               MAX_ARG_LEN);
-			return NULL;
-		}
-		if (need_eq && !strchr(v[i], '=')) {
-			hull_error_set(err, -EINVAL, "%s[%zu]: '%s' is not KEY=VALUE", what, i,
-			               v[i]);
-			return NULL;
-		}
-		out[i] = xstrdup(v[i]);
-	}
-	return TAKE_PTR(out);
-}
-
 static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
                        struct container_spec *spec, struct hull_error **err)
 {
@@ -440,8 +413,6 @@ static int spec_from_oci(const Hull__Agent__V1__CreateContainerRequest *req,
 static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
                              struct container_spec *spec, struct hull_error **err)
 {
-	const Hull__Agent__V1__Process *p = req->process;
-
 	if (!valid_id(req->id))
 		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id",
 		                      req->id);
@@ -450,48 +421,9 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (strcmp(req->root->fstype, "9p") != 0)
 		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
 		                      req->root->fstype);
-	if (req->oci_config.len > 0)
-		return spec_from_oci(req, spec, err);
-	if (!p || p->n_args == 0 || p->args[0][0] == '\0')
-		return hull_error_set(err, -EINVAL, "process.args: empty");
-	if (p->cwd[0] && !valid_abs_path(p->cwd))
-		return hull_error_set(err, -EINVAL, "process.cwd: '%.256s' is not absolute",
-		                      p->cwd);
-	if (strlen(req->hostname) > 64)
-		return hull_error_set(err, -EINVAL, "hostname: longer than 64 bytes");
-	if (p->n_additional_gids > MAX_GROUPS)
-		return hull_error_set(err, -E2BIG, "process.additional_gids: more than %d",
-		                      MAX_GROUPS);
-	if (p->rows > 65535 || p->cols > 65535)
-		return hull_error_set(err, -EINVAL, "process: terminal size out of range");
-	*spec = (struct container_spec){0};
-	spec->args = strv_copy_checked(p->args, p->n_args, false, err, "process.args");
-	if (!spec->args)
-		goto fail;
-	spec->env = strv_copy_checked(p->env, p->n_env, true, err, "process.env");
-	if (!spec->env)
-		goto fail;
-	spec->id = xstrdup(req->id);
-	spec->root_tag = xstrdup(req->root->source);
-	spec->root_readonly = req->root->readonly;
-	spec->root_overlay = req->root->overlay;
-	spec->cwd = xstrdup(p->cwd[0] ? p->cwd : "/");
-	spec->hostname = req->hostname[0] ? xstrdup(req->hostname) : NULL;
-	spec->uid = p->uid;
-	spec->gid = p->gid;
-	spec->n_groups = p->n_additional_gids;
-	spec->groups = xcalloc(spec->n_groups, sizeof(gid_t));
-	for (size_t i = 0; i < spec->n_groups; i++)
-		spec->groups[i] = p->additional_gids[i];
-	spec->terminal = p->terminal;
-	spec->rows = (uint16_t)p->rows;
-	spec->cols = (uint16_t)p->cols;
-	if (copy_shares(req, spec, err) < 0)
-		goto fail;
-	return 0;
-fail:
-	container_spec_done(spec);
-	return (*err)->code;
+	if (req->oci_config.len == 0)
+		return hull_error_set(err, -EINVAL, "oci_config: missing");
+	return spec_from_oci(req, spec, err);
 }
 
 /* ---- handlers -------------------------------------------------------------------- */

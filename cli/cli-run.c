@@ -16,6 +16,7 @@
 #include <termios.h>
 
 #include "agent.pb-c.h"
+#include "cli-spec.h"
 #include "cli.h"
 #include "event.h"
 #include "log.h"
@@ -55,7 +56,7 @@ struct run_opts {
 	enum vmm_accel accel;
 	enum vmm_machine machine;
 	int channel;
-	bool interactive, tty, debug;
+	bool interactive, tty, debug, privileged;
 };
 
 struct run_state {
@@ -111,6 +112,7 @@ static void usage(FILE *f)
 	        "  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
 	        "      --hostname NAME   container hostname (default: the sandbox id)\n"
 	        "  -i, --interactive     feed our stdin to CMD\n"
+	        "      --privileged      all capabilities, no seccomp filter, no masked paths\n"
 	        "  -t, --tty             allocate a terminal\n"
 	        "      --cpus N          virtual CPUs (default 1)\n"
 	        "  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
@@ -274,6 +276,7 @@ enum {
 	OPT_MACHINE,
 	OPT_CHANNEL,
 	OPT_LOG_LEVEL,
+	OPT_PRIVILEGED,
 };
 
 static const struct option long_opts[] = {
@@ -299,6 +302,7 @@ static const struct option long_opts[] = {
     {"machine", required_argument, NULL, OPT_MACHINE},
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"privileged", no_argument, NULL, OPT_PRIVILEGED},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -456,6 +460,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			}
 			log_set_level((enum log_level)r);
 			o->debug = r == LOG_LEVEL_DEBUG;
+			break;
+		case OPT_PRIVILEGED:
+			o->privileged = true;
 			break;
 		case 'h':
 			strv_free(cli_env);
@@ -786,12 +793,13 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	Hull__Agent__V1__CreateContainerRequest req =
 	    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Hull__Agent__V1__Storage root = HULL__AGENT__V1__STORAGE__INIT;
-	Hull__Agent__V1__Process proc = HULL__AGENT__V1__PROCESS__INIT;
 	struct run_opts *o = s->o;
 	Hull__Agent__V1__Mount *mounts = xcalloc(o->n_vols, sizeof(*mounts));
 	Hull__Agent__V1__Storage *stores = xcalloc(o->n_vols, sizeof(*stores));
 	Hull__Agent__V1__Mount **mptrs = xcalloc(o->n_vols, sizeof(*mptrs));
-	char **tags = xcalloc(o->n_vols + 1, sizeof(char *));
+	struct cli_spec_volume *vols = xcalloc(o->n_vols, sizeof(*vols));
+	_cleanup_strv_free_ char **tags = xcalloc(o->n_vols + 1, sizeof(char *));
+	_cleanup_free_ char *generated = NULL;
 	int r;
 
 	root.source = (char *)"hull-root";
@@ -799,20 +807,8 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	root.readonly = o->bundle_dir && o->bundle.root_readonly;
 	/* A bundle's rootfs is written directly, as under runc; --rootfs gets an overlay. */
 	root.overlay = !o->rootfs_rw && !o->bundle_dir;
-	if (o->bundle_dir) {
-		req.oci_config.data = (uint8_t *)o->bundle.config;
-		req.oci_config.len = o->bundle.config_len;
-	}
-	proc.n_args = strv_length(o->cmd);
-	proc.args = o->cmd;
-	proc.n_env = strv_length(o->env);
-	proc.env = o->env;
-	proc.cwd = o->workdir ? o->workdir : (char *)"/";
-	proc.uid = o->uid;
-	proc.gid = o->gid;
-	proc.terminal = o->tty;
-	if (o->tty)
-		tty_size(&proc.rows, &proc.cols);
+	/* Each host directory is a share; the spec's bind mount at the same destination
+	 * is where the guest mounts it. */
 	for (size_t i = 0; i < o->n_vols; i++) {
 		hull__agent__v1__storage__init(&stores[i]);
 		hull__agent__v1__mount__init(&mounts[i]);
@@ -824,16 +820,38 @@ static int create_container(struct run_state *s, struct hull_error **err)
 		mounts[i].destination = o->vols[i].container;
 		mounts[i].readonly = o->vols[i].readonly;
 		mptrs[i] = &mounts[i];
+		vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
+		                                   .destination = o->vols[i].container,
+		                                   .readonly = o->vols[i].readonly};
+	}
+	if (o->bundle_dir) {
+		req.oci_config.data = (uint8_t *)o->bundle.config;
+		req.oci_config.len = o->bundle.config_len;
+	} else {
+		struct cli_spec_input in = {
+		    .args = o->cmd,
+		    .env = o->env,
+		    .cwd = o->workdir ? o->workdir : "/",
+		    .hostname = o->hostname ? o->hostname : s->sb->id,
+		    .uid = o->uid,
+		    .gid = o->gid,
+		    .terminal = o->tty,
+		    .privileged = o->privileged,
+		    .volumes = vols,
+		    .n_volumes = o->n_vols,
+		};
+		if (o->tty)
+			tty_size(&in.rows, &in.cols);
+		generated = cli_build_oci_spec(&in, &req.oci_config.len);
+		req.oci_config.data = (uint8_t *)generated;
 	}
 	req.id = (char *)CONTAINER_ID;
 	req.root = &root;
-	req.process = &proc;
-	req.hostname = o->hostname ? o->hostname : s->sb->id;
 	req.n_mounts = o->n_vols;
 	req.mounts = mptrs;
 	r = agent_client_call_sync(s->sb->ac, "CreateContainer", &req.base, NULL, NULL,
 	                           CALL_TIMEOUT_MS, err);
-	strv_free(tags);
+	free(vols);
 	free(mptrs);
 	free(stores);
 	free(mounts);

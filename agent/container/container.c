@@ -92,71 +92,6 @@ static int mkdir_in_root(const char *root, const char *path, char **ret)
 	return mkdir_p(*ret, 0755);
 }
 
-struct dev_node {
-	const char *name;
-	unsigned maj, min;
-};
-
-static const struct dev_node dev_nodes[] = {
-    {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
-    {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
-};
-
-/* Kernel filesystems every container gets, mounted below the new root. A data table,
- * like the agent's own PID 1 mounts. */
-struct special_mount {
-	const char *target;
-	const char *fstype;
-	unsigned long flags;
-	const char *data;
-};
-
-static const struct special_mount special_mounts[] = {
-    {"/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
-    {"/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"},
-    {"/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-    {"/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"},
-    {"/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
-    {"/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL},
-};
-
-static void child_mount_special(int sync_fd, const char *root)
-{
-	for (size_t i = 0; i < ELEMENTSOF(special_mounts); i++) {
-		const struct special_mount *m = &special_mounts[i];
-		_cleanup_free_ char *target = xasprintf("%s%s", root, m->target);
-
-		if (mkdir_p(target, 0755) < 0)
-			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mkdir '%s'", m->target);
-		/* Security: fresh instances only (a new devpts, a proc of the new pid ns);
-		 * nothing of the agent's own /dev or /proc is visible to the container. */
-		if (mount(m->fstype, target, m->fstype, m->flags, m->data) < 0)
-			child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mount %s at '%s'",
-			           m->fstype, m->target);
-		if (strcmp(m->target, "/dev") != 0)
-			continue;
-		for (size_t j = 0; j < ELEMENTSOF(dev_nodes); j++) {
-			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, dev_nodes[j].name);
-			if (mknod(p, S_IFCHR | 0666, makedev(dev_nodes[j].maj, dev_nodes[j].min)) <
-			    0)
-				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "mknod '/dev/%s'",
-				           dev_nodes[j].name);
-			(void)chmod(p, 0666);
-		}
-		static const char *const links[][2] = {
-		    {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
-		    {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
-		    {"/proc/self/fd/2", "stderr"},
-		};
-		for (size_t j = 0; j < ELEMENTSOF(links); j++) {
-			_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, links[j][1]);
-			if (symlink(links[j][0], p) < 0)
-				child_fail(sync_fd, STAGE_MOUNT_SPECIAL, errno, "symlink '/dev/%s'",
-				           links[j][1]);
-		}
-	}
-}
-
 static void child_mount_root(int sync_fd, const struct container_spec *spec, const char *base,
                              const char *root)
 {
@@ -330,7 +265,7 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
 
 	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
-	for (size_t i = 0; spec->oci && i < spec->oci->n_namespaces; i++) {
+	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
 		if (!ns->path)
 			continue;
@@ -344,27 +279,10 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "make / private");
 	child_mount_root(sync_fd, spec, base, root);
 
-	if (spec->oci) {
-		/* The spec's mounts in order; host shares stand in for bind mounts of host
-		 * paths at the destinations the host named. */
-		if (container_mount_oci(root, spec, &e) < 0)
-			child_fail_err(sync_fd, STAGE_MOUNT_SPECIAL, e);
-	} else {
-		for (size_t i = 0; i < spec->n_mounts; i++) {
-			const struct container_mount *cm = &spec->mounts[i];
-			_cleanup_free_ char *target = NULL;
-			int r = mkdir_in_root(root, cm->destination, &target);
-			if (r < 0)
-				child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'",
-				           cm->destination);
-			/* Security: a host directory shared on purpose; read-only when asked. */
-			r = mount_9p(cm->tag, target, cm->readonly);
-			if (r < 0)
-				child_fail(sync_fd, STAGE_MOUNT_VOLUMES, -r, "'%s'",
-				           cm->destination);
-		}
-		child_mount_special(sync_fd, root);
-	}
+	/* The spec's mounts in order; host shares stand in for bind mounts of host paths
+	 * at the destinations the host named. */
+	if (container_mount_oci(root, spec, &e) < 0)
+		child_fail_err(sync_fd, STAGE_MOUNT_SPECIAL, e);
 
 	{
 		_cleanup_free_ char *cwd = NULL;
@@ -373,7 +291,7 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 			child_fail(sync_fd, STAGE_CWD, -r, "'%s'", spec->cwd);
 	}
 	child_pivot_root(sync_fd, root);
-	if (spec->oci) {
+	{
 		const struct oci_spec *o = spec->oci;
 		if (o->rootfs_propagation &&
 		    mount(NULL, "/", NULL, o->rootfs_propagation, NULL) < 0)
@@ -389,7 +307,7 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	}
 	if (spec->terminal)
 		master = child_open_terminal(sync_fd, spec);
-	if (spec->oci && !env_get(spec->env, "HOME")) {
+	if (!env_get(spec->env, "HOME")) {
 		/* The child owns its copy of the spec: add HOME as runc does. */
 		_cleanup_free_ char *home = home_for(spec->uid);
 		strv_push(&((struct container_spec *)spec)->env, xasprintf("HOME=%s", home));
@@ -397,12 +315,11 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 
 	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
 		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
-	if (spec->oci && container_apply_rlimits(spec->oci, &e) < 0)
+	if (container_apply_rlimits(spec->oci, &e) < 0)
 		child_fail_err(sync_fd, STAGE_RLIMITS, e);
 	/* Without no_new_privs a filter may only be loaded with CAP_SYS_ADMIN: load it
 	 * now, before the capabilities go (runc's order). */
-	if (spec->oci && !spec->oci->no_new_privileges &&
-	    container_seccomp_load(spec->oci->seccomp, &e) < 0)
+	if (!spec->oci->no_new_privileges && container_seccomp_load(spec->oci->seccomp, &e) < 0)
 		child_fail_err(sync_fd, STAGE_SECCOMP, e);
 	if (container_set_identity(spec, &e) < 0)
 		child_fail_err(sync_fd, STAGE_USER, e);
@@ -424,8 +341,7 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	if (container_set_no_new_privs(spec->oci, &e) < 0)
 		child_fail_err(sync_fd, STAGE_SECCOMP, e);
 	/* Security: with no_new_privs the filter goes on last, right before execve. */
-	if (spec->oci && spec->oci->no_new_privileges &&
-	    container_seccomp_load(spec->oci->seccomp, &e) < 0)
+	if (spec->oci->no_new_privileges && container_seccomp_load(spec->oci->seccomp, &e) < 0)
 		child_fail_err(sync_fd, STAGE_SECCOMP, e);
 	child_exec(sync_fd, spec);
 }
@@ -492,10 +408,6 @@ static int clone_flags(const struct container_spec *spec, unsigned long *ret,
 {
 	unsigned long flags = CLONE_NEWNS;
 
-	if (!spec->oci) {
-		*ret = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-		return 0;
-	}
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
 		if (ns->type == CLONE_NEWUSER)

@@ -19,7 +19,7 @@ struct oci_spec;
 
 struct container_spec {
 	char *id;
-	struct oci_spec *oci; /* a full runtime spec, or NULL for hull run's simple form */
+	struct oci_spec *oci; /* the runtime spec; the fields below are taken from it */
 	char *root_tag;       /* 9p tag of the root filesystem */
 	bool root_readonly;   /* mount the root read-only */
 	bool root_overlay;    /* writes go to a tmpfs overlay */
@@ -44,7 +44,6 @@ enum container_stage {
 	STAGE_CHILD_INIT,
 	STAGE_NAMESPACES,
 	STAGE_MOUNT_ROOT,
-	STAGE_MOUNT_VOLUMES,
 	STAGE_MOUNT_SPECIAL,
 	STAGE_PIVOT_ROOT,
 	STAGE_HOSTNAME,

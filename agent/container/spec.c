@@ -14,7 +14,7 @@ static const char *const stage_names[_STAGE_MAX] = {
     [STAGE_RLIMITS] = "rlimits",
     [STAGE_SECCOMP] = "seccomp",
     [STAGE_MOUNT_ROOT] = "mount rootfs",
-    [STAGE_MOUNT_VOLUMES] = "mount volume",
+
     [STAGE_MOUNT_SPECIAL] = "mount special fs",
     [STAGE_PIVOT_ROOT] = "pivot_root",
     [STAGE_HOSTNAME] = "set hostname",

@@ -20,3 +20,14 @@ void container_cleanup_dir(const char *id)
 {
 	(void)id;
 }
+
+bool container_cgroup_oom_killed(const char *id)
+{
+	(void)id;
+	return false;
+}
+
+void container_cgroup_remove(const char *id)
+{
+	(void)id;
+}

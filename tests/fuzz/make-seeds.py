@@ -44,21 +44,22 @@ def response(sid, code=0, msg="", payload=b""):
     return frame(sid, 2, ld(1, status) + ld(2, payload))
 
 
-def process(args, env=(), cwd="/", uid=0, gid=0, terminal=False):
-    p = b"".join(ld(1, a) for a in args) + b"".join(ld(2, e) for e in env) + ld(3, cwd)
-    p += vi(4, uid) + vi(5, gid) + (vi(7, 1) if terminal else b"")
-    return p
+def oci(args, env=(), cwd="/", uid=0, gid=0, terminal=False, hostname="box"):
+    import json as _json
+    return _json.dumps({"process": {"args": list(args), "env": list(env), "cwd": cwd, "terminal": terminal,
+                                    "user": {"uid": uid, "gid": gid}},
+                        "hostname": hostname, "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}})
 
 
 def storage(tag, readonly=False, overlay=True):
     return ld(1, tag) + ld(2, "9p") + (vi(3, 1) if readonly else b"") + (vi(4, 1) if overlay else b"")
 
 
-def create(cid="job", args=("echo", "hi"), mounts=(), hostname="box", root="hull-root", **kw):
-    body = ld(1, cid) + ld(2, storage(root)) + ld(3, process(args, **kw)) + ld(4, hostname)
+def create(cid="job", args=("echo", "hi"), mounts=(), root="hull-root", config=None, **kw):
+    body = ld(1, cid) + ld(2, storage(root))
     for tag, dest in mounts:
         body += ld(5, ld(1, storage(tag)) + ld(2, dest))
-    return body
+    return body + ld(6, config if config is not None else oci(args, **kw))
 
 
 def write(fuzzer, name, data):
@@ -82,6 +83,8 @@ def main():
     write(a, "create-relative-cwd", request(3, "CreateContainer", create(cwd="tmp")))
     write(a, "create-bad-tag", request(3, "CreateContainer", create(root="a,b")))
     write(a, "create-wrong-type", request(3, "CreateContainer", vi(1, 5)))
+    write(a, "create-no-config", request(3, "CreateContainer", ld(1, "job") + ld(2, storage("hull-root"))))
+    write(a, "create-bad-config", request(3, "CreateContainer", create(config='{"process": {"args": 7}}')))
     write(a, "create-tty", request(3, "CreateContainer", create(terminal=True)))
     write(a, "start", request(5, "StartContainer", cr))
     write(a, "attach-then-data", request(7, "AttachStdio", cr, ) + frame(7, 3, vi(4, 1 << 20)))

@@ -392,6 +392,38 @@ PY
 	expect_rc 137 && expect_err_has "OOM-killed"
 }
 
+test_default_security() {
+	# hull run's defaults are docker's: its 14 capabilities, a seccomp filter, masked
+	# paths; --privileged lifts them.
+	hrun -- sh -c 'grep -E "^(CapEff|Seccomp):" /proc/self/status; unshare -m true 2>&1 || echo unshare-denied' &&
+		expect_rc 0 || return 1
+	grep -q 'CapEff:.*00000000a80425fb' "$T/out" || { echo "default caps: $(cat "$T/out")"; return 1; }
+	grep -q 'Seccomp:.*2' "$T/out" || { echo "no seccomp filter: $(cat "$T/out")"; return 1; }
+	grep -q 'unshare-denied' "$T/out" || { echo "unshare was allowed: $(cat "$T/out")"; return 1; }
+	hrun --privileged -- sh -c 'grep -E "^(CapEff|Seccomp):" /proc/self/status' && expect_rc 0 || return 1
+	grep -q 'CapEff:.*000001ffffffffff' "$T/out" || { echo "privileged caps: $(cat "$T/out")"; return 1; }
+	grep -q 'Seccomp:.*0' "$T/out" || { echo "privileged has a filter: $(cat "$T/out")"; return 1; }
+}
+
+test_seccomp_kill_like_runc() {
+	command -v runc >/dev/null || { echo "runc not installed (make deps)"; return 77; }
+	make_probe_bundle "$T/b"
+	python3 - "$T/b/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = ["/bin/mkdir", "/tmp/x"]
+c["linux"]["seccomp"]["syscalls"] = [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+	runc --root "$T/runc-state" run -b "$T/b" "hull-kill-$$" >/dev/null 2>&1 </dev/null
+	local rr=$?
+	"$HULL" run --bundle "$T/b" >"$T/out" 2>"$T/err" </dev/null
+	local hr=$?
+	# SIGSYS is 31: both runtimes report the kill as 128+31.
+	[ "$rr" = 159 ] || { echo "runc exit $rr, want 159"; return 1; }
+	[ "$hr" = "$rr" ] || { echo "hull exit $hr, runc $rr: $(head -c 300 "$T/err")"; return 1; }
+}
+
 test_q35_machine() {
 	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
 }
@@ -445,6 +477,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_bundle_errors oci_memory_limit_oom \
+	default_security seccomp_kill_like_runc \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
 done
