@@ -73,11 +73,28 @@ static struct agent_container *container_find(struct agent *a, const char *id)
 	return NULL;
 }
 
-static struct agent_container *container_by_sid(struct agent *a, uint32_t sid)
+#define for_each_process(a, c, p)                                         \
+	for (struct agent_container *c = (a)->containers; c; c = c->next) \
+		for (struct agent_process *p = c->procs; p; p = p->next)
+
+static struct agent_process *process_by_sid(struct agent *a, uint32_t sid)
 {
-	for (struct agent_container *c = a->containers; c; c = c->next)
-		if (c->attach_sid == sid)
-			return c;
+	for_each_process(a, c, p) if (p->attach_sid == sid) return p;
+	return NULL;
+}
+
+static struct agent_process *process_by_fd(struct agent *a, int fd)
+{
+	for_each_process(a, c, p) if (p->proc.stdin_fd == fd || p->proc.stdout_fd == fd ||
+	                              p->proc.stderr_fd == fd) return p;
+	return NULL;
+}
+
+static struct agent_process *process_find(struct agent_container *c, const char *exec_id)
+{
+	for (struct agent_process *p = c->procs; p; p = p->next)
+		if (strcmp(p->exec_id, exec_id) == 0)
+			return p;
 	return NULL;
 }
 
@@ -90,17 +107,31 @@ static void close_fd_ev(struct agent *a, int *fd)
 	*fd = -1;
 }
 
+static void process_free(struct agent *a, struct agent_process *p)
+{
+	if (p->proc.pid > 0 && !p->exited)
+		kill(p->proc.pid, SIGKILL);
+	close_fd_ev(a, &p->proc.stdin_fd);
+	close_fd_ev(a, &p->proc.stdout_fd);
+	close_fd_ev(a, &p->proc.stderr_fd);
+	if (p->proc.sync_fd >= 0)
+		close(p->proc.sync_fd);
+	buf_release(&p->stdin_buf);
+	free(p->wait_sids);
+	free(p->exec_id);
+	free(p);
+}
+
 static void container_free(struct agent *a, struct agent_container *c)
 {
-	close_fd_ev(a, &c->proc.stdin_fd);
-	close_fd_ev(a, &c->proc.stdout_fd);
-	close_fd_ev(a, &c->proc.stderr_fd);
-	if (c->proc.sync_fd >= 0)
-		close(c->proc.sync_fd);
+	while (c->procs) {
+		struct agent_process *p = c->procs;
+		c->procs = p->next;
+		process_free(a, p);
+	}
 	container_cleanup_dir(c->id);
 	container_cgroup_remove(c->id);
-	buf_release(&c->stdin_buf);
-	free(c->wait_sids);
+	container_spec_done(&c->spec);
 	free(c->id);
 	free(c);
 }
@@ -110,15 +141,17 @@ void agent_free_containers(struct agent *a)
 	while (a->containers) {
 		struct agent_container *c = a->containers;
 		a->containers = c->next;
-		if (c->proc.pid > 0 && !c->exited)
-			kill(c->proc.pid, SIGKILL);
 		container_free(a, c);
 	}
 }
 
+/* A new process record for a created child, its fds in the event loop. */
+static struct agent_process *process_add(struct agent *a, struct agent_container *c,
+                                         const char *exec_id, const struct container_process *proc);
+
 /* ---- stdio ----------------------------------------------------------------------- */
 
-static void stdio_send(struct agent *a, struct agent_container *c, uint32_t fd, const uint8_t *data,
+static void stdio_send(struct agent *a, struct agent_process *c, uint32_t fd, const uint8_t *data,
                        size_t len, bool eof, uint64_t credit)
 {
 	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
@@ -130,7 +163,7 @@ static void stdio_send(struct agent *a, struct agent_container *c, uint32_t fd, 
 	ttrpc_data_append(&a->out, c->attach_sid, 0, &d.base);
 }
 
-static void stdio_update_interest(struct agent *a, struct agent_container *c)
+static void stdio_update_interest(struct agent *a, struct agent_process *c)
 {
 	/* Read container output only while the host granted credit and our queue to the
 	 * host is not backed up: backpressure reaches the process through its pipe. */
@@ -141,7 +174,7 @@ static void stdio_update_interest(struct agent *a, struct agent_container *c)
 		event_mod(a->loop, c->proc.stderr_fd, ev);
 }
 
-static void stdio_maybe_finish(struct agent *a, struct agent_container *c)
+static void stdio_maybe_finish(struct agent *a, struct agent_process *c)
 {
 	Hull__Agent__V1__Empty e = HULL__AGENT__V1__EMPTY__INIT;
 	if (!c->attach_sid || c->stdout_open || c->stderr_open)
@@ -154,7 +187,7 @@ static void stdio_maybe_finish(struct agent *a, struct agent_container *c)
  * queue, encoded as StdioData{fd: which, data: ...} by hand: the bytes are copied once
  * (pipe -> queue) instead of twice (pipe -> chunk -> packed message), which matters
  * when every guest memcpy is emulated. Returns read()'s result; queues only on n > 0. */
-static ssize_t stdio_read_frame(struct agent *a, struct agent_container *c, int fd, uint32_t which,
+static ssize_t stdio_read_frame(struct agent *a, struct agent_process *c, int fd, uint32_t which,
                                 size_t want)
 {
 	/* header, fd tag+value, data tag, length varint (3 bytes cover < 2 MiB) */
@@ -184,16 +217,14 @@ static ssize_t stdio_read_frame(struct agent *a, struct agent_container *c, int 
 static void on_output(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
 {
 	struct agent *a = userdata;
-	struct agent_container *c = NULL;
+	struct agent_process *c = NULL;
 	uint32_t which;
 	ssize_t n;
 
 	(void)loop;
 	(void)revents;
-	for (c = a->containers; c; c = c->next)
-		if (c->proc.stdout_fd == fd || c->proc.stderr_fd == fd)
-			break;
-	if (!c)
+	c = process_by_fd(a, fd);
+	if (!c || (fd != c->proc.stdout_fd && fd != c->proc.stderr_fd))
 		return;
 	which = fd == c->proc.stdout_fd ? 1 : 2;
 	/* Drain while there is credit and room: one flush for many reads keeps the
@@ -228,7 +259,7 @@ static void on_output(struct event_loop *loop, int fd, uint32_t revents, void *u
 	agent_flush(a);
 }
 
-static void stdin_grant(struct agent *a, struct agent_container *c, bool force)
+static void stdin_grant(struct agent *a, struct agent_process *c, bool force)
 {
 	if (!c->attach_sid || c->in_unacked == 0)
 		return;
@@ -238,7 +269,7 @@ static void stdin_grant(struct agent *a, struct agent_container *c, bool force)
 	c->in_unacked = 0;
 }
 
-static void stdin_close(struct agent *a, struct agent_container *c)
+static void stdin_close(struct agent *a, struct agent_process *c)
 {
 	/* With a terminal the stdin fd is a dup of the master: closing it does not hang
 	 * up the terminal, as with docker -t. */
@@ -247,22 +278,21 @@ static void stdin_close(struct agent *a, struct agent_container *c)
 	buf_consume(&c->stdin_buf, c->stdin_buf.len);
 }
 
-static void stdin_pump(struct agent *a, struct agent_container *c);
+static void stdin_pump(struct agent *a, struct agent_process *c);
 
 static void on_stdin_writable(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
 {
 	struct agent *a = userdata;
 	(void)loop;
 	(void)revents;
-	for (struct agent_container *c = a->containers; c; c = c->next)
-		if (c->proc.stdin_fd == fd) {
-			stdin_pump(a, c);
-			agent_flush(a);
-			return;
-		}
+	struct agent_process *c = process_by_fd(a, fd);
+	if (c && c->proc.stdin_fd == fd) {
+		stdin_pump(a, c);
+		agent_flush(a);
+	}
 }
 
-static void stdin_pump(struct agent *a, struct agent_container *c)
+static void stdin_pump(struct agent *a, struct agent_process *c)
 {
 	if (c->proc.stdin_fd < 0) {
 		c->in_unacked += c->stdin_buf.len;
@@ -296,7 +326,7 @@ static void stdin_pump(struct agent *a, struct agent_container *c)
 
 static void handle_data(struct agent *a, const struct ttrpc_frame *f)
 {
-	struct agent_container *c = container_by_sid(a, f->stream_id);
+	struct agent_process *c = process_by_sid(a, f->stream_id);
 	Hull__Agent__V1__StdioData *d;
 
 	if (!c) {
@@ -305,7 +335,7 @@ static void handle_data(struct agent *a, const struct ttrpc_frame *f)
 	}
 	d = hull__agent__v1__stdio_data__unpack(NULL, f->length, f->payload);
 	if (!d) {
-		log_warn("container '%s': undecodable stdio frame dropped", c->id);
+		log_warn("container '%s': undecodable stdio frame dropped", c->container->id);
 		return;
 	}
 	if (d->credit > 0) {
@@ -484,48 +514,66 @@ static int do_check(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in
 	return 0;
 }
 
+static struct agent_process *process_add(struct agent *a, struct agent_container *c,
+                                         const char *exec_id, const struct container_process *proc)
+{
+	struct agent_process *p = xcalloc(1, sizeof(*p)), **pp;
+
+	p->container = c;
+	p->exec_id = xstrdup(exec_id);
+	p->proc = *proc;
+	p->stdout_open = p->proc.stdout_fd >= 0;
+	p->stderr_open = p->proc.stderr_fd >= 0;
+	for (int *fd = &p->proc.stdin_fd; fd <= &p->proc.stderr_fd; fd++)
+		if (*fd >= 0) {
+			fd_set_nonblock(*fd, 1);
+			event_add(a->loop, *fd, 0,
+			          fd == &p->proc.stdin_fd ? on_stdin_writable : on_output, a);
+		}
+	/* The init stays first: execs are appended. */
+	for (pp = &c->procs; *pp; pp = &(*pp)->next)
+		;
+	*pp = p;
+	return p;
+}
+
 static int do_create(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                      ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__CreateContainerRequest *req =
 	    DECODE(Hull__Agent__V1__CreateContainerRequest, unpack_create, in, err);
-	struct container_spec spec;
+	struct container_process proc;
 	struct agent_container *c;
 	int r;
 
 	(void)sid;
-	r = spec_from_request(req, &spec, err);
-	hull__agent__v1__create_container_request__free_unpacked(req, NULL);
-	if (r < 0)
-		return r;
-	if (container_find(a, spec.id)) {
-		r = hull_error_set(err, -EEXIST, "container '%s' exists", spec.id);
-		container_spec_done(&spec);
-		return r;
-	}
 	c = xcalloc(1, sizeof(*c));
-	r = container_create(&spec, &c->proc, err);
+	r = spec_from_request(req, &c->spec, err);
+	hull__agent__v1__create_container_request__free_unpacked(req, NULL);
 	if (r < 0) {
-		hull_error_prefix(err, "create container '%s'", spec.id);
-		container_spec_done(&spec);
 		free(c);
 		return r;
 	}
-	c->id = TAKE_PTR(spec.id);
-	container_spec_done(&spec);
-	c->stdout_open = c->proc.stdout_fd >= 0;
-	c->stderr_open = c->proc.stderr_fd >= 0;
-	for (int *fd = &c->proc.stdin_fd; fd <= &c->proc.stderr_fd; fd++)
-		if (*fd >= 0) {
-			fd_set_nonblock(*fd, 1);
-			event_add(a->loop, *fd, 0,
-			          fd == &c->proc.stdin_fd ? on_stdin_writable : on_output, a);
-		}
+	if (container_find(a, c->spec.id)) {
+		r = hull_error_set(err, -EEXIST, "container '%s' exists", c->spec.id);
+		goto fail;
+	}
+	r = container_create(&c->spec, &proc, err);
+	if (r < 0) {
+		hull_error_prefix(err, "create container '%s'", c->spec.id);
+		goto fail;
+	}
+	c->id = xstrdup(c->spec.id);
+	process_add(a, c, "", &proc);
 	c->next = a->containers;
 	a->containers = c;
-	log_info("container '%s' created, pid %d", c->id, c->proc.pid);
+	log_info("container '%s' created, pid %d", c->id, proc.pid);
 	*ret = empty_reply();
 	return 0;
+fail:
+	container_spec_done(&c->spec);
+	free(c);
+	return r;
 }
 
 static int lookup(struct agent *a, const char *id, struct agent_container **ret,
@@ -537,73 +585,162 @@ static int lookup(struct agent *a, const char *id, struct agent_container **ret,
 	return 0;
 }
 
-/* Decode a ContainerRequest and find its container: the shape of most handlers. */
-static int container_from_request(struct agent *a, const ProtobufCBinaryData *in,
-                                  struct agent_container **ret, struct hull_error **err)
+/* The process (id, exec_id) names; exec_id "" is the container's init. */
+static int lookup_process(struct agent *a, const char *id, const char *exec_id,
+                          struct agent_process **ret, struct hull_error **err)
+{
+	struct agent_container *c;
+	int r = lookup(a, id, &c, err);
+	if (r < 0)
+		return r;
+	*ret = process_find(c, exec_id ? exec_id : "");
+	if (!*ret)
+		return hull_error_set(err, -ENOENT, "container '%.64s': no process '%.64s'", id,
+		                      exec_id);
+	return 0;
+}
+
+/* Decode a ContainerRequest and find its process: the shape of most handlers. */
+static int process_from_request(struct agent *a, const ProtobufCBinaryData *in,
+                                struct agent_process **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__ContainerRequest *req =
 	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
-	int r = lookup(a, req->id, ret, err);
+	int r = lookup_process(a, req->id, req->exec_id, ret, err);
 	hull__agent__v1__container_request__free_unpacked(req, NULL);
 	return r;
 }
 
-static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
-                    ProtobufCMessage **ret, struct hull_error **err)
+static int start_process(struct agent_process *p, ProtobufCMessage **ret, struct hull_error **err)
 {
 	Hull__Agent__V1__StartContainerResponse *resp;
-	struct agent_container *c;
-	int r;
+	int r = container_start(&p->proc, err);
 
-	(void)sid;
-	r = container_from_request(a, in, &c, err);
-	if (r < 0)
-		return r;
-	r = container_start(&c->proc, err);
 	if (r < 0) {
 		/* ENOEXEC and friends are "cannot execute" to the user, as EACCES. */
 		if (r != -ENOENT && r != -EACCES && (*err)->msg &&
 		    strncmp((*err)->msg, "exec", 4) == 0)
 			(*err)->code = r = -EACCES;
-		return hull_error_prefix(err, "start container '%s'", c->id);
+		return hull_error_prefix(err, "start container '%s'", p->container->id);
 	}
-	c->started = true;
+	p->started = true;
 	resp = xmalloc(sizeof(*resp));
 	hull__agent__v1__start_container_response__init(resp);
-	resp->pid = (uint32_t)c->proc.pid;
+	resp->pid = (uint32_t)p->proc.pid;
 	*ret = &resp->base;
 	return 0;
 }
 
-static void wait_reply(struct agent *a, struct agent_container *c, uint32_t sid)
+static int do_start(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct agent_process *p;
+	int r;
+
+	(void)sid;
+	r = process_from_request(a, in, &p, err);
+	if (r < 0)
+		return r;
+	return start_process(p, ret, err);
+}
+
+static Hull__Agent__V1__ExecProcessRequest *unpack_exec(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__exec_process_request__unpack(NULL, n, d);
+}
+
+static int do_exec(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                   ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ExecProcessRequest *req =
+	    DECODE(Hull__Agent__V1__ExecProcessRequest, unpack_exec, in, err);
+	struct container_process proc;
+	struct agent_container *c;
+	struct agent_process *init;
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	if (r < 0)
+		goto out;
+	if (!valid_id(req->exec_id)) {
+		r = hull_error_set(err, -EINVAL, "exec_id: '%.64s' is not a valid id",
+		                   req->exec_id);
+		goto out;
+	}
+	if (process_find(c, req->exec_id)) {
+		r = hull_error_set(err, -EEXIST, "container '%s': exec '%s' exists", c->id,
+		                   req->exec_id);
+		goto out;
+	}
+	init = c->procs;
+	if (!init->started || init->exited) {
+		r = hull_error_set(err, -EBUSY, "container '%s' is not running", c->id);
+		goto out;
+	}
+	r = container_exec(&c->spec, init->proc.pid, (const char *)req->process.data,
+	                   req->process.len, &proc, err);
+	if (r < 0) {
+		hull_error_prefix(err, "exec in container '%s'", c->id);
+		goto out;
+	}
+	process_add(a, c, req->exec_id, &proc);
+	*ret = empty_reply();
+out:
+	hull__agent__v1__exec_process_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static Hull__Agent__V1__StartProcessRequest *unpack_start_process(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__start_process_request__unpack(NULL, n, d);
+}
+
+static int do_start_process(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                            ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__StartProcessRequest *req =
+	    DECODE(Hull__Agent__V1__StartProcessRequest, unpack_start_process, in, err);
+	struct agent_process *p;
+	int r;
+
+	(void)sid;
+	r = lookup_process(a, req->id, req->exec_id, &p, err);
+	hull__agent__v1__start_process_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	return start_process(p, ret, err);
+}
+
+static void wait_reply(struct agent *a, struct agent_process *p, uint32_t sid)
 {
 	Hull__Agent__V1__WaitResponse w = HULL__AGENT__V1__WAIT_RESPONSE__INIT;
-	if (WIFSIGNALED(c->wait_status))
-		w.signal = WTERMSIG(c->wait_status);
+	if (WIFSIGNALED(p->wait_status))
+		w.signal = WTERMSIG(p->wait_status);
 	else
-		w.exit_code = WEXITSTATUS(c->wait_status);
-	w.oom_killed = container_cgroup_oom_killed(c->id);
+		w.exit_code = WEXITSTATUS(p->wait_status);
+	w.oom_killed = container_cgroup_oom_killed(p->container->id);
 	agent_reply(a, sid, &w.base);
 }
 
 static int do_wait(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                    ProtobufCMessage **ret, struct hull_error **err)
 {
-	struct agent_container *c;
+	struct agent_process *p;
 	int r;
 
 	(void)ret;
-	r = container_from_request(a, in, &c, err);
+	r = process_from_request(a, in, &p, err);
 	if (r < 0)
 		return r;
-	if (c->exited) {
-		wait_reply(a, c, sid);
+	if (p->exited) {
+		wait_reply(a, p, sid);
 		return 1;
 	}
-	if (c->n_wait_sids >= 64)
+	if (p->n_wait_sids >= 64)
 		return hull_error_set(err, -EMFILE, "too many waiters");
-	c->wait_sids = xrealloc(c->wait_sids, (c->n_wait_sids + 1) * sizeof(uint32_t));
-	c->wait_sids[c->n_wait_sids++] = sid;
+	p->wait_sids = xrealloc(p->wait_sids, (p->n_wait_sids + 1) * sizeof(uint32_t));
+	p->wait_sids[p->n_wait_sids++] = sid;
 	return 1;
 }
 
@@ -612,22 +749,23 @@ static int do_attach(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 {
 	Hull__Agent__V1__AttachRequest *req =
 	    DECODE(Hull__Agent__V1__AttachRequest, unpack_attach, in, err);
-	struct agent_container *c;
+	struct agent_process *p;
 	int r;
 
 	(void)ret;
-	r = lookup(a, req->id, &c, err);
+	r = lookup_process(a, req->id, req->exec_id, &p, err);
 	hull__agent__v1__attach_request__free_unpacked(req, NULL);
 	if (r < 0)
 		return r;
-	if (c->attach_sid)
-		return hull_error_set(err, -EBUSY, "container '%s': stdio already attached", c->id);
-	if (container_by_sid(a, sid))
+	if (p->attach_sid)
+		return hull_error_set(err, -EBUSY, "container '%s': stdio already attached",
+		                      p->container->id);
+	if (process_by_sid(a, sid))
 		return hull_error_set(err, -EBUSY, "stream %u already in use", sid);
-	c->attach_sid = sid;
+	p->attach_sid = sid;
 	/* Grant the host its stdin window; it grants ours in its first data frame. */
-	stdio_send(a, c, 0, NULL, 0, false, AGENT_STDIO_WINDOW);
-	stdio_maybe_finish(a, c);
+	stdio_send(a, p, 0, NULL, 0, false, AGENT_STDIO_WINDOW);
+	stdio_maybe_finish(a, p);
 	return 1;
 }
 
@@ -636,21 +774,22 @@ static int do_signal(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 {
 	Hull__Agent__V1__SignalRequest *req =
 	    DECODE(Hull__Agent__V1__SignalRequest, unpack_signal, in, err);
-	struct agent_container *c;
+	struct agent_process *p;
 	uint32_t sig = req->signal;
 	int r;
 
 	(void)sid;
-	r = lookup(a, req->id, &c, err);
+	r = lookup_process(a, req->id, req->exec_id, &p, err);
 	hull__agent__v1__signal_request__free_unpacked(req, NULL);
 	if (r < 0)
 		return r;
 	if (sig == 0 || sig >= (uint32_t)NSIG)
 		return hull_error_set(err, -EINVAL, "signal %u out of range", sig);
-	if (!c->started || c->exited)
-		return hull_error_set(err, -ESRCH, "container '%s' is not running", c->id);
-	if (kill(c->proc.pid, (int)sig) < 0)
-		return hull_error_set_errno(err, -errno, "signal container '%s'", c->id);
+	if (!p->started || p->exited)
+		return hull_error_set(err, -ESRCH, "container '%s' is not running",
+		                      p->container->id);
+	if (kill(p->proc.pid, (int)sig) < 0)
+		return hull_error_set_errno(err, -errno, "signal container '%s'", p->container->id);
 	*ret = empty_reply();
 	return 0;
 }
@@ -660,20 +799,21 @@ static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 {
 	Hull__Agent__V1__ResizeRequest *req =
 	    DECODE(Hull__Agent__V1__ResizeRequest, unpack_resize, in, err);
-	struct agent_container *c;
+	struct agent_process *p;
 	struct winsize ws = {0};
 	int r;
 
 	(void)sid;
-	r = lookup(a, req->id, &c, err);
+	r = lookup_process(a, req->id, req->exec_id, &p, err);
 	ws.ws_row = (unsigned short)MIN(req->rows, 65535u);
 	ws.ws_col = (unsigned short)MIN(req->cols, 65535u);
 	hull__agent__v1__resize_request__free_unpacked(req, NULL);
 	if (r < 0)
 		return r;
-	if (c->proc.stderr_fd >= 0 || c->proc.stdin_fd < 0)
-		return hull_error_set(err, -ENOTTY, "container '%s' has no terminal", c->id);
-	if (ioctl(c->proc.stdin_fd, TIOCSWINSZ, &ws) < 0)
+	if (p->proc.stderr_fd >= 0 || p->proc.stdin_fd < 0)
+		return hull_error_set(err, -ENOTTY, "container '%s' has no terminal",
+		                      p->container->id);
+	if (ioctl(p->proc.stdin_fd, TIOCSWINSZ, &ws) < 0)
 		return hull_error_set_errno(err, -errno, "resize terminal");
 	*ret = empty_reply();
 	return 0;
@@ -682,26 +822,30 @@ static int do_resize(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                      ProtobufCMessage **ret, struct hull_error **err)
 {
+	Hull__Agent__V1__ContainerRequest *req =
+	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
 	struct agent_container *c, **pp;
 	int r;
 
 	(void)sid;
-	r = container_from_request(a, in, &c, err);
+	r = lookup(a, req->id, &c, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
 	if (r < 0)
 		return r;
-	if (c->started && !c->exited)
+	if (c->procs->started && !c->procs->exited)
 		return hull_error_set(err, -EBUSY, "container '%s' is running", c->id);
-	if (!c->started && !c->exited)
-		kill(c->proc.pid, SIGKILL); /* created, never started: the reaper collects it */
-	if (c->attach_sid)
-		ttrpc_response_append(&a->out, c->attach_sid, TTRPC_CANCELLED, "container removed",
-		                      NULL);
-	for (size_t i = 0; i < c->n_wait_sids; i++)
-		ttrpc_response_append(&a->out, c->wait_sids[i], TTRPC_CANCELLED,
-		                      "container removed", NULL);
+	for (struct agent_process *p = c->procs; p; p = p->next) {
+		if (p->attach_sid)
+			ttrpc_response_append(&a->out, p->attach_sid, TTRPC_CANCELLED,
+			                      "container removed", NULL);
+		for (size_t i = 0; i < p->n_wait_sids; i++)
+			ttrpc_response_append(&a->out, p->wait_sids[i], TTRPC_CANCELLED,
+			                      "container removed", NULL);
+	}
 	for (pp = &a->containers; *pp != c; pp = &(*pp)->next)
 		;
 	*pp = c->next;
+	/* Created but never started processes are killed here; the reaper collects them. */
 	container_free(a, c);
 	*ret = empty_reply();
 	return 0;
@@ -722,9 +866,17 @@ static const struct {
 	const char *method;
 	agent_handler handler;
 } handlers[] = {
-    {"Check", do_check},        {"CreateContainer", do_create}, {"StartContainer", do_start},
-    {"AttachStdio", do_attach}, {"WaitProcess", do_wait},       {"SignalProcess", do_signal},
-    {"ResizePty", do_resize},   {"RemoveContainer", do_remove}, {"DestroySandbox", do_destroy},
+    {"Check", do_check},
+    {"CreateContainer", do_create},
+    {"StartContainer", do_start},
+    {"ExecProcess", do_exec},
+    {"StartProcess", do_start_process},
+    {"AttachStdio", do_attach},
+    {"WaitProcess", do_wait},
+    {"SignalProcess", do_signal},
+    {"ResizePty", do_resize},
+    {"RemoveContainer", do_remove},
+    {"DestroySandbox", do_destroy},
 };
 
 static void handle_request(struct agent *a, const struct ttrpc_frame *f)
@@ -797,9 +949,7 @@ static void agent_update_out_interest(struct agent *a)
 {
 	if (a->chan_registered)
 		event_mod(a->loop, a->chan_fd, EPOLLIN | (a->out.len ? EPOLLOUT : 0));
-	for (struct agent_container *c = a->containers; c; c = c->next)
-		if (c->attach_sid)
-			stdio_update_interest(a, c);
+	for_each_process(a, c, p) if (p->attach_sid) stdio_update_interest(a, p);
 }
 
 static void channel_park(struct agent *a)
@@ -861,15 +1011,17 @@ void agent_service_reap(struct agent *a)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (struct agent_container *c = a->containers; c; c = c->next) {
-			if (c->proc.pid != pid)
+		for_each_process(a, c, p)
+		{
+			if (p->proc.pid != pid)
 				continue;
-			c->exited = true;
-			c->wait_status = status;
-			log_info("container '%s' exited, status 0x%x", c->id, status);
-			for (size_t i = 0; i < c->n_wait_sids; i++)
-				wait_reply(a, c, c->wait_sids[i]);
-			c->n_wait_sids = 0;
+			p->exited = true;
+			p->wait_status = status;
+			log_info("container '%s' process '%s' exited, status 0x%x", c->id,
+			         p->exec_id, status);
+			for (size_t i = 0; i < p->n_wait_sids; i++)
+				wait_reply(a, p, p->wait_sids[i]);
+			p->n_wait_sids = 0;
 		}
 	}
 	agent_flush(a);

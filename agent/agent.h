@@ -18,8 +18,10 @@
 #define AGENT_STDIO_WINDOW (4u << 20)
 #define AGENT_STDIO_CHUNK (256u << 10)
 
-struct agent_container {
-	char *id;
+/* One process of a container: its init (exec_id "") or an exec'd one. */
+struct agent_process {
+	struct agent_container *container;
+	char *exec_id;
 	struct container_process proc;
 	bool started, exited;
 	int wait_status; /* waitpid() status */
@@ -32,6 +34,13 @@ struct agent_container {
 	bool stdout_open, stderr_open;
 	uint32_t *wait_sids;
 	size_t n_wait_sids;
+	struct agent_process *next;
+};
+
+struct agent_container {
+	char *id;
+	struct container_spec spec; /* kept: execs inherit its namespaces, cgroup, seccomp */
+	struct agent_process *procs; /* the init first */
 	struct agent_container *next;
 };
 

@@ -54,8 +54,14 @@ fuzz-replay: $(REPLAY_BINS)
 check: all $(UNIT_BINS) $(REPLAY_BINS)
 	@tests/run-all.sh
 
-integration: all
+integration: all $(BUILD)/tests/agentctl
 	@HULL_TEST_ONLY=integration tests/run-all.sh
 
 bench: all $(BUILD)/bench/initramfs-floor.cpio
 	@bench/run.sh
+
+# Test tool: drives the agent API of a real sandbox from a script (pods, exec).
+$(BUILD)/tests/agentctl: tests/tools/agentctl.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
+check: $(BUILD)/tests/agentctl

@@ -90,13 +90,18 @@ int container_mount_oci(const char *root, const struct container_spec *spec,
 			return hull_error_set_errno(err, r, "mounts: create '%s'", m->destination);
 		if (share) {
 			/* Security: a host path reaches the guest only as a share the host
-			 * made for this very mount; mounted read-only when asked. */
-			if (mount(share->tag, target, "9p",
-			          (flags & MS_RDONLY) | (share->readonly ? MS_RDONLY : 0),
-			          "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0)
+			 * made for this very mount; read-only when either side asks. */
+			_cleanup_free_ char *src = container_share_path(share->tag);
+			if (mount(src, target, NULL, MS_BIND, NULL) < 0)
 				return hull_error_set_errno(err, -errno,
 				                            "mounts: '%s' (host share '%s')",
 				                            m->destination, share->tag);
+			if (((flags & MS_RDONLY) || share->readonly) &&
+			    mount(NULL, target, NULL,
+			          MS_BIND | MS_REMOUNT | MS_RDONLY | (flags & ~MS_RDONLY),
+			          NULL) < 0)
+				return hull_error_set_errno(err, -errno, "mounts: read-only '%s'",
+				                            m->destination);
 		} else if (m->bind) {
 			/* Security: bind sources are paths inside the guest. */
 			if (mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)

@@ -29,11 +29,13 @@
 #include "util.h"
 
 #define CONTAINER_RUN_DIR "/run/hull/c"
+#define CONTAINER_SHARES_DIR "/run/hull/shares"
 
 enum sync_type {
 	SYNC_READY = 1,
 	SYNC_START,
 	SYNC_ERROR,
+	SYNC_PID, /* exec helper -> parent: the process's pid in .err */
 };
 
 struct sync_msg {
@@ -64,13 +66,34 @@ _noreturn_ static void child_fail_err(int sync_fd, enum container_stage stage, s
 	child_fail(sync_fd, stage, e && e->code < 0 ? -e->code : EIO, "%s", e ? e->msg : "failed");
 }
 
-static int mount_9p(const char *tag, const char *target, bool readonly)
+char *container_share_path(const char *tag)
 {
-	/* cache=mmap: no stale dentries against a live host directory, mmap still works. */
-	return mount(tag, target, "9p", readonly ? MS_RDONLY : 0,
-	             "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0
-	           ? -errno
-	           : 0;
+	return xasprintf(CONTAINER_SHARES_DIR "/%s", tag);
+}
+
+int container_share_mount(const char *tag, bool readonly, struct hull_error **err)
+{
+	_cleanup_free_ char *path = container_share_path(tag);
+	struct stat st, parent;
+	int r;
+
+	/* A virtio-9p tag can be mounted once: the agent mounts each share once, in its
+	 * own namespace, and containers bind or overlay from there. */
+	r = mkdir_p(path, 0700);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "mkdir '%s'", path);
+	if (stat(path, &st) == 0 && stat(CONTAINER_SHARES_DIR, &parent) == 0 &&
+	    st.st_dev != parent.st_dev)
+		return 0; /* mounted already */
+	/* cache=mmap: no stale dentries against a live host directory, mmap still works.
+	 * Security: read-only unless a container needs to write to the share itself. */
+	if (mount(tag, path, "9p", readonly ? MS_RDONLY : 0,
+	          "trans=virtio,version=9p2000.L,msize=262144,cache=mmap") < 0) {
+		r = -errno;
+		(void)rmdir(path);
+		return hull_error_set_errno(err, r, "mount 9p share '%s'", tag);
+	}
+	return 0;
 }
 
 /* True when path has a ".." component. */
@@ -95,34 +118,36 @@ static int mkdir_in_root(const char *root, const char *path, char **ret)
 static void child_mount_root(int sync_fd, const struct container_spec *spec, const char *base,
                              const char *root)
 {
+	_cleanup_free_ char *share = container_share_path(spec->root_tag);
+
 	if (mkdir_p(root, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", root);
 	if (!spec->root_overlay) {
 		/* Security: the host directory itself, writable only when the user asked. */
-		int r = mount_9p(spec->root_tag, root, spec->root_readonly);
-		if (r < 0)
-			child_fail(sync_fd, STAGE_MOUNT_ROOT, -r, "mount 9p '%s'", spec->root_tag);
+		if (mount(share, root, NULL, MS_BIND, NULL) < 0)
+			child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "bind share '%s'",
+			           spec->root_tag);
+		if (spec->root_readonly &&
+		    mount(NULL, root, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "read-only share '%s'",
+			           spec->root_tag);
 		return;
 	}
-	_cleanup_free_ char *lower = xasprintf("%s/lower", base);
 	_cleanup_free_ char *scratch = xasprintf("%s/scratch", base);
 	_cleanup_free_ char *upper = xasprintf("%s/scratch/upper", base);
 	_cleanup_free_ char *work = xasprintf("%s/scratch/work", base);
 	_cleanup_free_ char *opts = NULL;
-	int r;
 
-	if (mkdir_p(lower, 0755) < 0 || mkdir_p(scratch, 0755) < 0)
+	if (mkdir_p(scratch, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", base);
-	/* Security: the host share is mounted read-only; the container's writes land in a
-	 * tmpfs upper layer that dies with the VM, so the host rootfs is never modified. */
-	r = mount_9p(spec->root_tag, lower, true);
-	if (r < 0)
-		child_fail(sync_fd, STAGE_MOUNT_ROOT, -r, "mount 9p '%s'", spec->root_tag);
+	/* Security: the share (read-only) is the lower layer; the container's writes land
+	 * in a tmpfs upper layer in its own mount namespace, so the host rootfs is never
+	 * modified and each container of a pod has its own copy-on-write root. */
 	if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mount tmpfs for overlay");
 	if (mkdir(upper, 0755) < 0 || mkdir(work, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir overlay dirs");
-	opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+	opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", share, upper, work);
 	if (mount("overlay", root, "overlay", 0, opts) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mount overlay");
 }
@@ -244,14 +269,10 @@ static int child_open_terminal(int sync_fd, const struct container_spec *spec)
 	return master;
 }
 
-_noreturn_ static void child_main(int sync_fd, const struct container_spec *spec, int stdio[3])
+/* First stage of every container process: signals, stdio, session. */
+static void child_begin(int sync_fd, const struct container_spec *spec, int stdio[3])
 {
-	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
-	_cleanup_free_ char *root = xasprintf("%s/root", base);
-	struct hull_error *e = NULL;
-	struct sync_msg m;
 	sigset_t all;
-	int master = -1;
 
 	(void)prctl(PR_SET_NAME, "hull:setup");
 	/* The agent blocks signals for its signalfd; the container starts with none. */
@@ -263,6 +284,17 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 				child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
 	if (setsid() < 0)
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
+}
+
+_noreturn_ static void child_finish(int sync_fd, const struct container_spec *spec);
+
+_noreturn_ static void child_main(int sync_fd, const struct container_spec *spec, int stdio[3])
+{
+	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
+	_cleanup_free_ char *root = xasprintf("%s/root", base);
+	struct hull_error *e = NULL;
+
+	child_begin(sync_fd, spec, stdio);
 
 	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
@@ -305,6 +337,19 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		    mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
 			child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "remount / read-only");
 	}
+	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
+	child_finish(sync_fd, spec);
+}
+
+/* Last stages, shared by a container's init and exec'd processes: terminal, HOME,
+ * rlimits, seccomp, identity and capabilities, cwd; then READY, START, exec. */
+_noreturn_ static void child_finish(int sync_fd, const struct container_spec *spec)
+{
+	struct hull_error *e = NULL;
+	struct sync_msg m;
+	int master = -1;
+
 	if (spec->terminal)
 		master = child_open_terminal(sync_fd, spec);
 	if (!env_get(spec->env, "HOME")) {
@@ -313,8 +358,6 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		strv_push(&((struct container_spec *)spec)->env, xasprintf("HOME=%s", home));
 	}
 
-	if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
-		child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
 	if (container_apply_rlimits(spec->oci, &e) < 0)
 		child_fail_err(sync_fd, STAGE_RLIMITS, e);
 	/* Without no_new_privs a filter may only be loaded with CAP_SYS_ADMIN: load it
@@ -426,77 +469,54 @@ static int clone_flags(const struct container_spec *spec, unsigned long *ret,
 	return 0;
 }
 
-int container_create(const struct container_spec *spec, struct container_process *ret,
-                     struct hull_error **err)
+/* The parent's and child's ends of one container process's setup: the sync socket and,
+ * without a terminal, the three stdio pipes. */
+struct spawn {
+	int sync_parent, sync_child;
+	int in_r, in_w, out_r, out_w, err_r, err_w;
+};
+
+static void spawn_done(struct spawn *sp)
 {
-	_cleanup_close_ int sync_parent = -1, sync_child = -1;
-	_cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
-	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
+	for (int *fd = &sp->sync_parent; fd <= &sp->err_w; fd++)
+		closep(fd);
+}
+
+static int spawn_prepare(bool terminal, struct spawn *sp)
+{
+	int sv[2], p[3][2];
+
+	*sp = (struct spawn){-1, -1, -1, -1, -1, -1, -1, -1};
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	sp->sync_parent = sv[0];
+	sp->sync_child = sv[1];
+	if (terminal)
+		return 0; /* the child makes the terminal and passes its master back */
+	for (int i = 0; i < 3; i++)
+		if (pipe2(p[i], O_CLOEXEC) < 0) {
+			int r = -errno;
+			for (int k = 0; k < i; k++)
+				close(p[k][0]), close(p[k][1]);
+			return r;
+		}
+	sp->in_r = p[0][0], sp->in_w = p[0][1];
+	sp->out_r = p[1][0], sp->out_w = p[1][1];
+	sp->err_r = p[2][0], sp->err_w = p[2][1];
+	/* Bigger pipes: fewer wakeups per byte on the output path (best effort). */
+	(void)fcntl(sp->out_r, F_SETPIPE_SZ, 1 << 20);
+	(void)fcntl(sp->err_r, F_SETPIPE_SZ, 1 << 20);
+	return 0;
+}
+
+/* Wait for the child's READY (or its error report), then hand its fds over. */
+static int spawn_wait_ready(struct spawn *sp, pid_t pid, bool terminal,
+                            struct container_process *ret, struct hull_error **err)
+{
 	struct sync_msg m;
-	unsigned long flags = 0;
-	int sv[2], p[2], r;
-	pid_t pid;
+	int r = sync_read(sp->sync_parent, &m, &sp->out_r);
 
-	r = clone_flags(spec, &flags, err);
-	if (r < 0)
-		return r;
-	r = mkdir_p(CONTAINER_RUN_DIR, 0700);
-	if (r < 0)
-		return hull_error_set_errno(err, r, "mkdir " CONTAINER_RUN_DIR);
-	if (mkdir(base, 0700) < 0)
-		return hull_error_set_errno(err, -errno, "container '%s'", spec->id);
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	sync_parent = sv[0];
-	sync_child = sv[1];
-	if (!spec->terminal) {
-		if (pipe2(p, O_CLOEXEC) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		in_r = p[0], in_w = p[1];
-		if (pipe2(p, O_CLOEXEC) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		out_r = p[0], out_w = p[1];
-		if (pipe2(p, O_CLOEXEC) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		err_r = p[0], err_w = p[1];
-		/* Bigger pipes: fewer wakeups per byte on the output path (best effort). */
-		(void)fcntl(out_r, F_SETPIPE_SZ, 1 << 20);
-		(void)fcntl(err_r, F_SETPIPE_SZ, 1 << 20);
-	}
-
-	/* Security: the container gets its own namespaces (clone_flags); a pid namespace
-	 * makes it PID 1 of its own tree so every descendant dies with it. */
-	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
-	if (pid < 0) {
-		r = -errno;
-		goto fail;
-	}
-	if (pid == 0) {
-		int stdio[3] = {in_r, out_w, err_w};
-		close(sync_parent);
-		child_main(sync_child, spec, stdio);
-	}
-
-	closep(&sync_child);
-	sync_child = -1;
-	/* Into its cgroup before it can exec (exec waits for START). */
-	r = container_cgroup_setup(spec->id, spec->oci, pid, err);
-	if (r < 0) {
-		reap(pid);
-		container_cgroup_remove(spec->id);
-		goto fail_reported;
-	}
-	r = sync_read(sync_parent, &m, &out_r);
-	if (r > 0 && m.type == SYNC_READY && spec->terminal && out_r < 0)
+	if (r > 0 && m.type == SYNC_READY && terminal && sp->out_r < 0)
 		r = -EBADMSG; /* a terminal was asked for and none came */
 	if (r <= 0 || m.type != SYNC_READY) {
 		if (r > 0 && m.type == SYNC_ERROR)
@@ -504,30 +524,200 @@ int container_create(const struct container_spec *spec, struct container_process
 		else
 			hull_error_set(err, -EIO, "container setup ended without a report");
 		reap(pid);
-		r = r < 0 ? r : (*err ? (*err)->code : -EIO);
-		goto fail_reported;
+		return r < 0 ? r : (*err ? (*err)->code : -EIO);
 	}
-
-	if (spec->terminal) {
+	if (terminal) {
 		/* One master, two roles: output is read from it, input written to a dup. */
-		in_w = fcntl(out_r, F_DUPFD_CLOEXEC, 3);
-		if (in_w < 0) {
+		sp->in_w = fcntl(sp->out_r, F_DUPFD_CLOEXEC, 3);
+		if (sp->in_w < 0) {
 			r = hull_error_set_errno(err, -errno, "dup terminal");
 			reap(pid);
-			goto fail_reported;
+			return r;
 		}
 	}
 	ret->pid = pid;
-	ret->sync_fd = TAKE_FD(sync_parent);
-	ret->stdin_fd = TAKE_FD(in_w);
-	ret->stdout_fd = TAKE_FD(out_r);
-	ret->stderr_fd = TAKE_FD(err_r);
+	ret->sync_fd = TAKE_FD(sp->sync_parent);
+	ret->stdin_fd = TAKE_FD(sp->in_w);
+	ret->stdout_fd = TAKE_FD(sp->out_r);
+	ret->stderr_fd = TAKE_FD(sp->err_r);
 	return 0;
+}
 
-fail:
-	hull_error_set_errno(err, r, "create container '%s'", spec->id);
-fail_reported:
-	(void)rmdir(base);
+int container_create(const struct container_spec *spec, struct container_process *ret,
+                     struct hull_error **err)
+{
+	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
+	struct spawn sp;
+	unsigned long flags = 0;
+	int r;
+	pid_t pid;
+
+	r = clone_flags(spec, &flags, err);
+	if (r < 0)
+		return r;
+	/* An overlay's lower share is only read; a direct root is written unless read-only. */
+	r = container_share_mount(spec->root_tag, spec->root_overlay || spec->root_readonly, err);
+	for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
+		r = container_share_mount(spec->mounts[i].tag, spec->mounts[i].readonly, err);
+	if (r < 0)
+		return hull_error_prefix(err, "create container '%s'", spec->id);
+	r = mkdir_p(CONTAINER_RUN_DIR, 0700);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "mkdir " CONTAINER_RUN_DIR);
+	if (mkdir(base, 0700) < 0)
+		return hull_error_set_errno(err, -errno, "container '%s'", spec->id);
+	r = spawn_prepare(spec->terminal, &sp);
+	if (r < 0) {
+		hull_error_set_errno(err, r, "create container '%s'", spec->id);
+		goto out;
+	}
+
+	/* Security: the container gets its own namespaces (clone_flags); a pid namespace
+	 * makes it PID 1 of its own tree so every descendant dies with it. */
+	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+	if (pid < 0) {
+		r = hull_error_set_errno(err, -errno, "create container '%s': clone", spec->id);
+		goto out;
+	}
+	if (pid == 0) {
+		int stdio[3] = {sp.in_r, sp.out_w, sp.err_w};
+		close(sp.sync_parent);
+		child_main(sp.sync_child, spec, stdio);
+	}
+	closep(&sp.sync_child);
+	sp.sync_child = -1;
+	/* Into its cgroup before it can exec (exec waits for START). */
+	r = container_cgroup_setup(spec->id, spec->oci, pid, err);
+	if (r < 0) {
+		reap(pid);
+		container_cgroup_remove(spec->id);
+		goto out;
+	}
+	r = spawn_wait_ready(&sp, pid, spec->terminal, ret, err);
+out:
+	spawn_done(&sp);
+	if (r < 0)
+		(void)rmdir(base);
+	return r;
+}
+
+/* The helper of an exec: joins the container's namespaces and cgroup, then clones the
+ * process (as a child of the agent, CLONE_PARENT) into its pid namespace. */
+_noreturn_ static void exec_helper(struct spawn *sp, const struct container_spec *spec,
+                                   pid_t init_pid)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} nss[] = {{"ipc", CLONE_NEWIPC},       {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
+	           {"cgroup", CLONE_NEWCGROUP}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS}};
+	int fds[ELEMENTSOF(nss)];
+	struct sync_msg m = {.type = SYNC_PID};
+	_cleanup_free_ char *cg = container_cgroup_path(spec->id);
+	_cleanup_free_ char *procs = xasprintf("%s/cgroup.procs", cg);
+	char me[16];
+	int fd, n;
+	pid_t pid;
+
+	close(sp->sync_parent);
+	(void)prctl(PR_SET_NAME, "hull:exec-join");
+	/* All ns files first: after the mount namespace changes, /proc is the container's. */
+	for (size_t i = 0; i < ELEMENTSOF(nss); i++) {
+		_cleanup_free_ char *path = xasprintf("/proc/%d/ns/%s", (int)init_pid, nss[i].name);
+		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			child_fail(sp->sync_child, STAGE_NAMESPACES, errno, "'%s'", path);
+	}
+	/* Security: accounted and limited with the container from the first instruction. */
+	fd = open(procs, O_WRONLY | O_CLOEXEC);
+	n = snprintf(me, sizeof(me), "%d", (int)getpid());
+	if (fd < 0 || write(fd, me, (size_t)n) != n)
+		child_fail(sp->sync_child, STAGE_NAMESPACES, errno, "join cgroup '%s'", cg);
+	close(fd);
+	/* Security: into the container's namespaces; the same one twice is a no-op. */
+	for (size_t i = 0; i < ELEMENTSOF(nss); i++) {
+		if (setns(fds[i], nss[i].type) < 0 && errno != EINVAL)
+			child_fail(sp->sync_child, STAGE_NAMESPACES, errno, "setns %s",
+			           nss[i].name);
+		close(fds[i]);
+	}
+	pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, 0);
+	if (pid < 0)
+		child_fail(sp->sync_child, STAGE_NAMESPACES, errno, "clone into the container");
+	if (pid == 0) {
+		int stdio[3] = {sp->in_r, sp->out_w, sp->err_w};
+		child_begin(sp->sync_child, spec, stdio);
+		if (chdir("/") < 0)
+			child_fail(sp->sync_child, STAGE_CWD, errno, "'/'");
+		child_finish(sp->sync_child, spec);
+	}
+	m.err = (int32_t)pid;
+	_exit(write(sp->sync_child, &m, sizeof(m)) == sizeof(m) ? 0 : 1);
+}
+
+int container_exec(const struct container_spec *container, pid_t init_pid, const char *process_json,
+                   size_t len, struct container_process *ret, struct hull_error **err)
+{
+	struct oci_spec *o = xcalloc(1, sizeof(*o));
+	struct container_spec xs = {0};
+	struct spawn sp = {-1, -1, -1, -1, -1, -1, -1, -1};
+	struct sync_msg m;
+	pid_t helper, pid = -1;
+	int r, status;
+
+	r = oci_process_parse(process_json, len, o, err);
+	if (r < 0) {
+		free(o);
+		return r;
+	}
+	/* The exec'd process: its own process fields, the container's seccomp filter. */
+	o->seccomp = container->oci->seccomp;
+	xs.oci = o;
+	xs.id = xstrdup(container->id);
+	xs.args = TAKE_PTR(o->args);
+	xs.env = TAKE_PTR(o->env);
+	xs.cwd = TAKE_PTR(o->cwd);
+	xs.uid = o->uid;
+	xs.gid = o->gid;
+	xs.n_groups = o->n_additional_gids;
+	xs.groups = xcalloc(xs.n_groups, sizeof(gid_t));
+	for (size_t i = 0; i < xs.n_groups; i++)
+		xs.groups[i] = o->additional_gids[i];
+	xs.terminal = o->terminal;
+	xs.rows = (uint16_t)o->rows;
+	xs.cols = (uint16_t)o->cols;
+
+	r = spawn_prepare(xs.terminal, &sp);
+	if (r < 0) {
+		hull_error_set_errno(err, r, "exec");
+		goto out;
+	}
+	helper = fork();
+	if (helper < 0) {
+		r = hull_error_set_errno(err, -errno, "exec: fork");
+		goto out;
+	}
+	if (helper == 0)
+		exec_helper(&sp, &xs, init_pid);
+	closep(&sp.sync_child);
+	sp.sync_child = -1;
+	/* The helper says which pid the process got, or why it could not join. */
+	r = sync_read(sp.sync_parent, &m, NULL);
+	while (waitpid(helper, &status, 0) < 0 && errno == EINTR)
+		;
+	if (r <= 0 || m.type != SYNC_PID || m.err <= 0) {
+		if (r > 0 && m.type == SYNC_ERROR)
+			r = sync_error(&m, err);
+		else
+			r = hull_error_set(err, -EIO, "exec: the helper ended without a report");
+		goto out;
+	}
+	pid = (pid_t)m.err;
+	r = spawn_wait_ready(&sp, pid, xs.terminal, ret, err);
+out:
+	spawn_done(&sp);
+	o->seccomp = NULL; /* the container's */
+	container_spec_done(&xs);
 	return r;
 }
 

@@ -71,6 +71,16 @@ struct container_process {
  * On failure *err says "stage: message: strerror" and no process is left. */
 int container_create(const struct container_spec *spec, struct container_process *ret,
                      struct hull_error **err);
+/* Make an extra process in the running container whose init is init_pid, from an OCI
+ * "process" JSON object: it joins the init's namespaces and the container's cgroup,
+ * gets the container's seccomp filter, and waits for container_start() as a created
+ * container does. Its parent is the agent (which reaps it). */
+int container_exec(const struct container_spec *container, pid_t init_pid, const char *process_json,
+                   size_t len, struct container_process *ret, struct hull_error **err);
+/* Mount the host share `tag` once in the agent (idempotent); containers bind from
+ * container_share_path(tag). */
+int container_share_mount(const char *tag, bool readonly, struct hull_error **err);
+char *container_share_path(const char *tag);
 /* Let the created child exec its process. Returns 0 once exec succeeded; on failure
  * (e.g. -ENOENT for a missing binary) the child is gone and *err says why. */
 int container_start(struct container_process *proc, struct hull_error **err);

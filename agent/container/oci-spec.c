@@ -961,6 +961,36 @@ out:
 	return r < 0 ? r : 0;
 }
 
+int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
+{
+	json_tokener *tok;
+	json_object *proc, *root;
+	int r;
+
+	*ret = (struct oci_spec){0};
+	if (len > OCI_MAX_CONFIG)
+		return hull_error_set(err, -E2BIG, "process: %zu bytes, at most %u", len,
+		                      OCI_MAX_CONFIG);
+	tok = json_tokener_new_ex(64);
+	if (!tok)
+		abort();
+	proc = json_tokener_parse_ex(tok, json, (int)len);
+	r = json_tokener_get_error(tok) == json_tokener_success && proc ? 0 : -EINVAL;
+	json_tokener_free(tok);
+	if (r < 0) {
+		json_object_put(proc);
+		return hull_error_set(err, -EINVAL, "process: not JSON");
+	}
+	/* The same checks as a whole spec's process, with the same field paths. */
+	root = json_object_new_object();
+	json_object_object_add(root, "process", proc);
+	r = parse_process(root, ret, err);
+	json_object_put(root);
+	if (r < 0)
+		oci_spec_done(ret);
+	return r < 0 ? r : 0;
+}
+
 void oci_spec_done(struct oci_spec *s)
 {
 	strv_free(s->args);

@@ -141,6 +141,8 @@ struct oci_spec {
 /* Parse and validate len bytes of config.json. On success *ret is filled (free with
  * oci_spec_done); on failure *err names the field: "process.user.uid: ...". */
 int oci_spec_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err);
+/* Only a "process" object (what ExecProcess carries), checked as in a full spec. */
+int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err);
 void oci_spec_done(struct oci_spec *spec);
 /* "CAP_SYS_ADMIN" -> 21, -EINVAL when unknown. */
 int oci_cap_from_name(const char *name);

@@ -424,6 +424,35 @@ PY
 	[ "$hr" = "$rr" ] || { echo "hull exit $hr, runc $rr: $(head -c 300 "$T/err")"; return 1; }
 }
 
+test_pod_and_exec() {
+	local out=$T/out
+	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" script) >"$out" 2>"$T/err" ||
+		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	local want=(
+		"started a"
+		"error create bad bad.json: process.user.uid: want an integer, got string"
+		"started b"
+		"b> hull-q"          # b sees a's POSIX message queue: one IPC namespace
+		"b> pod-b"           # ...but its own UTS namespace
+		"b> cat: can't open '/tmp/marker': No such file or directory" # ...and its own root
+		"exit b 1"
+		"a/x1> a"            # the exec sees a's files
+		"a/x1> pod-a"        # a's hostname
+		"a/x1> 0::/hull/a"   # a's cgroup
+		"a/x1> hull-q"       # a's IPC namespace
+		"a/x1> pid1=sleep"   # a's pid namespace
+		"a/x1> 1000"         # and runs as the user its process object names
+		"exit a/x1 0"
+		"a> a-ready"
+		"exit a 137"
+	)
+	for line in "${want[@]}"; do
+		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
+	done
+	grep -q "error create c b.json: create container 'c': join namespace: '/proc/[0-9]*/ns/ipc': No such file or directory" "$out" ||
+		{ echo "joining a dead container's namespace: $(tail -1 "$out")"; return 1; }
+}
+
 test_q35_machine() {
 	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
 }
@@ -469,7 +498,7 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 	say "skip - integration: qemu-system-x86_64 not installed (make deps)"
 	exit 0
 fi
-for f in "$HULL" "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio" "$ROOTFS/bin/busybox"; do
+for f in "$HULL" "$BUILD/tests/agentctl" "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio" "$ROOTFS/bin/busybox"; do
 	[ -e "$f" ] || { say "skip - integration: '$f' not built (make)"; exit 0; }
 done
 
@@ -477,7 +506,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc \
+	default_security seccomp_kill_like_runc pod_and_exec \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
 done
