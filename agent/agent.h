@@ -39,7 +39,7 @@ struct agent_process {
 
 struct agent_container {
 	char *id;
-	struct container_spec spec; /* kept: execs inherit its namespaces, cgroup, seccomp */
+	struct container_spec spec;  /* kept: execs inherit its namespaces, cgroup, seccomp */
 	struct agent_process *procs; /* the init first */
 	struct agent_container *next;
 };
