@@ -851,6 +851,121 @@ static int do_remove(struct agent *a, uint32_t sid, const ProtobufCBinaryData *i
 	return 0;
 }
 
+/* Decode a ContainerRequest and find its container. */
+static int container_from_request(struct agent *a, const ProtobufCBinaryData *in,
+                                  struct agent_container **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ContainerRequest *req =
+	    DECODE(Hull__Agent__V1__ContainerRequest, unpack_container, in, err);
+	int r = lookup(a, req->id, ret, err);
+	hull__agent__v1__container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int do_stats(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__StatsResponse *resp;
+	struct container_stats st;
+	struct agent_container *c;
+	int r;
+
+	(void)sid;
+	r = container_from_request(a, in, &c, err);
+	if (r < 0)
+		return r;
+	r = container_cgroup_stats(c->id, &st);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "stats of container '%s'", c->id);
+	resp = xmalloc(sizeof(*resp));
+	hull__agent__v1__stats_response__init(resp);
+	resp->cpu_usage_usec = st.cpu_usage_usec;
+	resp->memory_current = st.memory_current;
+	resp->memory_limit = st.memory_limit;
+	resp->pids_current = st.pids_current;
+	resp->pids_limit = st.pids_limit;
+	resp->oom_kills = st.oom_kills;
+	*ret = &resp->base;
+	return 0;
+}
+
+static Hull__Agent__V1__UpdateRequest *unpack_update(size_t n, const uint8_t *d)
+{
+	return hull__agent__v1__update_request__unpack(NULL, n, d);
+}
+
+static int do_update(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__UpdateRequest *req =
+	    DECODE(Hull__Agent__V1__UpdateRequest, unpack_update, in, err);
+	struct agent_container *c;
+	int r;
+
+	(void)sid;
+	r = lookup(a, req->id, &c, err);
+	if (r == 0)
+		r = container_cgroup_update(c->id, (const char *)req->resources.data,
+		                            req->resources.len, err);
+	hull__agent__v1__update_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return hull_error_prefix(err, "update container");
+	*ret = empty_reply();
+	return 0;
+}
+
+static int freeze(struct agent *a, const ProtobufCBinaryData *in, bool frozen,
+                  ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct agent_container *c;
+	int r = container_from_request(a, in, &c, err);
+	if (r < 0)
+		return r;
+	r = container_cgroup_freeze(c->id, frozen, err);
+	if (r < 0)
+		return r;
+	*ret = empty_reply();
+	return 0;
+}
+
+static int do_pause(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)sid;
+	return freeze(a, in, true, ret, err);
+}
+
+static int do_resume(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                     ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)sid;
+	return freeze(a, in, false, ret, err);
+}
+
+static int do_pids(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                   ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__PidsResponse *resp;
+	struct agent_container *c;
+	uint32_t *pids = NULL;
+	size_t n = 0;
+	int r;
+
+	(void)sid;
+	r = container_from_request(a, in, &c, err);
+	if (r < 0)
+		return r;
+	r = container_cgroup_pids(c->id, &pids, &n);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "processes of container '%s'", c->id);
+	resp = xmalloc(sizeof(*resp));
+	hull__agent__v1__pids_response__init(resp);
+	resp->pids = pids;
+	resp->n_pids = n;
+	*ret = &resp->base;
+	return 0;
+}
+
 static int do_destroy(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                       ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -871,6 +986,11 @@ static const struct {
     {"StartContainer", do_start},
     {"ExecProcess", do_exec},
     {"StartProcess", do_start_process},
+    {"StatsContainer", do_stats},
+    {"UpdateContainer", do_update},
+    {"PauseContainer", do_pause},
+    {"ResumeContainer", do_resume},
+    {"ListProcesses", do_pids},
     {"AttachStdio", do_attach},
     {"WaitProcess", do_wait},
     {"SignalProcess", do_signal},

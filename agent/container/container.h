@@ -92,3 +92,13 @@ void container_cleanup_dir(const char *id);
 char *container_cgroup_path(const char *id);
 bool container_cgroup_oom_killed(const char *id);
 void container_cgroup_remove(const char *id);
+
+struct container_stats {
+	uint64_t cpu_usage_usec, memory_current, memory_limit, pids_current, pids_limit, oom_kills;
+};
+int container_cgroup_stats(const char *id, struct container_stats *ret);
+/* New limits from an OCI linux.resources JSON object. */
+int container_cgroup_update(const char *id, const char *json, size_t len, struct hull_error **err);
+/* Freeze (pause) or thaw (resume) every process of the container; waits until done. */
+int container_cgroup_freeze(const char *id, bool frozen, struct hull_error **err);
+int container_cgroup_pids(const char *id, uint32_t **ret, size_t *ret_n);

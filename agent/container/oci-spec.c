@@ -991,6 +991,35 @@ int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct
 	return r < 0 ? r : 0;
 }
 
+int oci_resources_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
+{
+	json_tokener *tok;
+	json_object *res, *lin;
+	int r;
+
+	*ret = (struct oci_spec){0};
+	if (len > OCI_MAX_CONFIG)
+		return hull_error_set(err, -E2BIG, "resources: %zu bytes, at most %u", len,
+		                      OCI_MAX_CONFIG);
+	tok = json_tokener_new_ex(64);
+	if (!tok)
+		abort();
+	res = json_tokener_parse_ex(tok, json, (int)len);
+	r = json_tokener_get_error(tok) == json_tokener_success && res ? 0 : -EINVAL;
+	json_tokener_free(tok);
+	if (r < 0) {
+		json_object_put(res);
+		return hull_error_set(err, -EINVAL, "resources: not JSON");
+	}
+	lin = json_object_new_object();
+	json_object_object_add(lin, "resources", res);
+	r = parse_resources(lin, ret, err);
+	json_object_put(lin);
+	if (r < 0)
+		oci_spec_done(ret);
+	return r < 0 ? r : 0;
+}
+
 void oci_spec_done(struct oci_spec *s)
 {
 	strv_free(s->args);

@@ -143,6 +143,9 @@ struct oci_spec {
 int oci_spec_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err);
 /* Only a "process" object (what ExecProcess carries), checked as in a full spec. */
 int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err);
+/* Only a linux.resources object (what UpdateContainer carries). */
+int oci_resources_parse(const char *json, size_t len, struct oci_spec *ret,
+                        struct hull_error **err);
 void oci_spec_done(struct oci_spec *spec);
 /* "CAP_SYS_ADMIN" -> 21, -EINVAL when unknown. */
 int oci_cap_from_name(const char *name);

@@ -38,3 +38,30 @@ int container_exec(const struct container_spec *container, pid_t init_pid, const
 	(void)container, (void)init_pid, (void)process_json, (void)len, (void)ret;
 	return hull_error_set(err, -EPERM, "fuzzing");
 }
+
+int container_cgroup_stats(const char *id, struct container_stats *ret)
+{
+	(void)id;
+	*ret = (struct container_stats){0};
+	return 0;
+}
+
+int container_cgroup_update(const char *id, const char *json, size_t len, struct hull_error **err)
+{
+	(void)id, (void)json, (void)len;
+	return hull_error_set(err, -EPERM, "fuzzing");
+}
+
+int container_cgroup_freeze(const char *id, bool frozen, struct hull_error **err)
+{
+	(void)id, (void)frozen;
+	return hull_error_set(err, -EPERM, "fuzzing");
+}
+
+int container_cgroup_pids(const char *id, uint32_t **ret, size_t *ret_n)
+{
+	(void)id;
+	*ret = NULL;
+	*ret_n = 0;
+	return 0;
+}

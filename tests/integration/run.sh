@@ -453,6 +453,27 @@ test_pod_and_exec() {
 		{ echo "joining a dead container's namespace: $(tail -1 "$out")"; return 1; }
 }
 
+test_container_life() {
+	local out=$T/out
+	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" life-script) >"$out" 2>"$T/err" ||
+		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	local want=(
+		"started a"
+		"stats a mem_limit=67108864 pids=2 pids_limit=20 cpu=used mem=used"  # the spec's limits
+		"ps a 2"                                                           # sh and its sleep
+		"stats a mem_limit=134217728 pids=2 pids_limit=50 cpu=used mem=used" # after the update
+		"error update a update-bad.json: update container: linux.resources.pids.limit: want an integer, got string"
+		"a> up"
+		"exit a 137"                                                       # SIGKILL reaches a paused container
+	)
+	for line in "${want[@]}"; do
+		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
+	done
+	# pause and resume answered without an error (the agent waits for cgroup.events).
+	grep -q '^error \(pause\|resume\)' "$out" && { echo "$(grep '^error' "$out")"; return 1; }
+	return 0
+}
+
 test_q35_machine() {
 	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
 }
@@ -506,7 +527,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc pod_and_exec \
+	default_security seccomp_kill_like_runc pod_and_exec container_life \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
 done

@@ -13,6 +13,11 @@
  *                           "exit ID[/EXEC] STATUS"
  *   signal ID SIG           SignalProcess
  *   remove ID               RemoveContainer
+ *   stats ID                prints "stats ID mem_limit=N pids=N pids_limit=N"
+ *   update ID RES.json      UpdateContainer with an OCI linux.resources object
+ *   pause ID / resume ID    PauseContainer / ResumeContainer
+ *   ps ID                   prints "ps ID N" (how many processes it has)
+ *   sleep MS
  * A failing call prints "error LINE: message" and the script goes on. */
 #include <poll.h>
 #include <signal.h>
@@ -244,6 +249,50 @@ static void run_line(char *line)
 		Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
 		cr.id = w[1];
 		call(copy, "RemoveContainer", &cr.base, NULL, NULL);
+	} else if (strcmp(w[0], "stats") == 0 && n == 2) {
+		Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
+		ProtobufCMessage *ret = NULL;
+		cr.id = w[1];
+		call(copy, "StatsContainer", &cr.base, &hull__agent__v1__stats_response__descriptor,
+		     &ret);
+		if (ret) {
+			Hull__Agent__V1__StatsResponse *st = (Hull__Agent__V1__StatsResponse *)ret;
+			printf("stats %s mem_limit=%llu pids=%llu pids_limit=%llu cpu=%s mem=%s\n",
+			       w[1], (unsigned long long)st->memory_limit,
+			       (unsigned long long)st->pids_current,
+			       (unsigned long long)st->pids_limit,
+			       st->cpu_usage_usec ? "used" : "none",
+			       st->memory_current ? "used" : "none");
+			protobuf_c_message_free_unpacked(ret, NULL);
+		}
+	} else if (strcmp(w[0], "update") == 0 && n == 3) {
+		Hull__Agent__V1__UpdateRequest req = HULL__AGENT__V1__UPDATE_REQUEST__INIT;
+		_cleanup_free_ char *res = read_config(w[2]);
+		if (!res) {
+			printf("error %s: cannot read resources\n", copy);
+			return;
+		}
+		req.id = w[1];
+		req.resources.data = (uint8_t *)res;
+		req.resources.len = strlen(res);
+		call(copy, "UpdateContainer", &req.base, NULL, NULL);
+	} else if ((strcmp(w[0], "pause") == 0 || strcmp(w[0], "resume") == 0) && n == 2) {
+		Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
+		cr.id = w[1];
+		call(copy, w[0][0] == 'p' ? "PauseContainer" : "ResumeContainer", &cr.base, NULL,
+		     NULL);
+	} else if (strcmp(w[0], "ps") == 0 && n == 2) {
+		Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
+		ProtobufCMessage *ret = NULL;
+		cr.id = w[1];
+		call(copy, "ListProcesses", &cr.base, &hull__agent__v1__pids_response__descriptor,
+		     &ret);
+		if (ret) {
+			printf("ps %s %zu\n", w[1], ((Hull__Agent__V1__PidsResponse *)ret)->n_pids);
+			protobuf_c_message_free_unpacked(ret, NULL);
+		}
+	} else if (strcmp(w[0], "sleep") == 0 && n == 2) {
+		usleep((useconds_t)atoi(w[1]) * 1000);
 	} else {
 		printf("error %s: unknown script line\n", copy);
 	}
