@@ -18,7 +18,7 @@ CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
-PROTO_SRC := proto/ttrpc.proto proto/agent.proto
+PROTO_SRC := proto/ttrpc.proto proto/agent.proto proto/shim-task.proto
 PROTO_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_H := $(PROTO_C:.c=.h)
 

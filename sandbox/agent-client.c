@@ -22,6 +22,7 @@ struct pending {
 };
 
 struct agent_client {
+	const char *service;
 	int fd;
 	int interrupt_fd;
 	int exit_fd;
@@ -35,6 +36,7 @@ struct agent_client {
 struct agent_client *agent_client_new(int fd)
 {
 	struct agent_client *ac = xcalloc(1, sizeof(*ac));
+	ac->service = AGENT_SERVICE;
 	ac->fd = fd;
 	ac->interrupt_fd = -1;
 	ac->exit_fd = -1;
@@ -59,6 +61,11 @@ struct agent_client *agent_client_free(struct agent_client *ac)
 	buf_release(&ac->out);
 	free(ac);
 	return NULL;
+}
+
+void agent_client_set_service(struct agent_client *ac, const char *service)
+{
+	ac->service = service;
 }
 
 int agent_client_fd(struct agent_client *ac)
@@ -89,7 +96,7 @@ uint32_t agent_client_call(struct agent_client *ac, const char *method, const Pr
 	p->next = ac->pending;
 	ac->pending = p;
 	ac->n_pending++;
-	ttrpc_request_append(&ac->out, p->sid, flags, AGENT_SERVICE, method, msg);
+	ttrpc_request_append(&ac->out, p->sid, flags, ac->service, method, msg);
 	return p->sid;
 }
 

@@ -24,6 +24,9 @@ typedef void (*agent_data_cb)(struct agent_client *ac, const uint8_t *payload, s
 struct agent_client *agent_client_new(int fd);
 struct agent_client *agent_client_free(struct agent_client *ac);
 int agent_client_fd(struct agent_client *ac);
+/* Talk to another ttrpc service than the agent's (e.g. a Task API server). The string
+ * is borrowed. */
+void agent_client_set_service(struct agent_client *ac, const char *service);
 /* Wake the sync pump early when this fd turns readable (a signalfd): -EINTR. */
 void agent_client_set_interrupt_fd(struct agent_client *ac, int fd);
 /* Also watch this fd (a QEMU pidfd): readable means the peer is gone: -ECHILD. */

@@ -1,7 +1,7 @@
 # Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
 # Included from the top-level Makefile.
 
-UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec
+UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
@@ -14,7 +14,7 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 	$(CC) $(CPPFLAGS) -Iagent $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
 
 # ---- fuzzers: one per untrusted surface ----
-FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config
+FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
@@ -24,6 +24,7 @@ FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)
 FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
 FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
+FUZZ_SRC_ttrpc-server := $(FUZZ_COMMON)
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))

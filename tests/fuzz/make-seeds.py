@@ -121,6 +121,17 @@ def main():
     write(t, "oversize", b"\x03" + frame(1, 1, b"", length=0xFFFFFFFF))
     write(t, "two", b"\x00" + request(1, "Check") + request(3, "DestroySandbox"))
 
+    # ---- Task API requests to the ttrpc server ----
+    srv = "ttrpc-server"
+    task = "containerd.task.v2.Task"
+    meta = ld(5, ld(1, "containerd-namespace-ttrpc") + ld(2, "k8s.io"))
+    write(srv, "state", frame(1, 1, ld(1, task) + ld(2, "State") + ld(3, ld(1, "c1")) + meta))
+    write(srv, "wait-twice", request(1, "Wait", ld(1, "c1"), service=task) + request(3, "Wait", b"", service=task))
+    write(srv, "unknown", request(1, "Checkpoint", b"", service=task))
+    write(srv, "bad-payload", request(1, "State", b"\xff\xff\xff", service=task))
+    write(srv, "oversize", frame(1, 1, b"", length=5 << 20) + request(3, "State", ld(1, "c1"), service=task))
+    write(srv, "truncated", request(1, "State", ld(1, "c1"), service=task)[:-2])
+
     # ---- agent replies (guest -> host) ----
     r = "agent-reply"
     write(r, "check", response(1, payload=ld(1, "0.1.0") + vi(2, 1) + vi(3, 900)))
