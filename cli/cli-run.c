@@ -16,6 +16,7 @@
 #include <termios.h>
 
 #include "agent.pb-c.h"
+#include "cli-run.h"
 #include "cli-spec.h"
 #include "cli.h"
 #include "event.h"
@@ -24,60 +25,10 @@
 #include "sandbox.h"
 #include "util.h"
 
-#define CONTAINER_ID "job"
 #define STDIO_WINDOW (4u << 20)
 #define STDIO_CHUNK (256u << 10)
 #define CALL_TIMEOUT_MS 60000
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-struct volume {
-	char *host; /* realpath */
-	char *container;
-	bool readonly;
-};
-
-struct run_opts {
-	char *rootfs;
-	char *bundle_dir;
-	struct bundle bundle; /* with --bundle */
-	bool rootfs_rw;
-	char **cmd;
-	char **env;
-	char *workdir;
-	uint32_t uid, gid;
-	struct volume *vols;
-	size_t n_vols;
-	char *hostname;
-	unsigned cpus;
-	uint64_t memory_mib;
-	uint64_t timeout_ms, stop_timeout_ms;
-	int boot_timeout_ms;
-	char *kernel, *initrd, *qemu;
-	enum vmm_accel accel;
-	enum vmm_machine machine;
-	int channel;
-	bool interactive, tty, debug, privileged;
-};
-
-struct run_state {
-	struct run_opts *o;
-	struct sandbox *sb;
-	struct event_loop *loop;
-	uint32_t attach_sid;
-	bool stdio_done, waited, vm_died, timed_out, agent_lost;
-	bool exec_failed; /* StartContainer failed: 126/127 apply, not 125 */
-	int exit_code;
-	/* stdin towards the guest */
-	bool stdin_open, stdin_pollable;
-	uint64_t in_credit;
-	/* output towards our stdout/stderr */
-	uint64_t out_unacked;
-	bool out_broken[3];
-	int sig_fd, winch_fd, timeout_fd, kill_fd;
-	unsigned forwarded;
-	struct termios saved_tty;
-	bool tty_raw;
-};
 
 static void run_opts_done(struct run_opts *o)
 {
@@ -94,6 +45,7 @@ static void run_opts_done(struct run_opts *o)
 	free(o->hostname);
 	free(o->kernel);
 	free(o->initrd);
+	free(o->name);
 }
 
 static void usage(FILE *f)
@@ -113,6 +65,8 @@ static void usage(FILE *f)
 	        "      --hostname NAME   container hostname (default: the sandbox id)\n"
 	        "  -i, --interactive     feed our stdin to CMD\n"
 	        "      --privileged      all capabilities, no seccomp filter, no masked paths\n"
+	        "  -d, --detach          keep running in the background; prints the sandbox name\n"
+	        "      --name NAME       name the sandbox (default: a random id)\n"
 	        "  -t, --tty             allocate a terminal\n"
 	        "      --cpus N          virtual CPUs (default 1)\n"
 	        "  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
@@ -277,6 +231,7 @@ enum {
 	OPT_CHANNEL,
 	OPT_LOG_LEVEL,
 	OPT_PRIVILEGED,
+	OPT_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -303,6 +258,8 @@ static const struct option long_opts[] = {
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"privileged", no_argument, NULL, OPT_PRIVILEGED},
+    {"detach", no_argument, NULL, 'd'},
+    {"name", required_argument, NULL, OPT_NAME},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -315,7 +272,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	uint64_t v;
 	int c, r;
 
-	*o = (struct run_opts){.cpus = 1,
+	*o = (struct run_opts){.ready_fd = -1,
+	                       .cpus = 1,
 	                       .memory_mib = 256,
 	                       .stop_timeout_ms = 10000,
 	                       .boot_timeout_ms = 30000,
@@ -324,7 +282,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	                       .machine = VMM_MACHINE_MICROVM};
 	optind = 1;
 	/* '+': options end at the first non-option (CMD), as with docker run. */
-	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:h", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:hd", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ROOTFS:
 			free(o->rootfs);
@@ -464,6 +422,26 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_PRIVILEGED:
 			o->privileged = true;
 			break;
+		case 'd':
+			o->detach = true;
+			break;
+		case OPT_NAME: {
+			size_t n = strlen(optarg);
+			bool ok = n > 0 && n <= 64 && optarg[0] != '.';
+			for (size_t i = 0; ok && i < n; i++)
+				ok = (optarg[i] >= 'a' && optarg[i] <= 'z') ||
+				     (optarg[i] >= 'A' && optarg[i] <= 'Z') ||
+				     (optarg[i] >= '0' && optarg[i] <= '9') ||
+				     strchr("-_.", optarg[i]);
+			if (!ok) {
+				r = usage_error("--name '%s': want 1 to 64 of [A-Za-z0-9_.-]",
+				                optarg);
+				goto fail;
+			}
+			free(o->name);
+			o->name = xstrdup(optarg);
+			break;
+		}
 		case 'h':
 			strv_free(cli_env);
 			usage(stdout);
@@ -637,6 +615,8 @@ static void on_wait(struct agent_client *ac, int code, const char *message, cons
 	}
 	if (w)
 		hull__agent__v1__wait_response__free_unpacked(w, NULL);
+	if (s->o->detach)
+		task_job_exited(s);
 }
 
 static void read_stdin(struct run_state *s)
@@ -703,16 +683,24 @@ static void on_vm_exit(struct event_loop *loop, int fd, uint32_t revents, void *
 	(void)revents;
 	s->vm_died = true;
 	event_del(loop, fd);
+	if (s->o->detach)
+		task_job_exited(s);
 }
 
-static void send_signal(struct run_state *s, int sig)
+void run_send_signal(struct run_state *s, const char *exec_id, int sig)
 {
 	Hull__Agent__V1__SignalRequest req = HULL__AGENT__V1__SIGNAL_REQUEST__INIT;
 	req.id = (char *)CONTAINER_ID;
+	req.exec_id = (char *)exec_id;
 	req.signal = (uint32_t)sig;
 	/* Fire and forget: a container that already exited answers NOT_FOUND/ESRCH. */
 	agent_client_call(s->sb->ac, "SignalProcess", &req.base, 0, NULL, NULL, NULL);
 	update_interest(s);
+}
+
+static void send_signal(struct run_state *s, int sig)
+{
+	run_send_signal(s, "", sig);
 }
 
 static void arm_timer(int fd, uint64_t ms)
@@ -903,11 +891,26 @@ static int run_job(struct run_state *s, struct hull_error **err)
 	s->attach_sid = agent_client_call(s->sb->ac, "AttachStdio", &att.base,
 	                                  TTRPC_FLAG_REMOTE_OPEN, on_stdio_done, on_stdio_data, s);
 	send_stdio(s, NULL, 0, !s->o->interactive, STDIO_WINDOW);
-	r = agent_client_call_sync(s->sb->ac, "StartContainer", &cr.base, NULL, NULL,
-	                           CALL_TIMEOUT_MS, err);
-	if (r < 0) {
-		s->exec_failed = true;
-		return r;
+	{
+		ProtobufCMessage *started = NULL;
+		r = agent_client_call_sync(s->sb->ac, "StartContainer", &cr.base,
+		                           &hull__agent__v1__start_container_response__descriptor,
+		                           &started, CALL_TIMEOUT_MS, err);
+		if (r < 0) {
+			s->exec_failed = true;
+			return r;
+		}
+		s->pid = ((Hull__Agent__V1__StartContainerResponse *)started)->pid;
+		protobuf_c_message_free_unpacked(started, NULL);
+	}
+	if (s->o->detach) {
+		/* The job runs: serve the Task API, then let the caller go. */
+		r = task_serve(s, err);
+		if (r < 0)
+			return r;
+		dprintf(s->o->ready_fd, "ok %s\n", s->sb->id);
+		close(s->o->ready_fd);
+		s->o->ready_fd = -1;
 	}
 	if (s->o->timeout_ms)
 		arm_timer(s->timeout_fd, s->o->timeout_ms);
@@ -916,7 +919,9 @@ static int run_job(struct run_state *s, struct hull_error **err)
 		tty_raw(s);
 	update_interest(s);
 
-	while (!(s->waited && s->stdio_done) && !s->vm_died && !s->agent_lost) {
+	/* Detached, the sandbox outlives its job until the Task API says Shutdown. */
+	while (s->o->detach ? !s->shutdown
+	                    : !(s->waited && s->stdio_done) && !s->vm_died && !s->agent_lost) {
 		bool poll_stdin = s->stdin_open && !s->stdin_pollable && s->in_credit > 0;
 		if (poll_stdin) {
 			read_stdin(s);
@@ -927,6 +932,8 @@ static int run_job(struct run_state *s, struct hull_error **err)
 			return hull_error_set_errno(err, r, "event loop");
 	}
 	tty_restore(s);
+	if (s->o->detach)
+		return 0;
 	if (!s->waited || !s->stdio_done) {
 		_cleanup_free_ char *tail = sandbox_console_tail(s->sb, 1024);
 		return hull_error_set(err, -ECHILD, "the VM exited before the job finished%s%s",
@@ -1008,6 +1015,56 @@ int cli_run(int argc, char **argv)
 		run_opts_done(&o);
 		return EXIT_HULL_ERROR;
 	}
+	if (o.detach) {
+		/* The per-sandbox process: runs the job, keeps the VM, serves the Task API.
+		 * We wait only until it says the job runs (or why it could not). */
+		if (o.interactive || o.tty) {
+			fprintf(stderr,
+			        "hull run: -d cannot take -i or -t (use hull exec -i -t)\n");
+			run_opts_done(&o);
+			return EXIT_HULL_ERROR;
+		}
+		int p[2];
+		char msg[4096];
+		size_t got = 0;
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			fprintf(stderr, "hull: pipe: %s\n", strerror(errno));
+			return EXIT_HULL_ERROR;
+		}
+		pid_t child = fork();
+		if (child < 0) {
+			fprintf(stderr, "hull: fork: %s\n", strerror(errno));
+			return EXIT_HULL_ERROR;
+		}
+		if (child > 0) {
+			close(p[1]);
+			for (ssize_t n; got < sizeof(msg) - 1 &&
+			                (n = read(p[0], msg + got, sizeof(msg) - 1 - got)) != 0;)
+				if (n > 0)
+					got += (size_t)n;
+				else if (errno != EINTR)
+					break;
+			msg[got] = '\0';
+			run_opts_done(&o);
+			if (strncmp(msg, "ok ", 3) == 0) {
+				fputs(msg + 3, stdout);
+				return 0;
+			}
+			fputs(got ? msg : "hull: the sandbox process ended without a word\n",
+			      stderr);
+			return EXIT_HULL_ERROR;
+		}
+		/* Until the job runs, what we would print goes to the waiting caller. */
+		close(p[0]);
+		o.ready_fd = p[1];
+		(void)setsid();
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		dup2(devnull, STDIN_FILENO);
+		dup2(p[1], STDOUT_FILENO);
+		dup2(p[1], STDERR_FILENO);
+		if (devnull > 2)
+			close(devnull);
+	}
 	{
 		char *real = realpath(o.rootfs, NULL);
 		if (real) {
@@ -1051,11 +1108,29 @@ int cli_run(int argc, char **argv)
 	sc.debug = o.debug;
 	sc.interrupt_fd = s.sig_fd;
 
+	sc.id = o.name;
 	r = sandbox_start(&sc, &s.sb, &err);
+	if (r == 0 && o.detach) {
+		/* The job's output, and ours, go to the sandbox's log from here on. */
+		_cleanup_free_ char *log = xasprintf("%s/container.log", s.sb->state_dir);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			fflush(stdout);
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+	}
 	if (r == 0) {
 		agent_client_set_interrupt_fd(s.sb->ac, s.sig_fd);
 		r = run_job(&s, &err);
 	}
+	if (o.detach && r < 0 && o.ready_fd >= 0) {
+		dprintf(o.ready_fd, "hull: %s\n", err->msg);
+		close(o.ready_fd);
+		o.ready_fd = -1;
+	}
+	task_free(&s);
 	tty_restore(&s);
 
 	if (r == -EINTR) {

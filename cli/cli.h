@@ -11,5 +11,11 @@ enum {
 
 int cli_run(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_ps(int argc, char **argv);
+int cli_exec(int argc, char **argv);
+int cli_logs(int argc, char **argv);
+int cli_kill(int argc, char **argv);
+int cli_rm(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
 /* Where the guest kernel and initramfs are by default. Caller frees. */
 char *cli_default_guest_file(const char *name);

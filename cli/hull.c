@@ -9,17 +9,25 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hull COMMAND [OPTIONS]\n"
-	           "\n"
-	           "Run containers inside lightweight VMs.\n"
-	           "\n"
-	           "commands:\n"
-	           "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
-	           "  check                                        what this host can do (KVM, "
-	           "vsock, QEMU)\n"
-	           "  version                                      print the version\n"
-	           "\n"
-	           "See 'hull run --help' and docs/cli.md.\n");
+	fprintf(
+	    f, "usage: hull COMMAND [OPTIONS]\n"
+	       "\n"
+	       "Run containers inside lightweight VMs.\n"
+	       "\n"
+	       "commands:\n"
+	       "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
+	       "  run [OPTIONS] --bundle DIR                   run an OCI bundle in a fresh VM\n"
+	       "  run -d [--name N] [OPTIONS] ...              the same, in the background\n"
+	       "  ps                                           list detached sandboxes\n"
+	       "  exec [-i] [-t] NAME CMD [ARG...]             run CMD in a detached sandbox\n"
+	       "  logs [-f] NAME                               the job's output\n"
+	       "  kill [-s SIGNAL] NAME                        signal the job (default KILL)\n"
+	       "  rm [-f] NAME                                 stop the VM, remove the sandbox\n"
+	       "  inspect NAME                                 the sandbox's state as JSON\n"
+	       "  check                                        what this host offers (KVM, vsock)\n"
+	       "  version                                      print the version\n"
+	       "\n"
+	       "See 'hull run --help' and docs/cli.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -31,8 +39,15 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "run") == 0)
 		return cli_run(argc - 1, argv + 1);
-	if (strcmp(argv[1], "check") == 0)
-		return cli_check(argc - 1, argv + 1);
+	static const struct {
+		const char *name;
+		int (*fn)(int argc, char **argv);
+	} commands[] = {{"check", cli_check},    {"ps", cli_ps},     {"exec", cli_exec},
+	                {"logs", cli_logs},      {"kill", cli_kill}, {"rm", cli_rm},
+	                {"inspect", cli_inspect}};
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("hull %s\n", HULL_VERSION);
 		return 0;

@@ -194,16 +194,22 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		goto fail;
 	}
 	sweep_stale(root);
-	/* A fresh id whose directory does not exist yet: mkdir is the claim. */
+	/* A fresh id (or the name asked for) whose directory does not exist yet: mkdir is
+	 * the claim. */
 	for (int i = 0;; i++) {
-		sb->id = random_id();
+		sb->id = cfg->id ? xstrdup(cfg->id) : random_id();
 		sb->state_dir = xasprintf("%s/%s", root, sb->id);
 		if (mkdir(sb->state_dir, 0700) == 0)
 			break;
 		r = -errno;
-		free(sb->id);
 		free(sb->state_dir);
-		sb->id = sb->state_dir = NULL;
+		sb->state_dir = NULL;
+		if (r == -EEXIST && cfg->id) {
+			hull_error_set(err, r, "a sandbox named '%s' exists", cfg->id);
+			goto fail;
+		}
+		free(sb->id);
+		sb->id = NULL;
 		if (r != -EEXIST || i > 8) {
 			hull_error_set_errno(err, r, "create state dir under '%s'", root);
 			goto fail;

@@ -8,6 +8,7 @@
  * drives one in-process; the shim will own one per pod. */
 struct sandbox_config {
 	const char *state_root; /* parent of the per-sandbox state dir */
+	const char *id;         /* the sandbox's name, or NULL for a random id */
 	const char *kernel, *initrd, *qemu;
 	enum vmm_accel accel;
 	enum vmm_machine machine;

@@ -474,6 +474,47 @@ test_container_life() {
 	return 0
 }
 
+test_detached_sandbox() {
+	local name=det-$$
+	"$HULL" run -d --name "$name" --rootfs "$ROOTFS" -- sh -c 'echo started; exec sleep 600' >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 0 && expect_out "$name" || return 1
+	"$HULL" run -d --name "$name" --rootfs "$ROOTFS" -- true >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 125 && expect_err_has "a sandbox named '$name' exists" || return 1
+	"$HULL" ps >"$T/ps" || return 1
+	grep -qE "^$name +running +[0-9]+ +-" "$T/ps" || { echo "ps: $(cat "$T/ps")"; return 1; }
+	local i
+	for i in $(seq 1 100); do "$HULL" logs "$name" | grep -q started && break; sleep 0.1; done
+	"$HULL" logs "$name" | grep -qx started || { echo "logs: $("$HULL" logs "$name")"; return 1; }
+	# exec: the job's namespaces, its own exit status, stdin with -i, a tty with -t.
+	"$HULL" exec "$name" sh -c 'cat /proc/1/comm; exit 7' >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 7 && expect_out sleep || return 1
+	printf 'via stdin\n' | "$HULL" exec -i "$name" cat >"$T/out" 2>"$T/err"
+	echo $? >"$T/rc"
+	expect_rc 0 && expect_out "via stdin" || return 1
+	"$HULL" exec -t "$name" tty >"$T/out" 2>"$T/err" </dev/null
+	grep -q '^/dev/pts/' "$T/out" || { echo "exec -t: $(cat "$T/out" "$T/err")"; return 1; }
+	"$HULL" exec "$name" nosuchcmd >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 127 || return 1
+	"$HULL" inspect "$name" >"$T/inspect" || return 1
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["status"]=="running" and d["pid"]>0, d' "$T/inspect" ||
+		{ echo "inspect: $(cat "$T/inspect")"; return 1; }
+	"$HULL" rm "$name" >"$T/out" 2>"$T/err"
+	echo $? >"$T/rc"
+	expect_rc 125 && expect_err_has "is running" || return 1
+	"$HULL" kill "$name" || return 1
+	for i in $(seq 1 100); do "$HULL" ps | grep -qE "^$name +exited +[0-9]+ +137" && break; sleep 0.1; done
+	"$HULL" ps | grep -qE "^$name +exited +[0-9]+ +137" || { echo "after kill: $("$HULL" ps)"; return 1; }
+	"$HULL" rm "$name" || return 1
+	"$HULL" ps | grep -q "^$name " && { echo "still listed after rm"; return 1; }
+	"$HULL" logs nosuch >"$T/out" 2>"$T/err"
+	echo $? >"$T/rc"
+	expect_rc 125 && expect_err_has "no detached sandbox 'nosuch'"
+}
+
 test_q35_machine() {
 	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
 }
@@ -527,7 +568,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc pod_and_exec container_life \
+	default_security seccomp_kill_like_runc pod_and_exec container_life detached_sandbox \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
 done

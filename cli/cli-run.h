@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <termios.h>
+
+#include "bundle.h"
+#include "event.h"
+#include "sandbox.h"
+#include "ttrpc-server.h"
+#include "vmm.h"
+
+#define CONTAINER_ID "job"
+
+struct volume {
+	char *host; /* realpath */
+	char *container;
+	bool readonly;
+};
+
+struct run_opts {
+	char *rootfs;
+	char *bundle_dir;
+	struct bundle bundle; /* with --bundle */
+	bool rootfs_rw;
+	char **cmd;
+	char **env;
+	char *workdir;
+	uint32_t uid, gid;
+	struct volume *vols;
+	size_t n_vols;
+	char *hostname;
+	unsigned cpus;
+	uint64_t memory_mib;
+	uint64_t timeout_ms, stop_timeout_ms;
+	int boot_timeout_ms;
+	char *kernel, *initrd, *qemu;
+	enum vmm_accel accel;
+	enum vmm_machine machine;
+	int channel;
+	bool interactive, tty, debug, privileged;
+	bool detach;  /* -d: a per-sandbox process keeps the VM, serving the Task API */
+	char *name;   /* --name: the sandbox's id */
+	int ready_fd; /* -d: where the per-sandbox process says "ok" or why not */
+};
+
+struct run_state {
+	struct run_opts *o;
+	struct sandbox *sb;
+	struct event_loop *loop;
+	uint32_t attach_sid;
+	bool stdio_done, waited, vm_died, timed_out, agent_lost;
+	bool exec_failed; /* StartContainer failed: 126/127 apply, not 125 */
+	int exit_code;
+	/* stdin towards the guest */
+	bool stdin_open, stdin_pollable;
+	uint64_t in_credit;
+	/* output towards our stdout/stderr */
+	uint64_t out_unacked;
+	bool out_broken[3];
+	int sig_fd, winch_fd, timeout_fd, kill_fd;
+	unsigned forwarded;
+	struct termios saved_tty;
+	bool tty_raw;
+	/* detached: the Task API (cli-task.c) */
+	uint32_t pid;
+	uint64_t exited_at_ns; /* CLOCK_REALTIME */
+	bool shutdown, paused;
+	struct ttrpc_server *task;
+	struct task_state *ts;
+};
+
+/* The Task API of a detached sandbox (cli-task.c): served on STATE/task.sock. */
+int task_serve(struct run_state *s, struct hull_error **err);
+/* The job's process exited (or the VM died): answer Task API waiters. */
+void task_job_exited(struct run_state *s);
+void task_free(struct run_state *s);
+/* Send a signal to a process of the job ("" = its init). */
+void run_send_signal(struct run_state *s, const char *exec_id, int sig);
