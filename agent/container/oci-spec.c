@@ -961,63 +961,48 @@ out:
 	return r < 0 ? r : 0;
 }
 
-int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
+/* A JSON fragment (a "process" or a linux.resources object) parsed as it would be in
+ * a whole spec: wrapped under wrap_key in a new object and handed to parse, so checks
+ * and field paths are the same. */
+static int parse_fragment(const char *json, size_t len, const char *what, const char *wrap_key,
+                          int (*parse)(json_object *, struct oci_spec *, struct hull_error **),
+                          struct oci_spec *ret, struct hull_error **err)
 {
 	json_tokener *tok;
-	json_object *proc, *root;
+	json_object *frag, *wrap;
 	int r;
 
 	*ret = (struct oci_spec){0};
 	if (len > OCI_MAX_CONFIG)
-		return hull_error_set(err, -E2BIG, "process: %zu bytes, at most %u", len,
+		return hull_error_set(err, -E2BIG, "%s: %zu bytes, at most %u", what, len,
 		                      OCI_MAX_CONFIG);
 	tok = json_tokener_new_ex(64);
 	if (!tok)
 		abort();
-	proc = json_tokener_parse_ex(tok, json, (int)len);
-	r = json_tokener_get_error(tok) == json_tokener_success && proc ? 0 : -EINVAL;
+	frag = json_tokener_parse_ex(tok, json, (int)len);
+	r = json_tokener_get_error(tok) == json_tokener_success && frag ? 0 : -EINVAL;
 	json_tokener_free(tok);
 	if (r < 0) {
-		json_object_put(proc);
-		return hull_error_set(err, -EINVAL, "process: not JSON");
+		json_object_put(frag);
+		return hull_error_set(err, -EINVAL, "%s: not JSON", what);
 	}
-	/* The same checks as a whole spec's process, with the same field paths. */
-	root = json_object_new_object();
-	json_object_object_add(root, "process", proc);
-	r = parse_process(root, ret, err);
-	json_object_put(root);
+	wrap = json_object_new_object();
+	json_object_object_add(wrap, wrap_key, frag);
+	r = parse(wrap, ret, err);
+	json_object_put(wrap);
 	if (r < 0)
 		oci_spec_done(ret);
 	return r < 0 ? r : 0;
 }
 
+int oci_process_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
+{
+	return parse_fragment(json, len, "process", "process", parse_process, ret, err);
+}
+
 int oci_resources_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
 {
-	json_tokener *tok;
-	json_object *res, *lin;
-	int r;
-
-	*ret = (struct oci_spec){0};
-	if (len > OCI_MAX_CONFIG)
-		return hull_error_set(err, -E2BIG, "resources: %zu bytes, at most %u", len,
-		                      OCI_MAX_CONFIG);
-	tok = json_tokener_new_ex(64);
-	if (!tok)
-		abort();
-	res = json_tokener_parse_ex(tok, json, (int)len);
-	r = json_tokener_get_error(tok) == json_tokener_success && res ? 0 : -EINVAL;
-	json_tokener_free(tok);
-	if (r < 0) {
-		json_object_put(res);
-		return hull_error_set(err, -EINVAL, "resources: not JSON");
-	}
-	lin = json_object_new_object();
-	json_object_object_add(lin, "resources", res);
-	r = parse_resources(lin, ret, err);
-	json_object_put(lin);
-	if (r < 0)
-		oci_spec_done(ret);
-	return r < 0 ? r : 0;
+	return parse_fragment(json, len, "resources", "resources", parse_resources, ret, err);
 }
 
 void oci_spec_done(struct oci_spec *s)
