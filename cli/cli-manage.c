@@ -19,6 +19,7 @@
 
 #include "cli-run.h"
 #include "cli.h"
+#include "agent.pb-c.h"
 #include "shim-task.pb-c.h"
 #include "util.h"
 
@@ -271,6 +272,35 @@ int cli_inspect(int argc, char **argv)
 	json_object_object_add(o, "terminal", json_object_new_boolean(st->terminal));
 	if (st->bundle[0])
 		json_object_object_add(o, "bundle", json_object_new_string(st->bundle));
+	if (st->status != HULL__TASK__STATUS__STOPPED) {
+		/* Live usage from the job's cgroup. */
+		Hull__Task__StatsRequest sr = HULL__TASK__STATS_REQUEST__INIT;
+		Hull__Task__StatsResponse *stats = NULL;
+		sr.id = (char *)CONTAINER_ID;
+		if (agent_client_call_sync(ac, "Stats", &sr.base,
+		                           &hull__task__stats_response__descriptor,
+		                           (ProtobufCMessage **)&stats, TIMEOUT_MS, NULL) == 0) {
+			Hull__Agent__V1__StatsResponse *a =
+			    stats->stats
+			        ? hull__agent__v1__stats_response__unpack(
+			              NULL, stats->stats->value.len, stats->stats->value.data)
+			        : NULL;
+			if (a) {
+				json_object *u = json_object_new_object();
+				json_object_object_add(
+				    u, "cpu_usage_usec",
+				    json_object_new_int64((int64_t)a->cpu_usage_usec));
+				json_object_object_add(
+				    u, "memory_bytes",
+				    json_object_new_int64((int64_t)a->memory_current));
+				json_object_object_add(
+				    u, "pids", json_object_new_int64((int64_t)a->pids_current));
+				json_object_object_add(o, "usage", u);
+				hull__agent__v1__stats_response__free_unpacked(a, NULL);
+			}
+			hull__task__stats_response__free_unpacked(stats, NULL);
+		}
+	}
 	json_object_object_add(o, "state_dir", json_object_new_string(dir));
 	{
 		_cleanup_free_ char *log = xasprintf("%s/container.log", dir);

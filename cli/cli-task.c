@@ -569,6 +569,97 @@ static int t_delete(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 	return 0;
 }
 
+static void on_stats(struct agent_client *ac, int code, const char *message, const uint8_t *payload,
+                     size_t len, void *userdata)
+{
+	struct hull_error e = {.code = ttrpc_errno_from_code(code), .msg = (char *)message};
+	Hull__Task__StatsResponse resp = HULL__TASK__STATS_RESPONSE__INIT;
+	Hull__Task__Any any = HULL__TASK__ANY__INIT;
+	(void)ac;
+	if (code) {
+		ttrpc_call_reply(userdata, e.code, &e, NULL);
+		return;
+	}
+	/* The agent's StatsResponse, as is: containerd decodes its own metrics type by
+	 * type_url, so the shim (issue 5) will translate; our clients read this one. */
+	any.type_url = (char *)"hull.agent.v1.StatsResponse";
+	any.value.data = (uint8_t *)payload;
+	any.value.len = len;
+	resp.stats = &any;
+	ttrpc_call_reply(userdata, 0, NULL, &resp.base);
+}
+
+static int t_stats(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                   ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct run_state *s = userdata;
+	Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
+	DECODE_TASK(Hull__Task__StatsRequest, hull__task__stats_request__unpack);
+	(void)ret;
+	hull__task__stats_request__free_unpacked(req, NULL);
+	cr.id = (char *)CONTAINER_ID;
+	agent_client_call(s->sb->ac, "StatsContainer", &cr.base, 0, on_stats, NULL, call);
+	event_mod(s->loop, agent_client_fd(s->sb->ac), EPOLLIN | EPOLLOUT);
+	return 1;
+}
+
+static int t_update(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct run_state *s = userdata;
+	Hull__Agent__V1__UpdateRequest ur = HULL__AGENT__V1__UPDATE_REQUEST__INIT;
+	int r;
+	DECODE_TASK(Hull__Task__UpdateTaskRequest, hull__task__update_task_request__unpack);
+	(void)ret;
+	if (!req->resources) {
+		hull__task__update_task_request__free_unpacked(req, NULL);
+		return hull_error_set(err, -EINVAL, "update: no resources");
+	}
+	/* An OCI linux.resources object as JSON; the agent checks it as in a full spec. */
+	ur.id = (char *)CONTAINER_ID;
+	ur.resources = req->resources->value;
+	r = forward(s, call, "UpdateContainer", &ur.base);
+	hull__task__update_task_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int t_resize(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct run_state *s = userdata;
+	Hull__Agent__V1__ResizeRequest rr = HULL__AGENT__V1__RESIZE_REQUEST__INIT;
+	int r;
+	DECODE_TASK(Hull__Task__ResizePtyRequest, hull__task__resize_pty_request__unpack);
+	(void)ret;
+	rr.id = (char *)CONTAINER_ID;
+	rr.exec_id = req->exec_id;
+	rr.rows = req->height;
+	rr.cols = req->width;
+	r = forward(s, call, "ResizePty", &rr.base);
+	hull__task__resize_pty_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int t_close_io(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                      ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct run_state *s = userdata;
+	struct task_exec *e;
+	DECODE_TASK(Hull__Task__CloseIORequest, hull__task__close_iorequest__unpack);
+	(void)call, (void)ret;
+	e = req->exec_id[0] ? exec_find(s, req->exec_id) : NULL;
+	if (req->stdin && e && e->in_fd >= 0) {
+		/* As if the client closed its end: EOF reaches the process. */
+		Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
+		d.eof = true;
+		closefd(s, &e->in_fd);
+		agent_client_send_data(s->sb->ac, e->attach_sid, &d.base);
+		event_mod(s->loop, agent_client_fd(s->sb->ac), EPOLLIN | EPOLLOUT);
+	}
+	hull__task__close_iorequest__free_unpacked(req, NULL);
+	return 0;
+}
+
 static int t_shutdown(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
                       ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -587,7 +678,9 @@ static const struct ttrpc_method task_methods[] = {
     {TASK_SERVICE, "Pids", t_pids},         {TASK_SERVICE, "Pause", t_pause},
     {TASK_SERVICE, "Resume", t_resume},     {TASK_SERVICE, "Exec", t_exec},
     {TASK_SERVICE, "Start", t_start},       {TASK_SERVICE, "Delete", t_delete},
-    {TASK_SERVICE, "Shutdown", t_shutdown},
+    {TASK_SERVICE, "Shutdown", t_shutdown}, {TASK_SERVICE, "Stats", t_stats},
+    {TASK_SERVICE, "Update", t_update},     {TASK_SERVICE, "ResizePty", t_resize},
+    {TASK_SERVICE, "CloseIO", t_close_io},
 };
 
 int task_serve(struct run_state *s, struct hull_error **err)

@@ -500,7 +500,7 @@ test_detached_sandbox() {
 	echo $? >"$T/rc"
 	expect_rc 127 || return 1
 	"$HULL" inspect "$name" >"$T/inspect" || return 1
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["status"]=="running" and d["pid"]>0, d' "$T/inspect" ||
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["status"]=="running" and d["pid"]>0 and d["usage"]["pids"]>=1 and d["usage"]["memory_bytes"]>0, d' "$T/inspect" ||
 		{ echo "inspect: $(cat "$T/inspect")"; return 1; }
 	"$HULL" rm "$name" >"$T/out" 2>"$T/err"
 	echo $? >"$T/rc"
