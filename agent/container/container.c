@@ -299,8 +299,8 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
-		if (!ns->path)
-			continue;
+		if (!ns->path || ns->type == CLONE_NEWPID)
+			continue; /* the parent cloned us into it */
 		int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || setns(fd, ns->type) < 0)
 			child_fail(sync_fd, STAGE_NAMESPACES, errno, "'%s'", ns->path);
@@ -457,11 +457,11 @@ static int clone_flags(const struct container_spec *spec, unsigned long *ret,
 			return hull_error_set(
 			    err, -EOPNOTSUPP,
 			    "linux.namespaces: user namespaces are not supported yet");
-		if (ns->path && (ns->type == CLONE_NEWPID || ns->type == CLONE_NEWNS))
+		if (ns->path && ns->type == CLONE_NEWNS)
 			return hull_error_set(
 			    err, -EOPNOTSUPP,
-			    "linux.namespaces: joining a %s namespace by path is not supported yet",
-			    ns->type == CLONE_NEWPID ? "pid" : "mount");
+			    "linux.namespaces: joining a mount namespace by path is not "
+			    "supported (every container gets its own)");
 		if (!ns->path)
 			flags |= (unsigned long)ns->type;
 	}
@@ -543,12 +543,29 @@ static int spawn_wait_ready(struct spawn *sp, pid_t pid, bool terminal,
 	return 0;
 }
 
+static int pid_ns_enter(const struct container_spec *spec, int *ret_own, struct hull_error **err)
+{
+	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
+		const struct oci_namespace *ns = &spec->oci->namespaces[i];
+		_cleanup_close_ int fd = -1;
+		if (!ns->path || ns->type != CLONE_NEWPID)
+			continue;
+		*ret_own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+		fd = open(ns->path, O_RDONLY | O_CLOEXEC);
+		/* Security: only our children enter it; the agent itself stays where it is. */
+		if (*ret_own < 0 || fd < 0 || setns(fd, CLONE_NEWPID) < 0)
+			return hull_error_set_errno(err, -errno, "join namespace: '%s'", ns->path);
+	}
+	return 0;
+}
+
 int container_create(const struct container_spec *spec, struct container_process *ret,
                      struct hull_error **err)
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
 	struct spawn sp;
 	unsigned long flags = 0;
+	_cleanup_close_ int own_pidns = -1;
 	int r;
 	pid_t pid;
 
@@ -572,9 +589,18 @@ int container_create(const struct container_spec *spec, struct container_process
 		goto out;
 	}
 
+	/* A pid namespace named by path (a pod sharing its processes) can only be entered
+	 * by a new process: point our children's pid namespace there for the clone. */
+	r = pid_ns_enter(spec, &own_pidns, err);
+	if (r < 0)
+		goto out;
 	/* Security: the container gets its own namespaces (clone_flags); a pid namespace
 	 * makes it PID 1 of its own tree so every descendant dies with it. */
 	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+	/* Back to our own for the agent's later children (the parent only: the child
+	 * cannot, and need not, leave the namespace it was born into). */
+	if (pid != 0 && own_pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
+		abort(); /* our own namespace: cannot fail, and must not stay switched */
 	if (pid < 0) {
 		r = hull_error_set_errno(err, -errno, "create container '%s': clone", spec->id);
 		goto out;

@@ -436,6 +436,8 @@ test_pod_and_exec() {
 		"b> pod-b"           # ...but its own UTS namespace
 		"b> cat: can't open '/tmp/marker': No such file or directory" # ...and its own root
 		"exit b 1"
+		"p> pid1=sleep"      # p joined a's pid namespace by path: a's init is its PID 1
+		"exit p 0"
 		"a/x1> a"            # the exec sees a's files
 		"a/x1> pod-a"        # a's hostname
 		"a/x1> 0::/hull/a"   # a's cgroup

@@ -325,6 +325,7 @@ int main(int argc, char **argv)
 	sc.initrd = initrd;
 	sc.shares = &share;
 	sc.n_shares = 1;
+	sc.debug = getenv("AGENTCTL_DEBUG") != NULL;
 	signal(SIGPIPE, SIG_IGN);
 	if (sandbox_start(&sc, &sb, &err) < 0) {
 		fprintf(stderr, "agentctl: %s\n", err->msg);
