@@ -8,6 +8,8 @@
 
 /* container-process.c */
 int container_apply_rlimits(const struct oci_spec *s, struct hull_error **err);
+/* Parent side: the process's oom_score_adj from the spec. */
+int container_set_oom_score_adj(pid_t pid, const struct oci_spec *s, struct hull_error **err);
 int container_set_identity(const struct container_spec *spec, struct hull_error **err);
 int container_set_no_new_privs(const struct oci_spec *s, struct hull_error **err);
 

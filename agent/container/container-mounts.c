@@ -29,9 +29,17 @@ void container_make_default_devices(const char *root)
 	/* The devices every runtime provides (runc's defaults); existing ones stay. */
 	for (size_t j = 0; j < ELEMENTSOF(default_devices); j++) {
 		_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, default_devices[j].name);
+		_cleanup_free_ char *host = xasprintf("/dev/%s", default_devices[j].name);
 		if (mknod(p, S_IFCHR | 0666,
-		          makedev(default_devices[j].maj, default_devices[j].min)) == 0)
+		          makedev(default_devices[j].maj, default_devices[j].min)) == 0) {
 			(void)chmod(p, 0666);
+		} else if (errno != EEXIST) {
+			/* In a user namespace mknod is refused: bind the agent's node, as
+			 * runc does for rootless containers. */
+			_cleanup_close_ int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+			if (fd >= 0)
+				(void)mount(host, p, NULL, MS_BIND, NULL);
+		}
 	}
 	for (size_t j = 0; j < ELEMENTSOF(default_links); j++) {
 		_cleanup_free_ char *p = xasprintf("%s/dev/%s", root, default_links[j][1]);

@@ -21,14 +21,25 @@ int container_apply_rlimits(const struct oci_spec *s, struct hull_error **err)
 			return hull_error_set_errno(err, -errno, "rlimit %d",
 			                            s->rlimits[i].resource);
 	}
-	if (s->has_oom_score_adj) {
-		_cleanup_close_ int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-		char v[16];
-		int n = snprintf(v, sizeof(v), "%d", s->oom_score_adj);
-		if (fd < 0 || write(fd, v, (size_t)n) != n)
-			return hull_error_set_errno(err, -errno, "oom_score_adj %d",
-			                            s->oom_score_adj);
-	}
+	return 0;
+}
+
+int container_set_oom_score_adj(pid_t pid, const struct oci_spec *s, struct hull_error **err)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = -1;
+	char v[16];
+	int n;
+
+	if (!s->has_oom_score_adj)
+		return 0;
+	/* From the parent, as runc does: inside a user namespace /proc/self is not ours
+	 * to write. */
+	path = xasprintf("/proc/%d/oom_score_adj", (int)pid);
+	n = snprintf(v, sizeof(v), "%d", s->oom_score_adj);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, v, (size_t)n) != n)
+		return hull_error_set_errno(err, -errno, "oom_score_adj %d", s->oom_score_adj);
 	return 0;
 }
 

@@ -35,7 +35,8 @@ enum sync_type {
 	SYNC_READY = 1,
 	SYNC_START,
 	SYNC_ERROR,
-	SYNC_PID, /* exec helper -> parent: the process's pid in .err */
+	SYNC_PID,    /* exec helper -> parent: the process's pid in .err */
+	SYNC_MAPPED, /* parent -> child: uid/gid maps written, go on */
 };
 
 struct sync_msg {
@@ -79,7 +80,7 @@ int container_share_mount(const char *tag, bool readonly, struct hull_error **er
 
 	/* A virtio-9p tag can be mounted once: the agent mounts each share once, in its
 	 * own namespace, and containers bind or overlay from there. */
-	r = mkdir_p(path, 0700);
+	r = mkdir_p(path, 0711);
 	if (r < 0)
 		return hull_error_set_errno(err, r, "mkdir '%s'", path);
 	if (stat(path, &st) == 0 && stat(CONTAINER_SHARES_DIR, &parent) == 0 &&
@@ -270,6 +271,50 @@ static int child_open_terminal(int sync_fd, const struct container_spec *spec)
 }
 
 /* First stage of every container process: signals, stdio, session. */
+static bool wants_userns(const struct container_spec *spec)
+{
+	for (size_t i = 0; i < spec->oci->n_namespaces; i++)
+		if (spec->oci->namespaces[i].type == CLONE_NEWUSER &&
+		    !spec->oci->namespaces[i].path)
+			return true;
+	return false;
+}
+
+/* The host id that container id 0 maps to (0 when unmapped: the setup then fails with
+ * a clear message when it tries to become root). */
+static uid_t host_id_of_root(const struct oci_id_mapping *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].container_id == 0)
+			return m[i].host_id;
+	return 0;
+}
+
+/* Write /proc/PID/{uid,gid}_map from the spec. */
+static int write_id_maps(pid_t pid, const struct oci_spec *o, struct hull_error **err)
+{
+	for (int g = 0; g < 2; g++) {
+		const struct oci_id_mapping *m = g ? o->gid_mappings : o->uid_mappings;
+		size_t n = g ? o->n_gid_mappings : o->n_uid_mappings;
+		_cleanup_free_ char *path =
+		    xasprintf("/proc/%d/%s", (int)pid, g ? "gid_map" : "uid_map");
+		_cleanup_free_ char *text = xstrdup("");
+		_cleanup_close_ int fd = -1;
+		for (size_t i = 0; i < n; i++) {
+			char *t = xasprintf("%s%u %u %u\n", text, m[i].container_id, m[i].host_id,
+			                    m[i].size);
+			free(text);
+			text = t;
+		}
+		/* Security: the container's ids are these host ids, nothing else. */
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+			return hull_error_set_errno(err, -errno, "write %s",
+			                            g ? "gid_map" : "uid_map");
+	}
+	return 0;
+}
+
 static void child_begin(int sync_fd, const struct container_spec *spec, int stdio[3])
 {
 	sigset_t all;
@@ -295,6 +340,17 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 	struct hull_error *e = NULL;
 
 	child_begin(sync_fd, spec, stdio);
+	if (wants_userns(spec)) {
+		/* Until the parent wrote our maps we are nobody: wait before any setup. */
+		struct sync_msg mm;
+		if (read(sync_fd, &mm, sizeof(mm)) != sizeof(mm) || mm.type != SYNC_MAPPED)
+			_exit(125);
+		/* Security: become the namespace's root (a mapped id) for the setup; our host
+		 * uid 0 means nothing in here and files could not be created. */
+		if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+			child_fail(sync_fd, STAGE_NAMESPACES, errno,
+			           "user namespace: become its root (is 0 mapped?)");
+	}
 
 	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
@@ -453,10 +509,17 @@ static int clone_flags(const struct container_spec *spec, unsigned long *ret,
 
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
-		if (ns->type == CLONE_NEWUSER)
+		if (ns->type == CLONE_NEWUSER && ns->path)
 			return hull_error_set(
 			    err, -EOPNOTSUPP,
-			    "linux.namespaces: user namespaces are not supported yet");
+			    "linux.namespaces: joining a user namespace by path is not "
+			    "supported");
+		if (ns->type == CLONE_NEWUSER &&
+		    (!spec->oci->n_uid_mappings || !spec->oci->n_gid_mappings))
+			return hull_error_set(
+			    err, -EINVAL,
+			    "linux.namespaces: a user namespace needs uidMappings and "
+			    "gidMappings");
 		if (ns->path && ns->type == CLONE_NEWNS)
 			return hull_error_set(
 			    err, -EOPNOTSUPP,
@@ -578,7 +641,8 @@ int container_create(const struct container_spec *spec, struct container_process
 		r = container_share_mount(spec->mounts[i].tag, spec->mounts[i].readonly, err);
 	if (r < 0)
 		return hull_error_prefix(err, "create container '%s'", spec->id);
-	r = mkdir_p(CONTAINER_RUN_DIR, 0700);
+	/* Traversable (not listable) by the ids of user-namespaced containers. */
+	r = mkdir_p(CONTAINER_RUN_DIR, 0711);
 	if (r < 0)
 		return hull_error_set_errno(err, r, "mkdir " CONTAINER_RUN_DIR);
 	if (mkdir(base, 0700) < 0)
@@ -618,6 +682,28 @@ int container_create(const struct container_spec *spec, struct container_process
 		reap(pid);
 		container_cgroup_remove(spec->id);
 		goto out;
+	}
+	r = container_set_oom_score_adj(pid, spec->oci, err);
+	if (r < 0) {
+		reap(pid);
+		container_cgroup_remove(spec->id);
+		goto out;
+	}
+	if (flags & CLONE_NEWUSER) {
+		struct sync_msg mapped = {.type = SYNC_MAPPED};
+		r = write_id_maps(pid, spec->oci, err);
+		/* The setup runs as the namespace's root: its work dir must be that user's. */
+		if (r >= 0 &&
+		    chown(base, host_id_of_root(spec->oci->uid_mappings, spec->oci->n_uid_mappings),
+		          host_id_of_root(spec->oci->gid_mappings, spec->oci->n_gid_mappings)) < 0)
+			r = hull_error_set_errno(err, -errno, "user namespace: chown '%s'", base);
+		if (r >= 0 && write(sp.sync_parent, &mapped, sizeof(mapped)) != sizeof(mapped))
+			r = hull_error_set_errno(err, -errno, "user namespace: tell the child");
+		if (r < 0) {
+			reap(pid);
+			container_cgroup_remove(spec->id);
+			goto out;
+		}
 	}
 	r = spawn_wait_ready(&sp, pid, spec->terminal, ret, err);
 out:
@@ -739,6 +825,11 @@ int container_exec(const struct container_spec *container, pid_t init_pid, const
 		goto out;
 	}
 	pid = (pid_t)m.err;
+	r = container_set_oom_score_adj(pid, xs.oci, err);
+	if (r < 0) {
+		reap(pid);
+		goto out;
+	}
 	r = spawn_wait_ready(&sp, pid, xs.terminal, ret, err);
 out:
 	spawn_done(&sp);

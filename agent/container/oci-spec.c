@@ -838,6 +838,42 @@ static int parse_propagation(const char *s, unsigned long *ret)
 	return -EINVAL;
 }
 
+struct mapping_ctx {
+	struct oci_id_mapping *m;
+};
+
+static int parse_mapping(json_object *o, const char *path, size_t i, void *userdata,
+                         struct hull_error **err)
+{
+	struct mapping_ctx *ctx = userdata;
+	struct oci_id_mapping *m = &ctx->m[i];
+	int r;
+
+	if ((r = get_u32(o, path, "containerID", &m->container_id, err)) <= 0 ||
+	    (r = get_u32(o, path, "hostID", &m->host_id, err)) <= 0 ||
+	    (r = get_u32(o, path, "size", &m->size, err)) <= 0)
+		return r < 0 ? r
+		             : hull_error_set(err, -EINVAL,
+		                              "%s: wants containerID, hostID and size", path);
+	if (m->size == 0 || (uint64_t)m->container_id + m->size > UINT32_MAX ||
+	    (uint64_t)m->host_id + m->size > UINT32_MAX)
+		return hull_error_set(err, -ERANGE, "%s: empty or past 2^32", path);
+	return 0;
+}
+
+static int parse_mappings(json_object *l, const char *key, struct oci_id_mapping **ret,
+                          size_t *ret_n, struct hull_error **err)
+{
+	json_object *a;
+	struct mapping_ctx ctx;
+	int r = member(l, "linux", key, json_type_array, &a, err);
+	if (r <= 0)
+		return r;
+	/* The kernel takes at most 340 lines per map. */
+	ctx.m = *ret = xcalloc(MIN(json_object_array_length(a), (size_t)340) + 1, sizeof(**ret));
+	return each_object(l, "linux", key, 340, ret_n, parse_mapping, &ctx, err);
+}
+
 static int parse_linux(json_object *root, struct oci_spec *s, struct hull_error **err)
 {
 	json_object *l;
@@ -868,6 +904,9 @@ static int parse_linux(json_object *root, struct oci_spec *s, struct hull_error 
 				return r;
 		}
 	}
+	if ((r = parse_mappings(l, "uidMappings", &s->uid_mappings, &s->n_uid_mappings, err)) < 0 ||
+	    (r = parse_mappings(l, "gidMappings", &s->gid_mappings, &s->n_gid_mappings, err)) < 0)
+		return r;
 	if ((r = get_strv(l, "linux", "maskedPaths", &s->masked_paths, err)) < 0 ||
 	    (r = get_strv(l, "linux", "readonlyPaths", &s->readonly_paths, err)) < 0)
 		return r;
@@ -1024,6 +1063,8 @@ void oci_spec_done(struct oci_spec *s)
 	for (size_t i = 0; s->namespaces && (i < s->n_namespaces || s->namespaces[i].path); i++)
 		free(s->namespaces[i].path);
 	free(s->namespaces);
+	free(s->uid_mappings);
+	free(s->gid_mappings);
 	strv_free(s->masked_paths);
 	strv_free(s->readonly_paths);
 	for (size_t i = 0; s->devices && (i < s->n_devices || s->devices[i].path); i++)

@@ -42,6 +42,11 @@ struct oci_namespace {
 	char *path; /* join this one, or NULL to create */
 };
 
+/* linux.uidMappings / gidMappings entry. */
+struct oci_id_mapping {
+	uint32_t container_id, host_id, size;
+};
+
 struct oci_device {
 	char *path;
 	char type; /* 'c', 'b', 'u', 'p' */
@@ -126,6 +131,8 @@ struct oci_spec {
 	/* linux */
 	struct oci_namespace *namespaces;
 	size_t n_namespaces;
+	struct oci_id_mapping *uid_mappings, *gid_mappings;
+	size_t n_uid_mappings, n_gid_mappings;
 	char **masked_paths;
 	char **readonly_paths;
 	struct oci_device *devices;

@@ -270,6 +270,11 @@ OCI_CASES = [
     ("hostname-long", mutate(["hostname"], "h" * 100), "hostname: longer than 64 bytes"),
     ("not-json", b"{\"process\": ", "config.json: not JSON at byte"),
     ("array-top", b"[1, 2]", "config.json: want an object, got array"),
+    ("good-userns", mutate(["linux", "uidMappings"], [{"containerID": 0, "hostID": 100000, "size": 65536}]), None),
+    ("mapping-empty", mutate(["linux", "gidMappings"], [{"containerID": 0, "hostID": 100000, "size": 0}]),
+     "linux.gidMappings[0]: empty or past 2^32"),
+    ("mapping-missing-field", mutate(["linux", "uidMappings"], [{"containerID": 0, "size": 1}]),
+     "linux.uidMappings[0]: wants containerID, hostID and size"),
     ("args-too-many", mutate(["process", "args"], ["x"] * 5000), "process.args: 5000 entries, at most 4096"),
 ]
 

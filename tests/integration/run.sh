@@ -354,6 +354,34 @@ test_oci_differential_runc() {
 	fi
 }
 
+test_oci_user_namespace_like_runc() {
+	command -v runc >/dev/null || { echo "runc not installed (make deps)"; return 77; }
+	make_probe_bundle "$T/b"
+	python3 - "$T/b/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["linux"]["namespaces"].append({"type": "user"})
+c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+c["process"]["args"] = ["/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; sh /probe"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+	# The mapped root (host uid 100000) must be able to reach the bundle.
+	chmod 0711 "$work" "$T" "$T/b"
+	runc --root "$T/runc-state" run -b "$T/b" "hull-userns-$$" >"$T/runc.out" 2>"$T/runc.err" </dev/null
+	local rr=$?
+	"$HULL" run --bundle "$T/b" >"$T/hull.out" 2>"$T/hull.err" </dev/null
+	local hr=$?
+	[ "$rr" = 0 ] || { echo "runc failed ($rr): $(head -c 400 "$T/runc.err")"; return 1; }
+	[ "$hr" = 0 ] || { echo "hull failed ($hr): $(head -c 400 "$T/hull.err")"; return 1; }
+	grep -qE '^ +0 +100000 +65536$' "$T/hull.out" || { echo "no uid map: $(head -3 "$T/hull.out")"; return 1; }
+	if ! diff -u "$T/runc.out" "$T/hull.out" >"$T/diff"; then
+		echo "runc and hull disagree in a user namespace:"
+		cat "$T/diff"
+		return 1
+	fi
+}
+
 test_oci_bundle_errors() {
 	# A bad spec is refused with the field's path; the sandbox stays usable (the next
 	# container is another VM here, but the agent's refusal happens before any clone).
@@ -569,7 +597,7 @@ done
 for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty timeout \
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
-	unavailable_accel_and_channel oci_differential_runc oci_bundle_errors oci_memory_limit_oom \
+	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bundle_errors oci_memory_limit_oom \
 	default_security seccomp_kill_like_runc pod_and_exec container_life detached_sandbox \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
