@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/signalfd.h>
 
+#include <json-c/json.h>
+
 #include "agent.h"
 #include "log.h"
 #include "util.h"
@@ -50,6 +52,9 @@ int main(void)
 	int sfd, r;
 
 	log_setup("hull-agent", LOG_LEVEL_WARN);
+	/* json-c seeds its default string hash from the kernel RNG, which can block early
+	 * in boot; the JSON we parse comes from the host, so hash flooding is no threat. */
+	json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
 	a.start_ms = agent_now_ms();
 	r = agent_init_system();
 	if (r < 0) {

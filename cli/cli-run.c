@@ -586,6 +586,7 @@ static void on_stdio_done(struct agent_client *ac, int code, const char *message
 	(void)len;
 	if (code != 0)
 		log_warn("stdio stream ended: %s", message);
+	log_debug("stdio drained");
 	s->stdio_done = true;
 }
 
@@ -597,6 +598,7 @@ static void on_wait(struct agent_client *ac, int code, const char *message, cons
 	(void)ac;
 
 	s->waited = true;
+	log_debug("container exited");
 	if (code != 0) {
 		fprintf(stderr, "hull: wait for container: %s\n", message);
 		s->exit_code = EXIT_HULL_ERROR;
@@ -886,6 +888,7 @@ static int run_job(struct run_state *s, struct hull_error **err)
 	r = create_container(s, err);
 	if (r < 0)
 		return r;
+	log_debug("container created");
 	att.id = cr.id = (char *)CONTAINER_ID;
 	/* Attach before start so not a byte of output is lost; grant the output window. */
 	s->attach_sid = agent_client_call(s->sb->ac, "AttachStdio", &att.base,
@@ -912,6 +915,7 @@ static int run_job(struct run_state *s, struct hull_error **err)
 		close(s->o->ready_fd);
 		s->o->ready_fd = -1;
 	}
+	log_debug("container started");
 	if (s->o->timeout_ms)
 		arm_timer(s->timeout_fd, s->o->timeout_ms);
 	agent_client_call(s->sb->ac, "WaitProcess", &cr.base, 0, on_wait, NULL, s);

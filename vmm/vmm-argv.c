@@ -181,6 +181,13 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	push(&argv, "-serial");
 	push(&argv, "chardev:console");
 
+	/* Entropy from the host: without it the guest's RNG takes a second or more to
+	 * initialise under TCG, and everything that wants random bytes waits. */
+	push(&argv, "-object");
+	push(&argv, "rng-random,id=rng0,filename=/dev/urandom");
+	push(&argv, "-device");
+	pushf(&argv, "virtio-rng-%s,rng=rng0", bus);
+
 	if (cfg->channel == VMM_CHANNEL_SERIAL) {
 		push(&argv, "-device");
 		pushf(&argv, "virtio-serial-%s,max_ports=2", bus);

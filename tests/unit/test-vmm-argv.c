@@ -72,6 +72,7 @@ static void test_microvm_serial(void **state)
 	assert_string_equal(value_of(argv, "-kernel", NULL), "/k/vmlinuz");
 	assert_string_equal(value_of(argv, "-initrd", NULL), "/k/initramfs.cpio");
 	assert_non_null(value_of(argv, "-device", "virtio-serial-device"));
+	assert_string_equal(value_of(argv, "-device", "virtio-rng"), "virtio-rng-device,rng=rng0");
 	assert_string_equal(value_of(argv, "-device", "virtserialport"),
 	                    "virtserialport,chardev=agent,name=io.hull.agent");
 	assert_string_equal(value_of(argv, "-chardev", "id=agent"),
@@ -120,6 +121,7 @@ static void test_q35_kvm_vsock(void **state)
 	assert_string_equal(value_of(argv, "-accel", NULL), "kvm");
 	assert_string_equal(value_of(argv, "-cpu", NULL), "host");
 	assert_string_equal(value_of(argv, "-device", "vsock"), "vhost-vsock-pci,guest-cid=42");
+	assert_string_equal(value_of(argv, "-device", "virtio-rng"), "virtio-rng-pci,rng=rng0");
 	assert_null(value_of(argv, "-device", "virtserialport"));
 	assert_string_equal(value_of(argv, "-device", "fsdev=fs0"),
 	                    "virtio-9p-pci,fsdev=fs0,mount_tag=hull-root");
