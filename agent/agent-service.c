@@ -385,6 +385,10 @@ static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
 		if (!m->storage || !valid_tag(m->storage->source))
 			return hull_error_set(err, -EINVAL,
 			                      "mounts[%zu].storage: not a valid 9p tag", i);
+		if (m->subpath[0] && !valid_id(m->subpath))
+			return hull_error_set(err, -EINVAL,
+			                      "mounts[%zu].subpath: '%.64s' is not a plain name", i,
+			                      m->subpath);
 		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
 			return hull_error_set(
 			    err, -EINVAL,
@@ -396,6 +400,8 @@ static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
 	for (size_t i = 0; i < spec->n_mounts; i++) {
 		spec->mounts[i].tag = xstrdup(req->mounts[i]->storage->source);
 		spec->mounts[i].destination = xstrdup(req->mounts[i]->destination);
+		spec->mounts[i].subpath =
+		    req->mounts[i]->subpath[0] ? xstrdup(req->mounts[i]->subpath) : NULL;
 		spec->mounts[i].readonly =
 		    req->mounts[i]->readonly || req->mounts[i]->storage->readonly;
 	}

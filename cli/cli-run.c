@@ -42,6 +42,11 @@ static void run_opts_done(struct run_opts *o)
 		free(o->vols[i].container);
 	}
 	free(o->vols);
+	for (size_t i = 0; i < o->n_files; i++) {
+		free(o->files[i].host);
+		free(o->files[i].container);
+	}
+	free(o->files);
 	free(o->hostname);
 	free(o->kernel);
 	free(o->initrd);
@@ -784,19 +789,22 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Hull__Agent__V1__Storage root = HULL__AGENT__V1__STORAGE__INIT;
 	struct run_opts *o = s->o;
-	Hull__Agent__V1__Mount *mounts = xcalloc(o->n_vols, sizeof(*mounts));
-	Hull__Agent__V1__Storage *stores = xcalloc(o->n_vols, sizeof(*stores));
-	Hull__Agent__V1__Mount **mptrs = xcalloc(o->n_vols, sizeof(*mptrs));
+	size_t n_mounts = o->n_vols + o->n_files;
+	Hull__Agent__V1__Mount *mounts = xcalloc(n_mounts, sizeof(*mounts));
+	Hull__Agent__V1__Storage *stores = xcalloc(n_mounts, sizeof(*stores));
+	Hull__Agent__V1__Mount **mptrs = xcalloc(n_mounts, sizeof(*mptrs));
 	struct cli_spec_volume *vols = xcalloc(o->n_vols, sizeof(*vols));
-	_cleanup_strv_free_ char **tags = xcalloc(o->n_vols + 1, sizeof(char *));
+	_cleanup_strv_free_ char **tags = xcalloc(n_mounts + 1, sizeof(char *));
 	_cleanup_free_ char *generated = NULL;
 	int r;
 
 	root.source = (char *)"hull-root";
 	root.fstype = (char *)"9p";
-	root.readonly = o->bundle_dir && o->bundle.root_readonly;
-	/* A bundle's rootfs is written directly, as under runc; --rootfs gets an overlay. */
-	root.overlay = !o->rootfs_rw && !o->bundle_dir;
+	/* --rootfs: copy-on-write over the read-only share unless --rootfs-rw. A bundle's
+	 * rootfs is written directly, as under runc, unless root.readonly: then the
+	 * overlay takes the mount targets the spec needs and the guest makes the root
+	 * read-only after mounting, so the bundle is never written. */
+	root.overlay = o->bundle_dir ? o->bundle.root_readonly : !o->rootfs_rw;
 	/* Each host directory is a share; the spec's bind mount at the same destination
 	 * is where the guest mounts it. */
 	for (size_t i = 0; i < o->n_vols; i++) {
@@ -813,6 +821,20 @@ static int create_container(struct run_state *s, struct hull_error **err)
 		vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
 		                                   .destination = o->vols[i].container,
 		                                   .readonly = o->vols[i].readonly};
+	}
+	/* Host files: copies in the sandbox's "hull-files" share, f0, f1, ... */
+	for (size_t i = 0; i < o->n_files; i++) {
+		size_t k = o->n_vols + i;
+		hull__agent__v1__storage__init(&stores[k]);
+		hull__agent__v1__mount__init(&mounts[k]);
+		tags[k] = xasprintf("f%zu", i);
+		stores[k].source = (char *)SANDBOX_FILES_TAG;
+		stores[k].fstype = (char *)"9p";
+		mounts[k].storage = &stores[k];
+		mounts[k].destination = o->files[i].container;
+		mounts[k].readonly = o->files[i].readonly;
+		mounts[k].subpath = tags[k];
+		mptrs[k] = &mounts[k];
 	}
 	if (o->bundle_dir) {
 		req.oci_config.data = (uint8_t *)o->bundle.config;
@@ -837,7 +859,7 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	}
 	req.id = (char *)CONTAINER_ID;
 	req.root = &root;
-	req.n_mounts = o->n_vols;
+	req.n_mounts = n_mounts;
 	req.mounts = mptrs;
 	r = agent_client_call_sync(s->sb->ac, "CreateContainer", &req.base, NULL, NULL,
 	                           CALL_TIMEOUT_MS, err);
@@ -990,11 +1012,17 @@ int cli_run(int argc, char **argv)
 		o.rootfs_rw = !o.bundle.root_readonly;
 		o.tty = o.bundle.terminal;
 		o.vols = xcalloc(o.bundle.n_binds, sizeof(*o.vols));
-		for (size_t i = 0; i < o.bundle.n_binds; i++)
-			o.vols[o.n_vols++] =
-			    (struct volume){.host = xstrdup(o.bundle.binds[i].source),
-			                    .container = xstrdup(o.bundle.binds[i].destination),
-			                    .readonly = o.bundle.binds[i].readonly};
+		o.files = xcalloc(o.bundle.n_binds, sizeof(*o.files));
+		for (size_t i = 0; i < o.bundle.n_binds; i++) {
+			const struct bundle_bind *bb = &o.bundle.binds[i];
+			struct volume v = {.host = xstrdup(bb->source),
+			                   .container = xstrdup(bb->destination),
+			                   .readonly = bb->readonly};
+			if (bb->is_file)
+				o.files[o.n_files++] = v;
+			else
+				o.vols[o.n_vols++] = v;
+		}
 	}
 	if (!o.kernel)
 		o.kernel = cli_default_guest_file("vmlinuz");
@@ -1107,6 +1135,11 @@ int cli_run(int argc, char **argv)
 	sc.cpus = o.cpus;
 	sc.memory_mib = o.memory_mib;
 	sc.shares = shares;
+	_cleanup_free_ const char **files = xcalloc(o.n_files + 1, sizeof(char *));
+	for (size_t i = 0; i < o.n_files; i++)
+		files[i] = o.files[i].host;
+	sc.files = files;
+	sc.n_files = o.n_files;
 	sc.n_shares = o.n_vols + 1;
 	sc.boot_timeout_ms = o.boot_timeout_ms;
 	sc.debug = o.debug;

@@ -30,6 +30,8 @@ struct run_opts {
 	uint32_t uid, gid;
 	struct volume *vols;
 	size_t n_vols;
+	struct volume *files; /* --bundle: bind mounts of host files, copied in at start */
+	size_t n_files;
 	char *hostname;
 	unsigned cpus;
 	uint64_t memory_mib;

@@ -158,15 +158,16 @@ int bundle_read(const char *dir, struct bundle *b, struct hull_error **err)
 		}
 		free(bb->source);
 		bb->source = real;
-		if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			/* virtio-9p shares directories; a single host file needs a copy or
-			 * virtio-fs, neither of which is here yet. */
-			r = hull_error_set(err, -EOPNOTSUPP,
-			                   "bundle: bind mount of host file '%s' at '%s' is not "
-			                   "supported (directories only)",
-			                   real, bb->destination);
+		if (stat(real, &st) < 0 || (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))) {
+			r = hull_error_set(
+			    err, -EOPNOTSUPP,
+			    "bundle: bind mount source '%s' at '%s' is not a directory "
+			    "or a regular file",
+			    real, bb->destination);
 			goto fail;
 		}
+		/* A single file cannot be a 9p share: it is copied in at start. */
+		bb->is_file = S_ISREG(st.st_mode);
 	}
 	return 0;
 fail:

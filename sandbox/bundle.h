@@ -10,9 +10,10 @@
  * parses and validates them fully), the rootfs directory, whether a terminal is
  * wanted, and the host directories that bind mounts name (shared into the guest). */
 struct bundle_bind {
-	char *source;      /* host directory */
+	char *source;      /* host directory or regular file */
 	char *destination; /* in the container */
 	bool readonly;
+	bool is_file; /* copied into the sandbox at start (9p shares directories) */
 };
 
 struct bundle {

@@ -147,8 +147,34 @@ static void sandbox_free(struct sandbox *sb)
 	if (sb->state_dir)
 		rm_rf(sb->state_dir);
 	free(sb->state_dir);
+	free(sb->shares);
+	free(sb->files_dir);
 	free(sb->id);
 	free(sb);
+}
+
+#define MAX_FILE_COPY (16u << 20)
+
+/* Copy host file src to dst (at most 16 MiB: these are resolv.conf-sized files). */
+static int copy_file(const char *src, const char *dst, struct hull_error **err)
+{
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
+	struct stat st;
+	char buf[65536];
+	ssize_t n;
+
+	if (in < 0 || fstat(in, &st) < 0)
+		return hull_error_set_errno(err, -errno, "copy '%s'", src);
+	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_COPY)
+		return hull_error_set(err, -EFBIG,
+		                      "copy '%s': not a regular file of at most 16 MiB", src);
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
+	if (out < 0)
+		return hull_error_set_errno(err, -errno, "copy to '%s'", dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write_all(out, buf, (size_t)n) < 0)
+			return hull_error_set_errno(err, -errno, "copy to '%s'", dst);
+	return n < 0 ? hull_error_set_errno(err, -errno, "copy '%s'", src) : 0;
 }
 
 /* Prefix *err with the boot failure and the console's last lines. */
@@ -231,8 +257,26 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.vsock_cid = 3 + (uint32_t)(sandbox_now_ns() % 0x7fff0000u);
 	vc.cpus = cfg->cpus ? cfg->cpus : 1;
 	vc.memory_mib = cfg->memory_mib ? cfg->memory_mib : 256;
-	vc.shares = cfg->shares;
+	sb->shares = xcalloc(cfg->n_shares + 1, sizeof(*sb->shares));
+	for (size_t i = 0; i < cfg->n_shares; i++)
+		sb->shares[i] = cfg->shares[i];
 	vc.n_shares = cfg->n_shares;
+	if (cfg->n_files > 0) {
+		sb->files_dir = xasprintf("%s/files", sb->state_dir);
+		if (mkdir(sb->files_dir, 0700) < 0) {
+			r = hull_error_set_errno(err, -errno, "mkdir '%s'", sb->files_dir);
+			goto fail;
+		}
+		for (size_t i = 0; i < cfg->n_files; i++) {
+			_cleanup_free_ char *dst = xasprintf("%s/f%zu", sb->files_dir, i);
+			r = copy_file(cfg->files[i], dst, err);
+			if (r < 0)
+				goto fail;
+		}
+		sb->shares[vc.n_shares++] =
+		    (struct vmm_share){.tag = SANDBOX_FILES_TAG, .path = sb->files_dir};
+	}
+	vc.shares = sb->shares;
 	vc.debug = cfg->debug;
 	vc.sandbox = true;
 	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),

@@ -17,6 +17,10 @@ struct sandbox_config {
 	uint64_t memory_mib;
 	const struct vmm_share *shares;
 	size_t n_shares;
+	/* Host files copied into STATE/files/f<N> before boot and shared as tag
+	 * "hull-files" (9p shares directories, not single files). */
+	const char *const *files;
+	size_t n_files;
 	int boot_timeout_ms;
 	bool debug;
 	int interrupt_fd; /* a signalfd that aborts the boot when readable, or -1 */
@@ -25,6 +29,8 @@ struct sandbox_config {
 struct sandbox {
 	char *id;
 	char *state_dir;
+	struct vmm_share *shares; /* the caller's and "hull-files" */
+	char *files_dir;          /* STATE/files, when files were copied in */
 	struct vmm *vm;
 	struct agent_client *ac;
 	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
@@ -39,6 +45,7 @@ struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms);
 /* The last lines of the guest console, for error messages. Caller frees. */
 char *sandbox_console_tail(struct sandbox *sb, size_t max);
 uint64_t sandbox_now_ns(void);
+#define SANDBOX_FILES_TAG "hull-files"
 /* Default state root: $HULL_STATE_DIR, /run/hull for root, else $XDG_RUNTIME_DIR/hull
  * or /tmp/hull-UID. Caller frees. */
 char *sandbox_default_state_root(void);

@@ -93,13 +93,24 @@ int container_mount_oci(const char *root, const struct container_spec *spec,
 		if (m->bind && !share && stat(m->source, &st) < 0)
 			return hull_error_set_errno(err, -errno, "mounts: bind source '%s'",
 			                            m->source);
-		r = make_target(target, m->bind && !share && !S_ISDIR(st.st_mode));
+		if (share && share->subpath) {
+			_cleanup_free_ char *dir = container_share_path(share->tag);
+			_cleanup_free_ char *src = xasprintf("%s/%s", dir, share->subpath);
+			if (stat(src, &st) < 0)
+				return hull_error_set_errno(err, -errno,
+				                            "mounts: '%s' in share '%s'",
+				                            share->subpath, share->tag);
+		}
+		r = make_target(target, m->bind && (share ? share->subpath && !S_ISDIR(st.st_mode)
+		                                          : !S_ISDIR(st.st_mode)));
 		if (r < 0)
 			return hull_error_set_errno(err, r, "mounts: create '%s'", m->destination);
 		if (share) {
 			/* Security: a host path reaches the guest only as a share the host
 			 * made for this very mount; read-only when either side asks. */
-			_cleanup_free_ char *src = container_share_path(share->tag);
+			_cleanup_free_ char *dir = container_share_path(share->tag);
+			_cleanup_free_ char *src =
+			    share->subpath ? xasprintf("%s/%s", dir, share->subpath) : xstrdup(dir);
 			if (mount(src, target, NULL, MS_BIND, NULL) < 0)
 				return hull_error_set_errno(err, -errno,
 				                            "mounts: '%s' (host share '%s')",

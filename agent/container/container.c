@@ -638,7 +638,9 @@ int container_create(const struct container_spec *spec, struct container_process
 	/* An overlay's lower share is only read; a direct root is written unless read-only. */
 	r = container_share_mount(spec->root_tag, spec->root_overlay || spec->root_readonly, err);
 	for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
-		r = container_share_mount(spec->mounts[i].tag, spec->mounts[i].readonly, err);
+		/* A share of copied files serves read-only and writable binds alike. */
+		r = container_share_mount(
+		    spec->mounts[i].tag, spec->mounts[i].readonly && !spec->mounts[i].subpath, err);
 	if (r < 0)
 		return hull_error_prefix(err, "create container '%s'", spec->id);
 	/* Traversable (not listable) by the ids of user-namespaced containers. */

@@ -11,6 +11,7 @@
  * validated CreateContainerRequest; nothing here points into wire buffers. */
 struct container_mount {
 	char *tag;         /* 9p mount tag of the host share */
+	char *subpath;     /* a plain name inside the share, or NULL: the share itself */
 	char *destination; /* absolute, inside the container */
 	bool readonly;
 };

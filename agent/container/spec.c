@@ -43,6 +43,7 @@ void container_spec_done(struct container_spec *spec)
 	free(spec->groups);
 	for (size_t i = 0; i < spec->n_mounts; i++) {
 		free(spec->mounts[i].tag);
+		free(spec->mounts[i].subpath);
 		free(spec->mounts[i].destination);
 	}
 	free(spec->mounts);

@@ -382,6 +382,30 @@ PY
 	fi
 }
 
+test_oci_bind_host_files() {
+	# Bind mounts of host files (what containerd gives for resolv.conf, hosts): copied
+	# into the sandbox at start, mounted read-only or writable as the spec says.
+	make_probe_bundle "$T/b"
+	printf 'nameserver 192.0.2.53\n' >"$T/resolv.conf"
+	printf 'original\n' >"$T/scratch"
+	python3 - "$T/b/config.json" "$T/resolv.conf" "$T/scratch" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["user"] = {"uid": 0, "gid": 0}
+c["process"]["args"] = ["/bin/sh", "-c",
+    "cat /etc/resolv.conf; echo x >>/etc/resolv.conf 2>/dev/null || echo ro-refused; "
+    "echo changed >/data/scratch && cat /data/scratch"]
+c["mounts"] += [{"destination": "/etc/resolv.conf", "type": "bind", "source": sys.argv[2], "options": ["rbind", "ro"]},
+                {"destination": "/data/scratch", "type": "bind", "source": sys.argv[3], "options": ["rbind"]}]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+	"$HULL" run --bundle "$T/b" >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 0 && expect_out $'nameserver 192.0.2.53\nro-refused\nchanged' || return 1
+	# A copy: the host's file is not written through (documented).
+	[ "$(cat "$T/scratch")" = original ] || { echo "host file changed"; return 1; }
+}
+
 test_oci_bundle_errors() {
 	# A bad spec is refused with the field's path; the sandbox stays usable (the next
 	# container is another VM here, but the agent's refusal happens before any clone).
@@ -597,7 +621,7 @@ done
 for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty timeout \
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
-	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bundle_errors oci_memory_limit_oom \
+	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
 	default_security seccomp_kill_like_runc pod_and_exec container_life detached_sandbox \
 	bad_kernel_boot_timeout q35_machine qmp_schema; do
 	run_test "$t"
