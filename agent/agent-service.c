@@ -20,7 +20,6 @@
 #include "util.h"
 
 #define AGENT_API_VERSION 1
-#define MAX_ID_LEN 64
 #define MAX_MOUNTS 64
 #define MAX_TAG_LEN 31 /* virtio-9p mount tags */
 #define MAX_OUT_QUEUED (4u << 20)
@@ -353,21 +352,9 @@ static void handle_data(struct agent *a, const struct ttrpc_frame *f)
 
 /* ---- validation ------------------------------------------------------------------ */
 
-static bool valid_id(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > MAX_ID_LEN || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') &&
-		    !(s[i] >= '0' && s[i] <= '9') && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
 static bool valid_tag(const char *s)
 {
-	return valid_id(s) && strlen(s) <= MAX_TAG_LEN;
+	return id_is_valid(s) && strlen(s) <= MAX_TAG_LEN;
 }
 
 static bool valid_abs_path(const char *s)
@@ -385,7 +372,7 @@ static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
 		if (!m->storage || !valid_tag(m->storage->source))
 			return hull_error_set(err, -EINVAL,
 			                      "mounts[%zu].storage: not a valid 9p tag", i);
-		if (m->subpath[0] && !valid_id(m->subpath))
+		if (m->subpath[0] && !id_is_valid(m->subpath))
 			return hull_error_set(err, -EINVAL,
 			                      "mounts[%zu].subpath: '%.64s' is not a plain name", i,
 			                      m->subpath);
@@ -449,7 +436,7 @@ static int spec_from_oci(const Hull__Agent__V1__CreateContainerRequest *req,
 static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
                              struct container_spec *spec, struct hull_error **err)
 {
-	if (!valid_id(req->id))
+	if (!id_is_valid(req->id))
 		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id",
 		                      req->id);
 	if (!req->root || !valid_tag(req->root->source))
@@ -669,7 +656,7 @@ static int do_exec(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
 	r = lookup(a, req->id, &c, err);
 	if (r < 0)
 		goto out;
-	if (!valid_id(req->exec_id)) {
+	if (!id_is_valid(req->exec_id)) {
 		r = hull_error_set(err, -EINVAL, "exec_id: '%.64s' is not a valid id",
 		                   req->exec_id);
 		goto out;

@@ -34,7 +34,7 @@ static int task_connect(const char *name, struct agent_client **ret, char **ret_
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
-	if (strchr(name, '/') || name[0] == '.' || strlen(sock) >= sizeof(sa.sun_path)) {
+	if (!id_is_valid(name) || strlen(sock) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "hull: '%s' is not a sandbox name\n", name);
 		return -EINVAL;
 	}

@@ -431,14 +431,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->detach = true;
 			break;
 		case OPT_NAME: {
-			size_t n = strlen(optarg);
-			bool ok = n > 0 && n <= 64 && optarg[0] != '.';
-			for (size_t i = 0; ok && i < n; i++)
-				ok = (optarg[i] >= 'a' && optarg[i] <= 'z') ||
-				     (optarg[i] >= 'A' && optarg[i] <= 'Z') ||
-				     (optarg[i] >= '0' && optarg[i] <= '9') ||
-				     strchr("-_.", optarg[i]);
-			if (!ok) {
+			if (!id_is_valid(optarg)) {
 				r = usage_error("--name '%s': want 1 to 64 of [A-Za-z0-9_.-]",
 				                optarg);
 				goto fail;

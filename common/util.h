@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -24,3 +25,6 @@ int parse_size(const char *s, uint64_t *ret);
 /* "90", "1.5s", "500ms", "2m", "1h30m" -> milliseconds (bare numbers are seconds). */
 int parse_duration_ms(const char *s, uint64_t *ret);
 int mkdir_p(const char *path, mode_t mode);
+/* The one rule for names hull accepts as path components and ids (sandboxes,
+ * containers, execs): 1 to 64 of [A-Za-z0-9_.-], not starting with '.'. */
+bool id_is_valid(const char *s);

@@ -115,9 +115,11 @@ static void sweep_stale(const char *root)
 		owner = xasprintf("%s/owner", dir);
 		f = fopen(owner, "re");
 		if (!f) {
-			/* Being created right now, or not ours: leave young or foreign dirs. */
-			if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
-			    st.st_mtime + 60 < time(NULL) && errno == ENOENT)
+			/* No owner file: being created right now, or half-made by a process
+			 * killed before it wrote one. Only old directories go. */
+			bool no_owner = errno == ENOENT;
+			if (no_owner && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+			    st.st_mtime + 60 < time(NULL))
 				rm_rf(dir);
 			continue;
 		}

@@ -867,10 +867,8 @@ void container_cleanup_dir(const char *id)
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", id);
 	_cleanup_free_ char *root = xasprintf("%s/root", base);
-	_cleanup_free_ char *lower = xasprintf("%s/lower", base);
 	_cleanup_free_ char *scratch = xasprintf("%s/scratch", base);
 	(void)rmdir(root);
-	(void)rmdir(lower);
 	(void)rmdir(scratch);
 	(void)rmdir(base);
 }

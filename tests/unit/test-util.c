@@ -65,12 +65,28 @@ static void test_error_wrapping(void **state)
 	hull_error_free(err);
 }
 
+static void test_id_rule(void **state)
+{
+	(void)state;
+	assert_true(id_is_valid("web-1.prod_a"));
+	assert_true(
+	    id_is_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+	assert_false(
+	    id_is_valid("01234567890123456789012345678901234567890123456789012345678901234"));
+	assert_false(id_is_valid(""));
+	assert_false(id_is_valid(".hidden"));
+	assert_false(id_is_valid("../x"));
+	assert_false(id_is_valid("a/b"));
+	assert_false(id_is_valid("a b"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_parse_duration),
 	    cmocka_unit_test(test_error_wrapping),
+	    cmocka_unit_test(test_id_rule),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
