@@ -18,7 +18,7 @@ CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
-PROTO_SRC := proto/ttrpc.proto proto/agent.proto proto/shim-task.proto
+PROTO_SRC := proto/ttrpc.proto proto/agent.proto proto/shim-task.proto proto/shim-events.proto
 PROTO_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_H := $(PROTO_C:.c=.h)
 
@@ -27,6 +27,7 @@ VMM_SRC := $(wildcard vmm/*.c)
 SANDBOX_SRC := $(wildcard sandbox/*.c)
 AGENT_LIB_SRC := $(filter-out agent/agent-main.c,$(wildcard agent/*.c)) $(wildcard agent/container/*.c)
 CLI_SRC := $(wildcard cli/*.c)
+SHIM_SRC := $(wildcard shim/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -36,6 +37,7 @@ LIB_SANDBOX := $(BUILD)/libhullsandbox.a
 LIB_AGENT := $(BUILD)/libhullagent.a
 
 HULL := $(BUILD)/hull
+SHIM := $(BUILD)/containerd-shim-hull-v2
 AGENT := $(BUILD)/hull-agent
 KERNEL := $(BUILD)/guest/vmlinuz
 INITRAMFS := $(BUILD)/guest/initramfs.cpio
@@ -44,7 +46,7 @@ DEMO_ROOTFS := $(BUILD)/rootfs-demo/.stamp
 HOST_LIBS := -lprotobuf-c -ljson-c
 
 .PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
-all: $(HULL) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS)
+all: $(HULL) $(SHIM) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS)
 
 deps:
 	@./scripts/deps.sh
@@ -74,6 +76,9 @@ $(BUILD)/%.a:
 	ar rcs $@ $^
 
 $(HULL): $(call obj,$(CLI_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
+
+$(SHIM): $(call obj,$(SHIM_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.
@@ -114,3 +119,11 @@ $(BUILD)/bench/bench-init: $(call obj,bench/bench-init.c) $(LIB_AGENT) $(LIB_COM
 	$(CC) $(CFLAGS) -static -o $@ $^ -lprotobuf-c -ljson-c -lseccomp
 $(BUILD)/bench/initramfs-floor.cpio: $(BUILD)/bench/bench-init scripts/mkinitramfs.sh
 	scripts/mkinitramfs.sh $< $@
+
+# `make install` (PREFIX=/usr/local): hull and the containerd shim in bin/ (containerd
+# finds containerd-shim-hull-v2 on its PATH), the guest in lib/hull/.
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/hull
+	install -m 0755 $(HULL) $(SHIM) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(KERNEL) $(INITRAMFS) $(DESTDIR)$(PREFIX)/lib/hull/

@@ -372,10 +372,12 @@ static int copy_shares(const Hull__Agent__V1__CreateContainerRequest *req,
 		if (!m->storage || !valid_tag(m->storage->source))
 			return hull_error_set(err, -EINVAL,
 			                      "mounts[%zu].storage: not a valid 9p tag", i);
-		if (m->subpath[0] && !id_is_valid(m->subpath))
-			return hull_error_set(err, -EINVAL,
-			                      "mounts[%zu].subpath: '%.64s' is not a plain name", i,
-			                      m->subpath);
+		if (m->subpath[0] && !subpath_is_valid(m->subpath))
+			return hull_error_set(
+			    err, -EINVAL,
+			    "mounts[%zu].subpath: '%.64s' is not a relative path of "
+			    "plain names",
+			    i, m->subpath);
 		if (!valid_abs_path(m->destination) || strcmp(m->destination, "/") == 0)
 			return hull_error_set(
 			    err, -EINVAL,
@@ -413,6 +415,7 @@ static int spec_from_oci(const Hull__Agent__V1__CreateContainerRequest *req,
 	spec->root_tag = xstrdup(req->root->source);
 	spec->root_readonly = req->root->readonly;
 	spec->root_overlay = req->root->overlay;
+	spec->root_subpath = req->root->subpath[0] ? xstrdup(req->root->subpath) : NULL;
 	spec->args = TAKE_PTR(o->args);
 	spec->env = TAKE_PTR(o->env);
 	spec->cwd = TAKE_PTR(o->cwd);
@@ -444,6 +447,10 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (strcmp(req->root->fstype, "9p") != 0)
 		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
 		                      req->root->fstype);
+	if (req->root->subpath[0] && !subpath_is_valid(req->root->subpath))
+		return hull_error_set(err, -EINVAL,
+		                      "root.subpath: '%.64s' is not a relative path of plain names",
+		                      req->root->subpath);
 	if (req->oci_config.len == 0)
 		return hull_error_set(err, -EINVAL, "oci_config: missing");
 	return spec_from_oci(req, spec, err);

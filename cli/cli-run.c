@@ -1018,9 +1018,9 @@ int cli_run(int argc, char **argv)
 		}
 	}
 	if (!o.kernel)
-		o.kernel = cli_default_guest_file("vmlinuz");
+		o.kernel = sandbox_default_guest_file("vmlinuz");
 	if (!o.initrd)
-		o.initrd = cli_default_guest_file("initramfs.cpio");
+		o.initrd = sandbox_default_guest_file("initramfs.cpio");
 	o.qemu = getenv("HULL_QEMU") && *getenv("HULL_QEMU") ? getenv("HULL_QEMU")
 	                                                     : "qemu-system-x86_64";
 

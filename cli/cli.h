@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "sandbox.h"
+
 /* Exit codes of the hull CLI (docs/cli.md). CMD's own status passes through. */
 enum {
 	EXIT_HULL_TIMEOUT = 124,  /* --timeout fired, the job was killed */
@@ -17,5 +19,3 @@ int cli_logs(int argc, char **argv);
 int cli_kill(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
-/* Where the guest kernel and initramfs are by default. Caller frees. */
-char *cli_default_guest_file(const char *name);

@@ -168,14 +168,16 @@ static void handle_request(struct ttrpc_conn *c, const struct ttrpc_frame *f)
 		return;
 	}
 	log_debug("ttrpc %s/%s on stream %u", m->service, m->method, f->stream_id);
+	/* Listed before the handler runs: a handler that keeps the call may also answer it
+	 * at once (ttrpc_call_reply frees it), before it returns 1. */
+	call->next = c->calls;
+	c->calls = call;
+	c->n_calls++;
 	r = m->fn(s->userdata, call, call->req->payload.data, call->req->payload.len, &ret, &err);
-	if (r == 1) {
-		/* Kept: answered later with ttrpc_call_reply(). */
-		call->next = c->calls;
-		c->calls = call;
-		c->n_calls++;
-		return;
-	}
+	if (r == 1)
+		return; /* kept: answered with ttrpc_call_reply(), maybe already */
+	c->calls = call->next;
+	c->n_calls--;
 	reply(c, f->stream_id, r, err, ret);
 	if (ret)
 		protobuf_c_message_free_unpacked(ret, NULL);

@@ -260,6 +260,26 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+bool subpath_is_valid(const char *s)
+{
+	char name[65];
+	unsigned n = 0;
+
+	for (const char *p = s;; n++) {
+		const char *slash = strchrnul(p, '/');
+		size_t len = (size_t)(slash - p);
+		if (n == 8 || len == 0 || len >= sizeof(name))
+			return false;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (!id_is_valid(name))
+			return false;
+		if (!*slash)
+			return true;
+		p = slash + 1;
+	}
+}
+
 bool id_is_valid(const char *s)
 {
 	size_t n = strlen(s);

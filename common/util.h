@@ -28,3 +28,5 @@ int mkdir_p(const char *path, mode_t mode);
 /* The one rule for names hull accepts as path components and ids (sandboxes,
  * containers, execs): 1 to 64 of [A-Za-z0-9_.-], not starting with '.'. */
 bool id_is_valid(const char *s);
+/* A relative path inside a share: 1-8 id_is_valid() names joined by '/'. */
+bool subpath_is_valid(const char *s);

@@ -21,6 +21,9 @@ void bundle_done(struct bundle *b)
 		free(b->binds[i].destination);
 	}
 	free(b->binds);
+	free(b->container_type);
+	free(b->sandbox_id);
+	free(b->cgroups_path);
 	*b = (struct bundle){0};
 }
 
@@ -81,6 +84,16 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 	b->root_readonly = bool_of(o, "readonly");
 	json_object_object_get_ex(root, "process", &o);
 	b->terminal = bool_of(o, "terminal");
+	o = NULL;
+	json_object_object_get_ex(root, "annotations", &o);
+	if ((path = str_of(o, "io.kubernetes.cri.container-type")))
+		b->container_type = xstrdup(path);
+	if ((path = str_of(o, "io.kubernetes.cri.sandbox-id")))
+		b->sandbox_id = xstrdup(path);
+	o = NULL;
+	json_object_object_get_ex(root, "linux", &o);
+	if ((path = str_of(o, "cgroupsPath")) && *path)
+		b->cgroups_path = xstrdup(path);
 
 	if (json_object_object_get_ex(root, "mounts", &mounts) &&
 	    json_object_is_type(mounts, json_type_array)) {
@@ -90,6 +103,14 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 			           *dst = str_of(m, "destination");
 			bool bind = (type && strcmp(type, "bind") == 0) || has_option(m, "bind") ||
 			            has_option(m, "rbind");
+			/* A later mount at the same destination covers an earlier bind. */
+			for (size_t k = 0; dst && k < b->n_binds; k++)
+				if (strcmp(b->binds[k].destination, dst) == 0) {
+					free(b->binds[k].source);
+					free(b->binds[k].destination);
+					b->binds[k] = b->binds[--b->n_binds];
+					break;
+				}
 			if (!bind || !src || !dst)
 				continue;
 			if (b->n_binds >= BUNDLE_MAX_BINDS) {

@@ -24,6 +24,12 @@ struct bundle {
 	bool terminal;
 	struct bundle_bind *binds;
 	size_t n_binds;
+	/* What the containerd shim groups and places by (NULL when absent): the CRI
+	 * annotations io.kubernetes.cri.container-type ("sandbox" or "container") and
+	 * io.kubernetes.cri.sandbox-id, and linux.cgroupsPath. */
+	char *container_type;
+	char *sandbox_id;
+	char *cgroups_path;
 };
 
 /* Read DIR/config.json (at most 1 MiB) and resolve what it names on the host. */

@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -19,6 +20,35 @@ uint64_t sandbox_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+char *sandbox_default_guest_file(const char *name)
+{
+	const char *env = getenv(strcmp(name, "vmlinuz") == 0 ? "HULL_KERNEL" : "HULL_INITRD");
+	char exe[4096];
+	ssize_t n;
+
+	if (env && *env)
+		return xstrdup(env);
+	/* Next to the binary in the build tree (build/hull -> build/guest/), or the
+	 * installed layout (bin/hull -> lib/hull/). */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			char *p = xasprintf("%s/guest/%s", exe, name);
+			if (access(p, R_OK) == 0)
+				return p;
+			free(p);
+			p = xasprintf("%s/../lib/hull/%s", exe, name);
+			if (access(p, R_OK) == 0)
+				return p;
+			free(p);
+		}
+	}
+	return xasprintf("/usr/local/lib/hull/%s", name);
 }
 
 char *sandbox_default_state_root(void)
@@ -50,6 +80,57 @@ static void rm_rf(const char *path)
 	(void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
+/* A mountinfo path field: octal escapes (\040 for space) decoded in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+int sandbox_unmount_below(const char *dir)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	_cleanup_strv_free_ char **points = NULL;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0, n = 0, dlen = strlen(dir);
+	int count = 0;
+
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		char mp[4096];
+		/* id parent major:minor root mount-point ... */
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		unescape_octal(mp);
+		if (strncmp(mp, dir, dlen) == 0 && mp[dlen] == '/') {
+			points = xrealloc(points, (n + 2) * sizeof(char *));
+			points[n++] = xstrdup(mp);
+			points[n] = NULL;
+		}
+	}
+	/* Later lines are mounted later, so on top or deeper: undo them first. */
+	for (size_t i = n; i-- > 0;)
+		if (umount2(points[i], MNT_DETACH) == 0)
+			count++;
+	return count;
+}
+
+void sandbox_remove_state(const char *dir)
+{
+	(void)sandbox_unmount_below(dir);
+	rm_rf(dir);
+}
+
 char *sandbox_console_tail(struct sandbox *sb, size_t max)
 {
 	_cleanup_free_ char *path = vmm_console_path(sb->state_dir);
@@ -57,7 +138,8 @@ char *sandbox_console_tail(struct sandbox *sb, size_t max)
 }
 
 /* Field 22 of /proc/PID/stat: when the process started, to tell a live owner from a
- * recycled pid. 0 when the process does not exist. */
+ * recycled pid. 0 when the process does not exist or is a zombie (a killed shim waits
+ * as one until containerd, its subreaper, reaps it). */
 static unsigned long long proc_start_time(pid_t pid)
 {
 	_cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid);
@@ -77,12 +159,13 @@ static unsigned long long proc_start_time(pid_t pid)
 	if (!p)
 		return 0;
 	/* After ")": state is field 3; starttime is field 22, 19 fields on. */
+	char state = 0;
 	if (sscanf(
 	        p + 1,
-	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-	        &start) != 1)
+	        " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        &state, &start) != 2)
 		return 0;
-	return start;
+	return state == 'Z' || state == 'X' ? 0 : start;
 }
 
 static void write_owner(const char *state_dir)
@@ -97,7 +180,7 @@ static void write_owner(const char *state_dir)
 
 /* Remove state dirs whose owning process is gone (a hull or shim killed with SIGKILL:
  * its QEMU died with it through PDEATHSIG, but nobody removed the directory). */
-static void sweep_stale(const char *root)
+void sandbox_sweep_stale(const char *root)
 {
 	_cleanup_(closedirp) DIR *d = opendir(root);
 	struct dirent *de;
@@ -128,7 +211,7 @@ static void sweep_stale(const char *root)
 		if (proc_start_time(pid) == start)
 			continue; /* alive */
 		log_debug("removing stale sandbox state '%s' (owner %d gone)", dir, pid);
-		rm_rf(dir);
+		sandbox_remove_state(dir);
 	}
 }
 
@@ -147,8 +230,9 @@ static void sandbox_free(struct sandbox *sb)
 	sb->ac = agent_client_free(sb->ac);
 	sb->vm = vmm_free(sb->vm);
 	if (sb->state_dir)
-		rm_rf(sb->state_dir);
+		sandbox_remove_state(sb->state_dir);
 	free(sb->state_dir);
+	free(sb->shared_dir);
 	free(sb->shares);
 	free(sb->files_dir);
 	free(sb->id);
@@ -221,7 +305,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		hull_error_set_errno(err, r, "create state root '%s'", root);
 		goto fail;
 	}
-	sweep_stale(root);
+	sandbox_sweep_stale(root);
 	/* A fresh id (or the name asked for) whose directory does not exist yet: mkdir is
 	 * the claim. */
 	for (int i = 0;; i++) {
@@ -259,7 +343,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.vsock_cid = 3 + (uint32_t)(sandbox_now_ns() % 0x7fff0000u);
 	vc.cpus = cfg->cpus ? cfg->cpus : 1;
 	vc.memory_mib = cfg->memory_mib ? cfg->memory_mib : 256;
-	sb->shares = xcalloc(cfg->n_shares + 1, sizeof(*sb->shares));
+	sb->shares = xcalloc(cfg->n_shares + 2, sizeof(*sb->shares));
 	for (size_t i = 0; i < cfg->n_shares; i++)
 		sb->shares[i] = cfg->shares[i];
 	vc.n_shares = cfg->n_shares;
@@ -277,6 +361,15 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		}
 		sb->shares[vc.n_shares++] =
 		    (struct vmm_share){.tag = SANDBOX_FILES_TAG, .path = sb->files_dir};
+	}
+	if (cfg->shared_dir) {
+		sb->shared_dir = xasprintf("%s/shared", sb->state_dir);
+		if (mkdir(sb->shared_dir, 0700) < 0) {
+			r = hull_error_set_errno(err, -errno, "mkdir '%s'", sb->shared_dir);
+			goto fail;
+		}
+		sb->shares[vc.n_shares++] =
+		    (struct vmm_share){.tag = SANDBOX_SHARED_TAG, .path = sb->shared_dir};
 	}
 	vc.shares = sb->shares;
 	vc.debug = cfg->debug;

@@ -21,6 +21,9 @@ struct sandbox_config {
 	 * "hull-files" (9p shares directories, not single files). */
 	const char *const *files;
 	size_t n_files;
+	/* Make STATE/shared, shared as tag "hull-shared": the host bind-mounts what a
+	 * container added after boot needs (rootfs, bind sources) below it. */
+	bool shared_dir;
 	int boot_timeout_ms;
 	bool debug;
 	int interrupt_fd; /* a signalfd that aborts the boot when readable, or -1 */
@@ -31,6 +34,7 @@ struct sandbox {
 	char *state_dir;
 	struct vmm_share *shares; /* the caller's and "hull-files" */
 	char *files_dir;          /* STATE/files, when files were copied in */
+	char *shared_dir;         /* STATE/shared, with cfg->shared_dir */
 	struct vmm *vm;
 	struct agent_client *ac;
 	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
@@ -46,6 +50,17 @@ struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms);
 char *sandbox_console_tail(struct sandbox *sb, size_t max);
 uint64_t sandbox_now_ns(void);
 #define SANDBOX_FILES_TAG "hull-files"
+#define SANDBOX_SHARED_TAG "hull-shared"
+/* Remove the state dirs under root whose owning process is gone. */
+void sandbox_sweep_stale(const char *root);
+/* Unmount everything mounted below dir (deepest first, lazily). Returns how many. */
+int sandbox_unmount_below(const char *dir);
+/* Remove a sandbox's state dir: unmount what is below it, then delete without
+ * crossing into other filesystems. */
+void sandbox_remove_state(const char *dir);
+/* The guest kernel ("vmlinuz") or initramfs ("initramfs.cpio") to boot by default:
+ * $HULL_KERNEL/$HULL_INITRD, next to the binary (guest/), or ../lib/hull/. */
+char *sandbox_default_guest_file(const char *name);
 /* Default state root: $HULL_STATE_DIR, /run/hull for root, else $XDG_RUNTIME_DIR/hull
  * or /tmp/hull-UID. Caller frees. */
 char *sandbox_default_state_root(void);

@@ -7,7 +7,7 @@ pkgs=(
 	protobuf-c-compiler libprotobuf-c-dev libjson-c-dev libseccomp-dev libcmocka-dev
 	qemu-system-x86 busybox-static cpio file
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils
-	python3 runc
+	python3 runc containerd python3-grpcio python3-protobuf protobuf-compiler
 )
 missing=()
 for p in "${pkgs[@]}"; do

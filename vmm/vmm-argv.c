@@ -204,9 +204,11 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		_cleanup_free_ char *path = opt_escape(cfg->shares[i].path);
 		push(&argv, "-fsdev");
 		/* security_model=none: files are created as QEMU's user and ownership
-		 * changes the host refuses are ignored rather than failing the guest. */
-		pushf(&argv, "local,id=fs%zu,path=%s,security_model=none%s", i, path,
-		      cfg->shares[i].readonly ? ",readonly=on" : "");
+		 * changes the host refuses are ignored rather than failing the guest.
+		 * multidevs=remap: a share may span mounts (the shim binds each
+		 * container's rootfs below one); inode numbers stay unique. */
+		pushf(&argv, "local,id=fs%zu,path=%s,security_model=none,multidevs=remap%s", i,
+		      path, cfg->shares[i].readonly ? ",readonly=on" : "");
 		push(&argv, "-device");
 		pushf(&argv, "virtio-9p-%s,fsdev=fs%zu,mount_tag=%s", bus, i, cfg->shares[i].tag);
 	}

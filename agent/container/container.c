@@ -119,7 +119,9 @@ static int mkdir_in_root(const char *root, const char *path, char **ret)
 static void child_mount_root(int sync_fd, const struct container_spec *spec, const char *base,
                              const char *root)
 {
-	_cleanup_free_ char *share = container_share_path(spec->root_tag);
+	_cleanup_free_ char *tagdir = container_share_path(spec->root_tag);
+	_cleanup_free_ char *share =
+	    spec->root_subpath ? xasprintf("%s/%s", tagdir, spec->root_subpath) : xstrdup(tagdir);
 
 	if (mkdir_p(root, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", root);
@@ -635,8 +637,11 @@ int container_create(const struct container_spec *spec, struct container_process
 	r = clone_flags(spec, &flags, err);
 	if (r < 0)
 		return r;
-	/* An overlay's lower share is only read; a direct root is written unless read-only. */
-	r = container_share_mount(spec->root_tag, spec->root_overlay || spec->root_readonly, err);
+	/* An overlay's lower share is only read; a direct root is written unless read-only.
+	 * A share holding several roots (root_subpath) serves writable ones too. */
+	r = container_share_mount(
+	    spec->root_tag, !spec->root_subpath && (spec->root_overlay || spec->root_readonly),
+	    err);
 	for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
 		/* A share of copied files serves read-only and writable binds alike. */
 		r = container_share_mount(

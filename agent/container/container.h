@@ -11,7 +11,7 @@
  * validated CreateContainerRequest; nothing here points into wire buffers. */
 struct container_mount {
 	char *tag;         /* 9p mount tag of the host share */
-	char *subpath;     /* a plain name inside the share, or NULL: the share itself */
+	char *subpath;     /* a relative path inside the share, or NULL: the share itself */
 	char *destination; /* absolute, inside the container */
 	bool readonly;
 };
@@ -24,6 +24,7 @@ struct container_spec {
 	char *root_tag;       /* 9p tag of the root filesystem */
 	bool root_readonly;   /* mount the root read-only */
 	bool root_overlay;    /* writes go to a tmpfs overlay */
+	char *root_subpath;   /* the root is this directory inside the share, or NULL */
 	char **args;          /* argv, NULL-terminated, at least one */
 	char **env;           /* NULL-terminated */
 	char *cwd;            /* absolute */

@@ -23,6 +23,7 @@
 
 struct state {
 	struct ttrpc_call *waiter;
+	uint32_t exited; /* Kill's exit status once killed: Wait answers at once */
 	bool stop;
 	char ns[64];
 };
@@ -52,6 +53,14 @@ static int do_wait(void *userdata, struct ttrpc_call *call, const uint8_t *paylo
 {
 	struct state *st = userdata;
 	(void)payload, (void)len, (void)ret, (void)err;
+	if (st->exited) {
+		/* Kept, but answered before the handler returns: the way a Task API
+		 * Wait on a finished process goes. */
+		Hull__Task__WaitResponse w = HULL__TASK__WAIT_RESPONSE__INIT;
+		w.exit_status = st->exited;
+		ttrpc_call_reply(call, 0, NULL, &w.base);
+		return 1;
+	}
 	st->waiter = call; /* answered when Kill comes */
 	return 1;
 }
@@ -68,7 +77,9 @@ static int do_kill(void *userdata, struct ttrpc_call *call, const uint8_t *paylo
 		hull__task__kill_request__free_unpacked(req, NULL);
 		return hull_error_set(err, -ENOENT, "container 'missing' not found");
 	}
-	if (st->waiter) {
+	if (req->signal == 15) {
+		st->exited = 143;
+	} else if (st->waiter) {
 		Hull__Task__WaitResponse w = HULL__TASK__WAIT_RESPONSE__INIT;
 		w.exit_status = 128 + req->signal;
 		ttrpc_call_reply(st->waiter, 0, NULL, &w.base);
@@ -205,6 +216,24 @@ static void test_server(void **state)
 	assert_true(wres.done);
 	assert_int_equal(wres.code, 0);
 	assert_int_equal(wres.exit_status, 137);
+
+	/* Waits answered inside their handler, then one kept for later: the server's
+	 * list of kept calls must stay sound (it once took answered calls in). */
+	kr.signal = 15;
+	assert_int_equal(agent_client_call_sync(ac, "Kill", &kr.base, NULL, NULL, 5000, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(agent_client_call_sync(ac, "Wait", &wr.base,
+		                                        &hull__task__wait_response__descriptor,
+		                                        &ret, 5000, &err),
+		                 0);
+		assert_int_equal(((Hull__Task__WaitResponse *)ret)->exit_status, 143);
+		protobuf_c_message_free_unpacked(ret, NULL);
+	}
+	assert_int_equal(agent_client_call_sync(ac, "Connect", &cr.base,
+	                                        &hull__task__connect_response__descriptor, &ret,
+	                                        5000, &err),
+	                 0);
+	protobuf_c_message_free_unpacked(ret, NULL);
 
 	/* Errors travel as statuses that map back to errno. */
 	kr.id = (char *)"missing";

@@ -80,13 +80,27 @@ static void test_id_rule(void **state)
 	assert_false(id_is_valid("a b"));
 }
 
+static void test_subpath_rule(void **state)
+{
+	(void)state;
+	assert_true(subpath_is_valid("c1/rootfs"));
+	assert_true(subpath_is_valid("plain"));
+	assert_true(subpath_is_valid("a/b/c/d/e/f/g/h"));
+	assert_false(subpath_is_valid("a/b/c/d/e/f/g/h/i"));
+	assert_false(subpath_is_valid(""));
+	assert_false(subpath_is_valid("/abs"));
+	assert_false(subpath_is_valid("c1/"));
+	assert_false(subpath_is_valid("c1//rootfs"));
+	assert_false(subpath_is_valid("c1/../etc"));
+	assert_false(subpath_is_valid("c1/./x"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_parse_duration),
-	    cmocka_unit_test(test_error_wrapping),
-	    cmocka_unit_test(test_id_rule),
+	    cmocka_unit_test(test_parse_size),     cmocka_unit_test(test_parse_duration),
+	    cmocka_unit_test(test_error_wrapping), cmocka_unit_test(test_id_rule),
+	    cmocka_unit_test(test_subpath_rule),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

@@ -82,7 +82,7 @@ static void test_microvm_serial(void **state)
 	assert_string_equal(value_of(argv, "-chardev", "id=console"),
 	                    "file,id=console,path=/run/hull/abc/console.log");
 	assert_string_equal(value_of(argv, "-fsdev", "id=fs0"),
-	                    "local,id=fs0,path=/srv/root,security_model=none,readonly=on");
+	                    "local,id=fs0,path=/srv/root,security_model=none,multidevs=remap,readonly=on");
 	assert_string_equal(value_of(argv, "-device", "fsdev=fs0"),
 	                    "virtio-9p-device,fsdev=fs0,mount_tag=hull-root");
 	assert_non_null(value_of(argv, "-sandbox", "on,"));
@@ -102,7 +102,7 @@ static void test_comma_in_path_is_escaped(void **state)
 
 	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
 	assert_string_equal(value_of(argv, "-fsdev", "id=fs1"),
-	                    "local,id=fs1,path=/a,,b,security_model=none");
+	                    "local,id=fs1,path=/a,,b,security_model=none,multidevs=remap");
 }
 
 static void test_q35_kvm_vsock(void **state)

@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# The containerd shim against a real containerd (Debian's 1.6), started here with a
+# private root, state and socket: `ctr` with --runtime io.containerd.hull.v2, the CRI
+# plugin with a runtime handler "hull" (driven by tests/cri/cri.py), and faults
+# (QEMU killed, containerd restarted, shim killed). Prints one line per test:
+#   ok - NAME | not ok - NAME: why | skip - NAME: why
+# After every test: no QEMU, no shim, no mount under our dirs, no sandbox state left.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$top/build}
+only=${HULL_TEST_FILTER:-}
+PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
+BB=docker.io/library/busybox:latest
+
+skip_all() {
+	for t in ctr_run ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
+		fault_containerd_restart fault_shim_killed; do
+		[ -n "$only" ] && [[ $t != *$only* ]] && continue
+		echo "skip - $t: $1"
+	done
+	exit 0
+}
+command -v containerd >/dev/null && command -v ctr >/dev/null ||
+	skip_all "containerd is not installed (make deps installs Debian's containerd)"
+[ "$(id -u)" = 0 ] || skip_all "containerd and the shim's mounts need root"
+$PY -c 'import grpc, google.protobuf' 2>/dev/null ||
+	skip_all "python3-grpcio/python3-protobuf missing (make deps)"
+for f in "$BUILD/containerd-shim-hull-v2" "$BUILD/tests/images/busybox.tar" \
+	"$BUILD/tests/images/pause.tar" "$BUILD/tests/cri/cri_pb2.py"; do
+	[ -e "$f" ] || skip_all "$f missing (make check builds it)"
+done
+
+# Short paths: unix socket names are limited to 108 bytes.
+W=$(mktemp -d /tmp/hull-ctd.XXXXXX)
+export HULL_STATE_DIR=$W/hull
+export CRI_PB2_DIR=$BUILD/tests/cri
+SOCK=$W/c.sock
+CTD_PID=
+CTR="ctr -a $SOCK"
+
+mkdir -p "$W/logs" "$HULL_STATE_DIR"
+cat >"$W/config.toml" <<EOF
+version = 2
+root = "$W/root"
+state = "$W/state"
+[grpc]
+  address = "$SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "hull.test/pause:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
+      runtime_type = "io.containerd.hull.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
+        ConfigPath = "$W/shim.toml"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$W/cni-bin"
+    conf_dir = "$W/cni"
+EOF
+printf '# written by the containerd tests\nmemory = "256M"\nboot_timeout = "60s"\n' >"$W/shim.toml"
+
+ctd_start() {
+	PATH=$BUILD:$PATH setsid containerd --config "$W/config.toml" >>"$W/containerd.log" 2>&1 &
+	CTD_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		$CTR version >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "containerd did not come up: $(tail -3 "$W/containerd.log")"
+	return 1
+}
+ctd_stop() {
+	[ -n "$CTD_PID" ] || return 0
+	kill "$CTD_PID" 2>/dev/null
+	local i
+	for i in $(seq 1 100); do
+		kill -0 "$CTD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$CTD_PID" 2>/dev/null
+	wait "$CTD_PID" 2>/dev/null
+	CTD_PID=
+}
+cleanup() {
+	ctd_stop
+	pkill -9 -f -- "-address $SOCK" 2>/dev/null
+	pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null
+	sleep 0.2
+	grep -o " $W[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+# Nothing of a test may survive it: shims, QEMU, mounts under the sandbox state, state.
+leaks() {
+	local i
+	for i in $(seq 1 100); do
+		pgrep -f -- "-address $SOCK" >/dev/null || pgrep -f -- "$HULL_STATE_DIR/" >/dev/null || break
+		sleep 0.1
+	done
+	if pgrep -af -- "-address $SOCK" >/dev/null; then
+		echo "shim left: $(pgrep -af -- "-address $SOCK" | head -1 | cut -c1-120)"
+		pkill -9 -f -- "-address $SOCK"
+	fi
+	if pgrep -af -- "$HULL_STATE_DIR/" >/dev/null; then
+		echo "QEMU left"
+		pkill -9 -f -- "$HULL_STATE_DIR/"
+	fi
+	if grep -q " $HULL_STATE_DIR/" /proc/mounts; then
+		echo "mount left: $(grep -o " $HULL_STATE_DIR/[^ ]*" /proc/mounts | head -1)"
+	fi
+	if [ -n "$(ls -A "$HULL_STATE_DIR" | grep -v '^s$')" ] || [ -n "$(ls -A "$HULL_STATE_DIR/s" 2>/dev/null)" ]; then
+		echo "state left: $(ls -A "$HULL_STATE_DIR" "$HULL_STATE_DIR/s" 2>/dev/null | tr '\n' ' ')"
+	fi
+}
+
+run_test() {
+	local name=$1 why rc leak
+	[ -n "$only" ] && [[ $name != *$only* ]] && return
+	T=$W/t.$name
+	mkdir -p "$T"
+	why=$("test_$name" 2>&1)
+	rc=$?
+	leak=$(leaks)
+	if [ "$rc" = 77 ]; then
+		echo "skip - $name: ${why##*$'\n'}"
+	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
+		echo "ok - $name"
+	else
+		echo "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
+		echo "--- containerd log (last lines) ---" >&2
+		grep -v 'level=info msg="loading\|skip loading' "$W/containerd.log" | tail -15 >&2
+	fi
+}
+
+# Wait until "$@" succeeds (up to 60 s).
+until_ok() {
+	local i
+	for i in $(seq 1 300); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "timed out waiting for: $*"
+	return 1
+}
+task_status() { $CTR task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }
+status_is() { [ "$(task_status "$1")" = "$2" ]; }
+qemus() { pgrep -fc -- "$HULL_STATE_DIR/" || true; }
+
+# ---- ctr --------------------------------------------------------------------------
+
+test_ctr_run() {
+	local out rc
+	out=$(echo piped-in | timeout 120 $CTR run --rm --runtime io.containerd.hull.v2 $BB r1 \
+		sh -c 'read x; echo "got $x"; echo to-err >&2; uname -r; exit 3' 2>"$T/err")
+	rc=$?
+	[ "$rc" = 3 ] || { echo "exit $rc, want 3: $(cat "$T/err")"; return 1; }
+	[ "$(echo "$out" | head -1)" = "got piped-in" ] || { echo "stdout: $out"; return 1; }
+	grep -q '^to-err$' "$T/err" || { echo "stderr: $(cat "$T/err")"; return 1; }
+	# A guest kernel, not the host's: the task ran in a VM.
+	[ "$(echo "$out" | tail -1)" != "$(uname -r)" ] || { echo "kernel is the host's"; return 1; }
+}
+
+test_ctr_task_lifecycle() {
+	local out
+	$CTR run -d --runtime io.containerd.hull.v2 $BB life \
+		sh -c 'trap "echo term; exit 7" TERM; while true; do sleep 0.2; done' ||
+		{ echo "run -d failed"; return 1; }
+	status_is life RUNNING || { echo "status $(task_status life)"; return 1; }
+	out=$($CTR task exec --exec-id e1 life sh -c 'echo exec-out; exit 4' 2>&1)
+	[ $? = 4 ] && [ "$out" = exec-out ] || { echo "exec: '$out'"; return 1; }
+	# Two processes: the init (sh) and its sleep at the time; the exec is gone.
+	[ "$($CTR task ps life | tail -n +2 | wc -l)" -ge 1 ] || { echo "ps: $($CTR task ps life)"; return 1; }
+	$CTR task pause life && status_is life PAUSED || { echo "pause: $(task_status life)"; return 1; }
+	$CTR task resume life && status_is life RUNNING || { echo "resume: $(task_status life)"; return 1; }
+	$CTR task metrics life >"$T/metrics" || { echo "metrics failed"; return 1; }
+	grep -q 'memory.usage ' "$T/metrics" && grep -q 'pids.current' "$T/metrics" ||
+		{ echo "metrics: $(cat "$T/metrics")"; return 1; }
+	$CTR task kill -s TERM life || return 1
+	until_ok status_is life STOPPED || return 1
+	$CTR task delete life >"$T/del" 2>&1 || { echo "delete: $(cat "$T/del")"; return 1; }
+	$CTR container rm life
+}
+
+test_ctr_events() {
+	$CTR events >"$T/events" 2>&1 &
+	local ev=$!
+	sleep 0.5
+	$CTR run -d --runtime io.containerd.hull.v2 $BB evt sleep 600 || { kill $ev; return 1; }
+	$CTR task exec --exec-id x1 evt true
+	$CTR task pause evt && $CTR task resume evt
+	$CTR task kill -s KILL evt
+	until_ok status_is evt STOPPED
+	$CTR task delete evt >/dev/null && $CTR container rm evt
+	sleep 1
+	kill $ev
+	wait $ev 2>/dev/null
+	local topic missing=
+	for topic in /tasks/create /tasks/start /tasks/exec-added /tasks/exec-started /tasks/paused \
+		/tasks/resumed /tasks/exit /tasks/delete; do
+		grep -q " $topic " "$T/events" || missing="$missing $topic"
+	done
+	[ -z "$missing" ] || { echo "events missing:$missing; got: $(awk '{print $4}' "$T/events" | sort -u | tr '\n' ' ')"; return 1; }
+	# TaskExit names the container and carries the status of SIGKILL.
+	grep ' /tasks/exit ' "$T/events" | grep -q '"container_id":"evt"' ||
+		{ echo "exit event: $(grep ' /tasks/exit ' "$T/events")"; return 1; }
+}
+
+test_ctr_bad_config() {
+	printf 'memory = "256M"\ncpus = many\n' >"$T/bad.toml"
+	timeout 60 $CTR run --rm --runtime io.containerd.hull.v2 --runtime-config-path "$T/bad.toml" \
+		$BB badcfg true >"$T/out" 2>&1 && { echo "ran with a bad config"; return 1; }
+	grep -q "bad.toml:2: cpus: bad value 'many'" "$T/out" || { echo "error: $(cat "$T/out")"; return 1; }
+	$CTR container rm badcfg 2>/dev/null
+	return 0
+}
+
+# ---- CRI ----------------------------------------------------------------------------
+
+cri() { "$PY" "$top/tests/cri/cri.py" "$SOCK" "$@"; }
+jget() { "$PY" -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d=d.get(k, {}) if isinstance(d, dict) else {}
+print(d if d != {} else "")' "$1"; }
+b64() { "$PY" -c 'import base64,sys; print(base64.b64decode(sys.stdin.read() or "").decode(), end="")'; }
+
+test_cri_pod() {
+	local pod sid c1 c2 out
+	mkdir -p "$W/logs/p1"
+	pod='{"metadata":{"name":"p1","uid":"u-p1","namespace":"default"},"hostname":"pod-one","log_directory":"'$W/logs/p1'","linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id) &&
+		[ -n "$sid" ] || { echo "RunPodSandbox failed"; return 1; }
+	for n in c1 c2; do
+		local id
+		id=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","echo hello from '$n' on $(hostname); echo err-'$n' >&2; echo '$n' >/dev/shm/'$n'; exec sleep 600"],"log_path":"'$n'.log","linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}},"sandbox_config":'"$pod"'}' | jget container_id)
+		[ -n "$id" ] || { echo "CreateContainer $n failed"; return 1; }
+		cri StartContainer '{"container_id":"'$id'"}' >/dev/null || { echo "StartContainer $n failed"; return 1; }
+		eval "$n=$id"
+	done
+	# One VM for the pod and its two containers.
+	[ "$(qemus)" = 1 ] || { echo "$(qemus) QEMU processes for one pod"; return 1; }
+	until_ok grep -q "err-c2" "$W/logs/p1/c2.log" || return 1
+	grep -q ' stdout F hello from c1 on pod-one$' "$W/logs/p1/c1.log" &&
+		grep -q ' stderr F err-c1$' "$W/logs/p1/c1.log" ||
+		{ echo "c1 log: $(cat "$W/logs/p1/c1.log")"; return 1; }
+	# ExecSync: output, exit code, and the pod's IPC (/dev/shm) shared by both.
+	out=$(cri ExecSync '{"container_id":"'$c1'","cmd":["sh","-c","ls /dev/shm | tr \"\\n\" \" \"; exit 5"],"timeout":60}')
+	[ "$(echo "$out" | jget exit_code)" = 5 ] || { echo "ExecSync: $out"; return 1; }
+	[ "$(echo "$out" | jget stdout | b64)" = "c1 c2 " ] || { echo "ExecSync stdout: $(echo "$out" | jget stdout | b64)"; return 1; }
+	out=$(cri ContainerStats '{"container_id":"'$c1'"}')
+	[ -n "$(echo "$out" | jget stats.memory.working_set_bytes.value)" ] &&
+		[ -n "$(echo "$out" | jget stats.cpu.usage_core_nano_seconds.value)" ] ||
+		{ echo "ContainerStats: $out"; return 1; }
+	cri UpdateContainerResources '{"container_id":"'$c1'","linux":{"memory_limit_in_bytes":67108864}}' >/dev/null ||
+		{ echo "UpdateContainerResources failed"; return 1; }
+	out=$(cri ExecSync '{"container_id":"'$c1'","cmd":["sh","-c","cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"],"timeout":60}')
+	[ "$(echo "$out" | jget stdout | b64)" = 67108864 ] || { echo "memory.max after update: $out"; return 1; }
+	cri StopContainer '{"container_id":"'$c1'","timeout":2}' >/dev/null || { echo "StopContainer failed"; return 1; }
+	out=$(cri ContainerStatus '{"container_id":"'$c1'"}')
+	[ "$(echo "$out" | jget status.state)" = CONTAINER_EXITED ] || { echo "status after stop: $out"; return 1; }
+	cri RemoveContainer '{"container_id":"'$c1'"}' >/dev/null || { echo "RemoveContainer failed"; return 1; }
+	# c2 still runs in the pod's VM after c1 is gone.
+	out=$(cri ExecSync '{"container_id":"'$c2'","cmd":["cat","/dev/shm/c2"],"timeout":60}')
+	[ "$(echo "$out" | jget stdout | b64)" = c2 ] || { echo "c2 after c1 removed: $out"; return 1; }
+	cri StopPodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "StopPodSandbox failed"; return 1; }
+	cri RemovePodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "RemovePodSandbox failed"; return 1; }
+}
+
+# ---- faults ---------------------------------------------------------------------------
+
+test_fault_qemu_killed() {
+	$CTR run -d --runtime io.containerd.hull.v2 $BB fq sleep 600 || return 1
+	pkill -9 -f -- "$HULL_STATE_DIR/" || { echo "no QEMU to kill"; return 1; }
+	until_ok status_is fq STOPPED || return 1
+	$CTR task delete fq >/dev/null 2>&1 || { echo "task delete failed"; return 1; }
+	$CTR container rm fq
+}
+
+test_fault_containerd_restart() {
+	local out
+	$CTR run -d --runtime io.containerd.hull.v2 $BB cr sleep 600 || return 1
+	ctd_stop
+	pgrep -f -- "$HULL_STATE_DIR/" >/dev/null || { echo "the VM died with containerd"; return 1; }
+	ctd_start || return 1
+	until_ok status_is cr RUNNING || { echo "after restart: $($CTR task ls)"; return 1; }
+	out=$($CTR task exec --exec-id after cr echo still-here 2>&1)
+	[ "$out" = still-here ] || { echo "exec after restart: $out"; return 1; }
+	$CTR task kill -s KILL cr
+	until_ok status_is cr STOPPED || return 1
+	$CTR task delete cr >/dev/null && $CTR container rm cr
+}
+
+test_fault_shim_killed() {
+	$CTR run -d --runtime io.containerd.hull.v2 $BB sk sleep 600 || return 1
+	pkill -9 -f -- "-address $SOCK.*-id sk " || { echo "no shim to kill"; return 1; }
+	# containerd sees the shim go, runs `shim delete`, and the task is gone or stopped.
+	until_ok sh -c "! $CTR task ls | grep -q '^sk .*RUNNING'" || return 1
+	$CTR task delete sk >/dev/null 2>&1
+	$CTR container rm sk
+	[ "$(qemus)" = 0 ] || { echo "the VM outlived its shim"; return 1; }
+}
+
+# ---- main -------------------------------------------------------------------------------
+
+ctd_start || { echo "not ok - containerd_start: $(tail -3 "$W/containerd.log")"; exit 1; }
+for ns in default k8s.io; do
+	for img in busybox pause; do
+		$CTR -n $ns images import "$BUILD/tests/images/$img.tar" >/dev/null 2>>"$W/import.err" ||
+			{ echo "not ok - image_import: $(cat "$W/import.err")"; exit 1; }
+	done
+done
+for t in ctr_run ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
+	fault_containerd_restart fault_shim_killed; do
+	run_test "$t"
+done
