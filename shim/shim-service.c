@@ -275,8 +275,15 @@ static struct proc *proc_new(struct ctr *c, const char *exec_id, bool terminal, 
 
 static int open_fifo(const char *path, int flags, int *ret)
 {
+	struct stat st;
 	if (!path)
 		return 0;
+	/* containerd names FIFOs it made; anything else (a device, a file) is refused
+	 * before it is opened. */
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISFIFO(st.st_mode))
+		return -EINVAL;
 	/* O_RDWR on output FIFOs: the open never waits for a reader (containerd's shims do
 	 * the same). Non-blocking: a reader that stops reading holds back the agent's
 	 * credit, never the shim. */

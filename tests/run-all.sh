@@ -62,6 +62,13 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
 	passed=$((passed + $(grep -c '^ok - ' "$log")))
 	failed=$((failed + $(grep -c '^not ok - ' "$log")))
 	skipped=$((skipped + $(grep -c '^skip - ' "$log")))
+
+	section "containerd shim (real containerd: ctr and CRI)"
+	tests/integration/containerd.sh >"$log" 2>&1
+	cat "$log"
+	passed=$((passed + $(grep -c '^ok - ' "$log")))
+	failed=$((failed + $(grep -c '^not ok - ' "$log")))
+	skipped=$((skipped + $(grep -c '^skip - ' "$log")))
 fi
 
 echo

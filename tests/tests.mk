@@ -14,7 +14,8 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 	$(CC) $(CPPFLAGS) -Iagent $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
 
 # ---- fuzzers: one per untrusted surface ----
-FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server
+FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server \
+	shim-config shim-spec shim-task
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
@@ -25,7 +26,12 @@ FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
 FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
 FUZZ_SRC_ttrpc-server := $(FUZZ_COMMON)
-FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent
+FUZZ_SRC_shim-config := shim/shim-config.c $(VMM_SRC) $(FUZZ_COMMON)
+FUZZ_SRC_shim-spec := shim/shim-spec.c sandbox/bundle.c $(FUZZ_COMMON)
+# shim-service.c is built into the fuzzer itself (it reaches the service's state).
+FUZZ_SRC_shim-task := shim/shim-config.c shim/shim-spec.c tests/fuzz/fuzz-shim-stubs.c \
+	$(SANDBOX_SRC) $(VMM_SRC) $(FUZZ_COMMON)
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent -Ishim
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))
 FUZZ_TIME ?= 60
@@ -35,11 +41,12 @@ FUZZ_TIME ?= 60
 $(BUILD)/fuzz/replay-%: tests/fuzz/fuzz-%.c tests/fuzz/replay.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-		-o $@ $(filter %.c,$^) $(HOST_LIBS)
+		-o $@ $(filter %.c,$^) $(HOST_LIBS) -lpthread
 
 $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c,$^) $(HOST_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c,$^) \
+		$(HOST_LIBS) -lpthread
 
 # `make fuzz` runs each fuzzer for FUZZ_TIME seconds, growing its corpus in place.
 fuzz: $(FUZZ_BINS)

@@ -295,3 +295,71 @@ def write_oci():
 
 
 write_oci()
+
+
+# ---- the containerd shim: its config file, bundle config.json, Task requests ----
+def write_shim():
+    c = "shim-config"
+    write(c, "good.toml", b'# hull shim\nkernel = "/usr/local/lib/hull/vmlinuz"\ninitrd = "/i.cpio"\n'
+          b'cpus = 2\nmemory = "512M"\naccel = "tcg"\nmachine = "q35"\nchannel = "serial"\n'
+          b'log_level = "debug"\nboot_timeout = "45s"\nstate_dir = "/run/hull"\n')
+    write(c, "bad-value.toml", b'cpus = many\n')
+    write(c, "unknown-key.toml", b'[hull]\nkernal = "/k"\n')
+    write(c, "unterminated.toml", b'kernel = "/k\n')
+    write(c, "escaped.toml", b'kernel = "/k\\"x"\n')
+    write(c, "relative-path.toml", b'kernel = "vmlinuz"\n')
+    write(c, "trailing.toml", b'memory = "1G" junk\ncpus = 1 # ok\n')
+    write(c, "nul.toml", b'cpus = 1\x00\n')
+    write(c, "crlf.toml", b'cpus = 4\r\nmemory = 1G\r\n')
+
+    s = "shim-spec"
+    cri = copy.deepcopy(BASE)
+    cri["mounts"] += [{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid"]},
+                      {"destination": "/dev/shm/", "type": "bind", "source": "/run/shm-of-pod", "options": ["rbind", "ro"]},
+                      {"destination": "/etc/hosts", "type": "bind", "source": "/var/lib/pod/hosts"}]
+    cri["linux"]["namespaces"] = [{"type": "network", "path": "/var/run/netns/cni-1"},
+                                  {"type": "ipc", "path": "/proc/12/ns/ipc"}, {"type": "pid"}]
+    cri["annotations"] = {"io.kubernetes.cri.container-type": "container",
+                          "io.kubernetes.cri.sandbox-id": "ab" * 32}
+    cri["linux"]["cgroupsPath"] = "/k8s.io/" + "cd" * 32
+    write(s, "cri-container.json", json.dumps(cri).encode())
+    for name, spec, _ in OCI_CASES[:12]:
+        write(s, name + ".json", spec if isinstance(spec, bytes) else json.dumps(spec).encode())
+    write(s, "not-object.json", b"[1]")
+    write(s, "namespaces-not-array.json", b'{"linux": {"namespaces": {"type": "network"}}, "mounts": 3}')
+
+    t = "shim-task"
+    task = "containerd.task.v2.Task"
+
+    def call(sid, method, payload=b""):
+        return request(sid, method, payload, service=task)
+
+    def any_(url, value):
+        return ld(1, url) + ld(2, value)
+
+    mount = ld(1, "overlay") + ld(2, "overlay") + ld(4, "lowerdir=/a") + ld(4, "ro")
+    opts = any_("runtimeoptions.v1.Options", ld(2, "/etc/hull/shim.toml"))
+    write(t, "create", call(1, "Create", ld(1, "c2") + ld(2, "/nonexistent/b2") + ld(3, mount) +
+                         ld(6, "/nonexistent/fifo") + ld(10, opts)))
+    write(t, "create-exists", call(1, "Create", ld(1, "c1") + ld(2, "/b")))
+    write(t, "create-bad-id", call(1, "Create", ld(1, "../x") + ld(2, "/b")))
+    write(t, "start-exec", call(1, "Start", ld(1, "c1") + ld(2, "e1")))
+    write(t, "state-wait", call(1, "State", ld(1, "c1")) + call(3, "Wait", ld(1, "c1") + ld(2, "e1")))
+    write(t, "kill", call(1, "Kill", ld(1, "c1") + vi(3, 15) + vi(4, 1)))
+    write(t, "kill-bad-signal", call(1, "Kill", ld(1, "c1") + vi(3, 99)))
+    write(t, "exec-start", call(1, "Exec", ld(1, "c1") + ld(2, "e2") + ld(7, any_(
+        "types.containerd.io/opencontainers/runtime-spec/1/Process", '{"args":["true"],"cwd":"/"}'))) +
+        call(3, "Start", ld(1, "c1") + ld(2, "e2")))
+    write(t, "delete-exec", call(1, "Delete", ld(1, "c1") + ld(2, "e1")))
+    write(t, "delete-running", call(1, "Delete", ld(1, "c1")))
+    write(t, "pids-stats", call(1, "Pids", ld(1, "c1")) + call(3, "Stats", ld(1, "c1")))
+    write(t, "pause-resume", call(1, "Pause", ld(1, "c1")) + call(3, "Resume", ld(1, "c1")))
+    write(t, "update", call(1, "Update", ld(1, "c1") + ld(2, any_("x", '{"memory":{"limit":1}}'))))
+    write(t, "resize-closeio", call(1, "ResizePty", ld(1, "c1") + vi(3, 80) + vi(4, 24)) +
+          call(3, "CloseIO", ld(1, "c1") + ld(2, "e1") + vi(3, 1)))
+    write(t, "connect-shutdown", call(1, "Connect", ld(1, "c1")) + call(3, "Shutdown", ld(1, "c1")))
+    write(t, "no-task", call(1, "State", ld(1, "ghost")) + call(3, "Checkpoint", ld(1, "c1")))
+    write(t, "garbage", call(1, "Create", b"\xff\xff\xff\x01"))
+
+
+write_shim()

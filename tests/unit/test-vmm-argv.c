@@ -81,8 +81,9 @@ static void test_microvm_serial(void **state)
 	                    "unix:/run/hull/abc/qmp.sock,server=on,wait=off");
 	assert_string_equal(value_of(argv, "-chardev", "id=console"),
 	                    "file,id=console,path=/run/hull/abc/console.log");
-	assert_string_equal(value_of(argv, "-fsdev", "id=fs0"),
-	                    "local,id=fs0,path=/srv/root,security_model=none,multidevs=remap,readonly=on");
+	assert_string_equal(
+	    value_of(argv, "-fsdev", "id=fs0"),
+	    "local,id=fs0,path=/srv/root,security_model=none,multidevs=remap,readonly=on");
 	assert_string_equal(value_of(argv, "-device", "fsdev=fs0"),
 	                    "virtio-9p-device,fsdev=fs0,mount_tag=hull-root");
 	assert_non_null(value_of(argv, "-sandbox", "on,"));

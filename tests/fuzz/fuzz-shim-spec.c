@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* A bundle's config.json as the shim reads it from containerd: the host's reading
+ * (root, binds, CRI annotations) and the rewrite the guest gets. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "bundle.h"
+#include "shim.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct bundle b = {0};
+	struct hull_error *err = NULL;
+	char *out = NULL;
+	size_t out_len = 0;
+
+	if (shim_spec_for_guest((const char *)data, size, &out, &out_len, &err) == 0) {
+		/* The rewrite is JSON again, and reads back. */
+		(void)bundle_parse_config(out, out_len, &b, &err);
+		free(out);
+	}
+	bundle_done(&b);
+	hull_error_free(err);
+	return 0;
+}
