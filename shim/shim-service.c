@@ -72,6 +72,7 @@ struct shim {
 	struct agent_client *ev; /* to containerd's events service, connected on demand */
 	int sig_fd;
 	bool shutdown, vm_gone;
+	char **cgroups; /* host cgroup dirs we made for the pod (removed at exit) */
 };
 
 static struct shim *S; /* one per process: callbacks find it here */
@@ -781,7 +782,10 @@ static int t_create(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 		goto fail;
 	if (!S->sb) {
 		_cleanup_free_ char *cfg = options_config_path(req->options);
-		r = boot_sandbox(cfg, err);
+		/* The pod's cgroup first: QEMU inherits it. */
+		r = shim_cgroup_join(b.cgroups_path, &S->cgroups, err);
+		if (r >= 0)
+			r = boot_sandbox(cfg, err);
 		if (r < 0)
 			goto fail;
 	} else if ((r = vm_check(err)) < 0) {
@@ -1436,6 +1440,8 @@ int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
 			event_del(s.loop, agent_client_fd(s.sb->ac));
 		s.sb = sandbox_stop(s.sb, 5000);
 	}
+	shim_cgroup_leave(s.cgroups);
+	strv_free(s.cgroups);
 	events_drop();
 	s.loop = event_loop_free(s.loop);
 	close(s.sig_fd);

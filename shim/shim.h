@@ -54,6 +54,11 @@ void shim_unmount_all(const char *target);
 /* Bind src (a directory or file) at dst, made as an empty dir or file first. */
 int shim_bind(const char *src, const char *dst, bool readonly, struct hull_error **err);
 
+/* Join the pod's host cgroup (a cgroupfs-style linux.cgroupsPath) in every hierarchy,
+ * before the VM boots; *made collects the dirs we created, for shim_cgroup_leave(). */
+int shim_cgroup_join(const char *path, char ***made, struct hull_error **err);
+void shim_cgroup_leave(char **made);
+
 /* The config.json the guest gets (shim-spec.c): network namespace paths dropped (the
  * VM is the pod's network namespace). *out is the rewritten JSON; caller frees. */
 int shim_spec_for_guest(const char *json, size_t len, char **out, size_t *out_len,

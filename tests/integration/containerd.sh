@@ -150,6 +150,7 @@ until_ok() {
 task_status() { $CTR task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }
 status_is() { [ "$(task_status "$1")" = "$2" ]; }
 qemus() { pgrep -fc -- "$HULL_STATE_DIR/" || true; }
+no_vm() { ! pgrep -f -- "$HULL_STATE_DIR/$1/" >/dev/null; }
 
 # ---- ctr --------------------------------------------------------------------------
 
@@ -230,9 +231,16 @@ b64() { "$PY" -c 'import base64,sys; print(base64.b64decode(sys.stdin.read() or 
 test_cri_pod() {
 	local pod sid c1 c2 out
 	mkdir -p "$W/logs/p1"
-	pod='{"metadata":{"name":"p1","uid":"u-p1","namespace":"default"},"hostname":"pod-one","log_directory":"'$W/logs/p1'","linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
-	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id) &&
-		[ -n "$sid" ] || { echo "RunPodSandbox failed"; return 1; }
+	local parent=/hull-test-$$
+	pod='{"metadata":{"name":"p1","uid":"u-p1","namespace":"default"},"hostname":"pod-one","log_directory":"'$W/logs/p1'","linux":{"cgroup_parent":"'$parent'","security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
+		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
+	# The VM is charged to the pod: QEMU sits in the sandbox's cgroup (memory here).
+	local qpid mem=/sys/fs/cgroup/memory
+	[ -e $mem/cgroup.procs ] || mem=/sys/fs/cgroup
+	qpid=$(pgrep -f -- "$HULL_STATE_DIR/$sid/")
+	grep -qx "$qpid" "$mem$parent/$sid/cgroup.procs" ||
+		{ echo "QEMU $qpid is not in $mem$parent/$sid: $(cat /proc/$qpid/cgroup | tr '\n' ' ')"; return 1; }
 	for n in c1 c2; do
 		local id
 		id=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","echo hello from '$n' on $(hostname); echo err-'$n' >&2; echo '$n' >/dev/shm/'$n'; exec sleep 600"],"log_path":"'$n'.log","linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}},"sandbox_config":'"$pod"'}' | jget container_id)
@@ -267,6 +275,15 @@ test_cri_pod() {
 	[ "$(echo "$out" | jget stdout | b64)" = c2 ] || { echo "c2 after c1 removed: $out"; return 1; }
 	cri StopPodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "StopPodSandbox failed"; return 1; }
 	cri RemovePodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "RemovePodSandbox failed"; return 1; }
+	until_ok no_vm "$sid" || return 1
+	sleep 0.5
+	[ ! -e "$mem$parent/$sid" ] || { echo "the pod's cgroup $mem$parent/$sid is left"; return 1; }
+	# The parent is the kubelet's to make and remove; here the test's.
+	local h
+	for h in /sys/fs/cgroup/*$parent /sys/fs/cgroup$parent; do
+		[ -d "$h" ] && rmdir "$h"/* "$h" 2>/dev/null
+	done
+	return 0
 }
 
 # ---- faults ---------------------------------------------------------------------------
