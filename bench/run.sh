@@ -3,4 +3,14 @@
 # asserts: the numbers are for people. BENCH_RUNS sets the sample count (default 5).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-exec python3 "$top/bench/bench.py" "$top" "$@"
+python3 "$top/bench/bench.py" "$top" "$@"
+# Pods through containerd (hull beside runc): needs containerd, root and python3-grpcio.
+if ! command -v containerd >/dev/null; then
+	echo "pods     skipped: containerd is not installed (make deps)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "pods     skipped: containerd's CRI plugin needs root"
+elif ! /usr/bin/python3 -c 'import grpc' 2>/dev/null; then
+	echo "pods     skipped: python3-grpcio missing (make deps)"
+else
+	/usr/bin/python3 "$top/bench/pods.py" "$top"
+fi

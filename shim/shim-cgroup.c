@@ -113,7 +113,8 @@ int shim_cgroup_join(const char *path, char ***made, struct hull_error **err)
 			continue;
 		r = join_one(mnt, path, made);
 		if (r < 0)
-			return hull_error_set_errno(err, r, "join cgroup '%s' (%s)", path, de->d_name);
+			return hull_error_set_errno(err, r, "join cgroup '%s' (%s)", path,
+			                            de->d_name);
 		joined++;
 	}
 	log_debug("joined cgroup '%s' in %d hierarchies", path, joined);

@@ -31,7 +31,6 @@ void shim_config_done(struct shim_config *c)
 	free(c->kernel);
 	free(c->initrd);
 	free(c->qemu);
-	free(c->state_root);
 	shim_config_defaults(c);
 }
 
@@ -39,12 +38,8 @@ static int set_value(struct shim_config *c, const char *key, const char *v, bool
 {
 	uint64_t n;
 
-	if (strcmp(key, "kernel") == 0 || strcmp(key, "initrd") == 0 || strcmp(key, "qemu") == 0 ||
-	    strcmp(key, "state_dir") == 0) {
-		char **dst = key[0] == 'k'   ? &c->kernel
-		             : key[0] == 'i' ? &c->initrd
-		             : key[0] == 'q' ? &c->qemu
-		                             : &c->state_root;
+	if (strcmp(key, "kernel") == 0 || strcmp(key, "initrd") == 0 || strcmp(key, "qemu") == 0) {
+		char **dst = key[0] == 'k' ? &c->kernel : key[0] == 'i' ? &c->initrd : &c->qemu;
 		if (!quoted || !*v || (key[0] != 'q' && v[0] != '/'))
 			return -EINVAL;
 		free(*dst);

@@ -614,7 +614,6 @@ static int boot_sandbox(const char *config_path, struct hull_error **err)
 	/* The sandbox is named after the shim's first task (the pod sandbox in
 	 * Kubernetes), so `hull ps`-style tools and cleanup find it. */
 	name = id_is_valid(S->a->id) ? xstrdup(S->a->id) : NULL;
-	sc.state_root = S->cfg.state_root;
 	sc.id = name;
 	sc.kernel = kernel;
 	sc.initrd = initrd;

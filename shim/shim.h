@@ -23,7 +23,6 @@ struct shim_config {
 	uint64_t memory_mib;
 	int boot_timeout_ms;
 	int log_level; /* enum log_level */
-	char *state_root;
 };
 
 void shim_config_defaults(struct shim_config *c);

@@ -65,8 +65,6 @@ check: all $(UNIT_BINS) $(REPLAY_BINS)
 integration: all $(BUILD)/tests/agentctl
 	@HULL_TEST_ONLY=integration tests/run-all.sh
 
-bench: all $(BUILD)/bench/initramfs-floor.cpio
-	@bench/run.sh
 
 # Test tool: drives the agent API of a real sandbox from a script (pods, exec).
 $(BUILD)/tests/agentctl: tests/tools/agentctl.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
@@ -89,3 +87,6 @@ $(BUILD)/tests/cri/cri_pb2.py: tests/cri/cri.proto
 	@mkdir -p $(dir $@)
 	protoc --python_out=$(dir $@) -Itests/cri $<
 check integration: $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
+
+bench: all $(BUILD)/bench/initramfs-floor.cpio $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
+	@bench/run.sh

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Host mounts for the shim fuzzer: refused, so a fuzzed Create never mounts. */
+/* Host mounts and cgroups for the shim fuzzer: refused or skipped, so a fuzzed Create
+ * never mounts and never moves the fuzzer between host cgroups. */
 #include "shim.h"
 
 int shim_mount_rootfs(const char *target, Hull__Task__Mount *const *m, size_t n,
@@ -18,4 +19,15 @@ int shim_bind(const char *src, const char *dst, bool readonly, struct hull_error
 {
 	(void)src, (void)dst, (void)readonly;
 	return hull_error_set(err, -EPERM, "fuzz: no mounts");
+}
+
+int shim_cgroup_join(const char *path, char ***made, struct hull_error **err)
+{
+	(void)path, (void)made, (void)err;
+	return 0;
+}
+
+void shim_cgroup_leave(char **made)
+{
+	(void)made;
 }

@@ -302,7 +302,7 @@ def write_shim():
     c = "shim-config"
     write(c, "good.toml", b'# hull shim\nkernel = "/usr/local/lib/hull/vmlinuz"\ninitrd = "/i.cpio"\n'
           b'cpus = 2\nmemory = "512M"\naccel = "tcg"\nmachine = "q35"\nchannel = "serial"\n'
-          b'log_level = "debug"\nboot_timeout = "45s"\nstate_dir = "/run/hull"\n')
+          b'log_level = "debug"\nboot_timeout = "45s"\n')
     write(c, "bad-value.toml", b'cpus = many\n')
     write(c, "unknown-key.toml", b'[hull]\nkernal = "/k"\n')
     write(c, "unterminated.toml", b'kernel = "/k\n')

@@ -39,28 +39,7 @@ CTD_PID=
 CTR="ctr -a $SOCK"
 
 mkdir -p "$W/logs" "$HULL_STATE_DIR"
-cat >"$W/config.toml" <<EOF
-version = 2
-root = "$W/root"
-state = "$W/state"
-[grpc]
-  address = "$SOCK"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "hull.test/pause:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
-      runtime_type = "io.containerd.hull.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
-        ConfigPath = "$W/shim.toml"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$W/cni-bin"
-    conf_dir = "$W/cni"
-EOF
-printf '# written by the containerd tests\nmemory = "256M"\nboot_timeout = "60s"\n' >"$W/shim.toml"
+"$top/tests/tools/ctd-config.sh" "$W"
 
 ctd_start() {
 	PATH=$BUILD:$PATH setsid containerd --config "$W/config.toml" >>"$W/containerd.log" 2>&1 &
