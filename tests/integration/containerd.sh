@@ -13,7 +13,7 @@ PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow i
 BB=docker.io/library/busybox:latest
 
 skip_all() {
-	for t in ctr_run ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
+	for t in ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
 		fault_containerd_restart fault_shim_killed; do
 		[ -n "$only" ] && [[ $t != *$only* ]] && continue
 		echo "skip - $t: $1"
@@ -92,6 +92,10 @@ leaks() {
 	if grep -q " $HULL_STATE_DIR/" /proc/mounts; then
 		echo "mount left: $(grep -o " $HULL_STATE_DIR/[^ ]*" /proc/mounts | head -1)"
 	fi
+	# Task bundles (containerd's state) hold no rootfs mount once their task is gone.
+	if grep -q " $W/state/io.containerd.runtime.v2.task/" /proc/mounts; then
+		echo "bundle mount left: $(grep -o " $W/state/io.containerd.runtime.v2.task/[^ ]*" /proc/mounts | head -1)"
+	fi
 	if [ -n "$(ls -A "$HULL_STATE_DIR" | grep -v '^s$')" ] || [ -n "$(ls -A "$HULL_STATE_DIR/s" 2>/dev/null)" ]; then
 		echo "state left: $(ls -A "$HULL_STATE_DIR" "$HULL_STATE_DIR/s" 2>/dev/null | tr '\n' ' ')"
 	fi
@@ -145,6 +149,17 @@ test_ctr_run() {
 	[ "$(echo "$out" | tail -1)" != "$(uname -r)" ] || { echo "kernel is the host's"; return 1; }
 }
 
+test_ctr_tty() {
+	# A terminal through containerd's stdin FIFO and the pty in the guest; the size
+	# set here arrives by ResizePty after start.
+	command -v script >/dev/null || { echo "script (bsdutils) is not installed"; return 77; }
+	timeout 120 script -qec "stty cols 91 rows 27; $CTR run --rm -t --runtime io.containerd.hull.v2 $BB tty1 sh -c 'tty; sleep 1; stty size'" /dev/null >"$T/out" 2>&1
+	# ctr types a NUL into the terminal first; its echo is "^@".
+	tr -d '\r' <"$T/out" | sed 's/^\^@//' >"$T/clean"
+	grep -q '^/dev/pts/' "$T/clean" && grep -q '^27 91$' "$T/clean" ||
+		{ echo "terminal output: $(cat -A "$T/clean" | head -5)"; return 1; }
+}
+
 test_ctr_task_lifecycle() {
 	local out
 	$CTR run -d --runtime io.containerd.hull.v2 $BB life \
@@ -170,6 +185,9 @@ test_ctr_events() {
 	$CTR events >"$T/events" 2>&1 &
 	local ev=$!
 	sleep 0.5
+	# An OOM kill first: /tasks/oom before its exit.
+	timeout 120 $CTR run --rm --memory-limit 33554432 --runtime io.containerd.hull.v2 $BB oom \
+		sh -c 'x=a; while true; do x=$x$x; done' >/dev/null 2>&1
 	$CTR run -d --runtime io.containerd.hull.v2 $BB evt sleep 600 || { kill $ev; return 1; }
 	$CTR task exec --exec-id x1 evt true
 	$CTR task pause evt && $CTR task resume evt
@@ -181,7 +199,7 @@ test_ctr_events() {
 	wait $ev 2>/dev/null
 	local topic missing=
 	for topic in /tasks/create /tasks/start /tasks/exec-added /tasks/exec-started /tasks/paused \
-		/tasks/resumed /tasks/exit /tasks/delete; do
+		/tasks/resumed /tasks/exit /tasks/delete /tasks/oom; do
 		grep -q " $topic " "$T/events" || missing="$missing $topic"
 	done
 	[ -z "$missing" ] || { echo "events missing:$missing; got: $(awk '{print $4}' "$T/events" | sort -u | tr '\n' ' ')"; return 1; }
@@ -308,7 +326,7 @@ for ns in default k8s.io; do
 			{ echo "not ok - image_import: $(cat "$W/import.err")"; exit 1; }
 	done
 done
-for t in ctr_run ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
+for t in ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
 	fault_containerd_restart fault_shim_killed; do
 	run_test "$t"
 done
