@@ -14,7 +14,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
-	-Ivmm -Isandbox
+	-Ivmm -Isandbox -Ishim
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
@@ -28,6 +28,7 @@ SANDBOX_SRC := $(wildcard sandbox/*.c)
 AGENT_LIB_SRC := $(filter-out agent/agent-main.c,$(wildcard agent/*.c)) $(wildcard agent/container/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 SHIM_SRC := $(wildcard shim/*.c)
+SHIM_LIB_SRC := $(filter-out shim/shim-main.c,$(SHIM_SRC))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -35,6 +36,7 @@ LIB_COMMON := $(BUILD)/libhullcommon.a
 LIB_VMM := $(BUILD)/libhullvmm.a
 LIB_SANDBOX := $(BUILD)/libhullsandbox.a
 LIB_AGENT := $(BUILD)/libhullagent.a
+LIB_SHIM := $(BUILD)/libhullshim.a
 
 HULL := $(BUILD)/hull
 SHIM := $(BUILD)/containerd-shim-hull-v2
@@ -71,14 +73,16 @@ $(LIB_COMMON): $(call obj,$(COMMON_SRC)) $(call obj,$(PROTO_C))
 $(LIB_VMM): $(call obj,$(VMM_SRC))
 $(LIB_SANDBOX): $(call obj,$(SANDBOX_SRC))
 $(LIB_AGENT): $(call obj,$(AGENT_LIB_SRC))
+$(LIB_SHIM): $(call obj,$(SHIM_LIB_SRC))
 $(BUILD)/%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
-$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+# hull run -d serves the same Task service as the containerd shim (shim/).
+$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SHIM) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 
-$(SHIM): $(call obj,$(SHIM_SRC)) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+$(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.

@@ -20,6 +20,7 @@
 #include "cli-run.h"
 #include "cli.h"
 #include "agent.pb-c.h"
+#include "shim-events.pb-c.h"
 #include "shim-task.pb-c.h"
 #include "util.h"
 
@@ -197,6 +198,7 @@ int cli_kill(int argc, char **argv)
 int cli_rm(int argc, char **argv)
 {
 	Hull__Task__ShutdownRequest sd = HULL__TASK__SHUTDOWN_REQUEST__INIT;
+	Hull__Task__DeleteRequest dr = HULL__TASK__DELETE_REQUEST__INIT;
 	Hull__Task__StateResponse *st = NULL;
 	_cleanup_free_ char *dir = NULL;
 	struct agent_client *ac;
@@ -229,7 +231,9 @@ int cli_rm(int argc, char **argv)
 		agent_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
-	sd.id = (char *)CONTAINER_ID;
+	/* Delete the job, then the process ends with the sandbox (it has no task left). */
+	dr.id = sd.id = (char *)CONTAINER_ID;
+	(void)agent_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);
 	(void)agent_client_call_sync(ac, "Shutdown", &sd.base, NULL, NULL, TIMEOUT_MS, NULL);
 	agent_client_free(ac);
 	/* The sandbox process removes its state dir once the VM is down. */
@@ -280,23 +284,28 @@ int cli_inspect(int argc, char **argv)
 		if (agent_client_call_sync(ac, "Stats", &sr.base,
 		                           &hull__task__stats_response__descriptor,
 		                           (ProtobufCMessage **)&stats, TIMEOUT_MS, NULL) == 0) {
-			Hull__Agent__V1__StatsResponse *a =
+			/* containerd's cgroup v2 metrics, as the shim reports them. */
+			Hull__Events__Metrics *m =
 			    stats->stats
-			        ? hull__agent__v1__stats_response__unpack(
-			              NULL, stats->stats->value.len, stats->stats->value.data)
+			        ? hull__events__metrics__unpack(NULL, stats->stats->value.len,
+			                                        stats->stats->value.data)
 			        : NULL;
-			if (a) {
+			if (m) {
 				json_object *u = json_object_new_object();
 				json_object_object_add(
 				    u, "cpu_usage_usec",
-				    json_object_new_int64((int64_t)a->cpu_usage_usec));
+				    json_object_new_int64(
+				        (int64_t)(m->cpu ? m->cpu->usage_usec : 0)));
 				json_object_object_add(
 				    u, "memory_bytes",
-				    json_object_new_int64((int64_t)a->memory_current));
+				    json_object_new_int64(
+				        (int64_t)(m->memory ? m->memory->usage : 0)));
 				json_object_object_add(
-				    u, "pids", json_object_new_int64((int64_t)a->pids_current));
+				    u, "pids",
+				    json_object_new_int64(
+				        (int64_t)(m->pids ? m->pids->current : 0)));
 				json_object_object_add(o, "usage", u);
-				hull__agent__v1__stats_response__free_unpacked(a, NULL);
+				hull__events__metrics__free_unpacked(m, NULL);
 			}
 			hull__task__stats_response__free_unpacked(stats, NULL);
 		}

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <termios.h>
 
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "bundle.h"
 #include "sandbox.h"
+#include "shim.h"
 #include "util.h"
 
 #define STDIO_WINDOW (4u << 20)
@@ -615,8 +617,6 @@ static void on_wait(struct agent_client *ac, int code, const char *message, cons
 	}
 	if (w)
 		hull__agent__v1__wait_response__free_unpacked(w, NULL);
-	if (s->o->detach)
-		task_job_exited(s);
 }
 
 static void read_stdin(struct run_state *s)
@@ -683,24 +683,17 @@ static void on_vm_exit(struct event_loop *loop, int fd, uint32_t revents, void *
 	(void)revents;
 	s->vm_died = true;
 	event_del(loop, fd);
-	if (s->o->detach)
-		task_job_exited(s);
-}
-
-void run_send_signal(struct run_state *s, const char *exec_id, int sig)
-{
-	Hull__Agent__V1__SignalRequest req = HULL__AGENT__V1__SIGNAL_REQUEST__INIT;
-	req.id = (char *)CONTAINER_ID;
-	req.exec_id = (char *)exec_id;
-	req.signal = (uint32_t)sig;
-	/* Fire and forget: a container that already exited answers NOT_FOUND/ESRCH. */
-	agent_client_call(s->sb->ac, "SignalProcess", &req.base, 0, NULL, NULL, NULL);
-	update_interest(s);
 }
 
 static void send_signal(struct run_state *s, int sig)
 {
-	run_send_signal(s, "", sig);
+	Hull__Agent__V1__SignalRequest req = HULL__AGENT__V1__SIGNAL_REQUEST__INIT;
+	req.id = (char *)CONTAINER_ID;
+	req.exec_id = (char *)"";
+	req.signal = (uint32_t)sig;
+	/* Fire and forget: a container that already exited answers NOT_FOUND/ESRCH. */
+	agent_client_call(s->sb->ac, "SignalProcess", &req.base, 0, NULL, NULL, NULL);
+	update_interest(s);
 }
 
 static void arm_timer(int fd, uint64_t ms)
@@ -918,17 +911,7 @@ static int run_job(struct run_state *s, struct hull_error **err)
 			s->exec_failed = true;
 			return r;
 		}
-		s->pid = ((Hull__Agent__V1__StartContainerResponse *)started)->pid;
 		protobuf_c_message_free_unpacked(started, NULL);
-	}
-	if (s->o->detach) {
-		/* The job runs: serve the Task API, then let the caller go. */
-		r = task_serve(s, err);
-		if (r < 0)
-			return r;
-		dprintf(s->o->ready_fd, "ok %s\n", s->sb->id);
-		close(s->o->ready_fd);
-		s->o->ready_fd = -1;
 	}
 	log_debug("container started");
 	if (s->o->timeout_ms)
@@ -938,9 +921,7 @@ static int run_job(struct run_state *s, struct hull_error **err)
 		tty_raw(s);
 	update_interest(s);
 
-	/* Detached, the sandbox outlives its job until the Task API says Shutdown. */
-	while (s->o->detach ? !s->shutdown
-	                    : !(s->waited && s->stdio_done) && !s->vm_died && !s->agent_lost) {
+	while (!(s->waited && s->stdio_done) && !s->vm_died && !s->agent_lost) {
 		bool poll_stdin = s->stdin_open && !s->stdin_pollable && s->in_credit > 0;
 		if (poll_stdin) {
 			read_stdin(s);
@@ -951,14 +932,89 @@ static int run_job(struct run_state *s, struct hull_error **err)
 			return hull_error_set_errno(err, r, "event loop");
 	}
 	tty_restore(s);
-	if (s->o->detach)
-		return 0;
 	if (!s->waited || !s->stdio_done) {
 		_cleanup_free_ char *tail = sandbox_console_tail(s->sb, 1024);
 		return hull_error_set(err, -ECHILD, "the VM exited before the job finished%s%s",
 		                      *tail ? "\n--- guest console (last lines) ---\n" : "", tail);
 	}
 	return 0;
+}
+
+/* hull run -d, in the per-sandbox process: the containerd shim's Task service runs the
+ * job (shim_serve_job), so `hull ps/exec/kill/rm` and containerd speak to the same
+ * code. The caller waits on o->ready_fd for "ok NAME". */
+static int run_detached(struct run_opts *o)
+{
+	struct sandbox_config sc = {0};
+	struct bundle b = {0};
+	struct shim_args a = {.namespace = "hull"};
+	_cleanup_free_ char *generated = NULL, *name = NULL;
+	uint8_t rnd[6];
+	int code;
+
+	if (o->name) {
+		name = xstrdup(o->name);
+	} else {
+		if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+			abort();
+		name = xasprintf("%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+		                 rnd[5]);
+	}
+	a.id = name;
+	if (o->bundle_dir) {
+		b = o->bundle; /* borrowed: run_opts_done frees it */
+	} else {
+		struct cli_spec_volume *vols = xcalloc(o->n_vols + 1, sizeof(*vols));
+		b.binds = xcalloc(o->n_vols + 1, sizeof(*b.binds));
+		for (size_t i = 0; i < o->n_vols; i++) {
+			vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
+			                                   .destination = o->vols[i].container,
+			                                   .readonly = o->vols[i].readonly};
+			b.binds[i] = (struct bundle_bind){.source = o->vols[i].host,
+			                                  .destination = o->vols[i].container,
+			                                  .readonly = o->vols[i].readonly};
+		}
+		b.n_binds = o->n_vols;
+		struct cli_spec_input in = {
+		    .args = o->cmd,
+		    .env = o->env,
+		    .cwd = o->workdir ? o->workdir : "/",
+		    .hostname = o->hostname ? o->hostname : name,
+		    .uid = o->uid,
+		    .gid = o->gid,
+		    .privileged = o->privileged,
+		    .volumes = vols,
+		    .n_volumes = o->n_vols,
+		};
+		generated = cli_build_oci_spec(&in, &b.config_len);
+		b.config = generated;
+		b.rootfs = o->rootfs;
+		free(vols);
+	}
+	sc.id = name;
+	sc.kernel = o->kernel;
+	sc.initrd = o->initrd;
+	sc.qemu = o->qemu;
+	sc.accel = o->accel;
+	sc.machine = o->machine;
+	sc.channel = o->channel;
+	sc.cpus = o->cpus;
+	sc.memory_mib = o->memory_mib;
+	sc.boot_timeout_ms = o->boot_timeout_ms;
+	sc.debug = o->debug;
+	struct shim_job job = {
+	    .id = CONTAINER_ID,
+	    .bundle_dir = o->bundle_dir,
+	    .bundle = &b,
+	    .root_overlay = o->bundle_dir ? o->bundle.root_readonly : !o->rootfs_rw,
+	    .log_name = "container.log",
+	    .timeout_ms = o->timeout_ms,
+	};
+	code = shim_serve_job(&a, &sc, &job, o->ready_fd);
+	o->ready_fd = -1;
+	if (!o->bundle_dir)
+		free(b.binds);
+	return code;
 }
 
 /* Only a failed exec becomes 126/127 (as docker): every other failure is hull's, 125. */
@@ -1097,6 +1153,11 @@ int cli_run(int argc, char **argv)
 			o.rootfs = real;
 		}
 	}
+	if (o.detach) {
+		code = run_detached(&o);
+		run_opts_done(&o);
+		return code;
+	}
 
 	/* Signals become events; until the job runs they abort the boot. */
 	sigemptyset(&mask);
@@ -1140,27 +1201,10 @@ int cli_run(int argc, char **argv)
 
 	sc.id = o.name;
 	r = sandbox_start(&sc, &s.sb, &err);
-	if (r == 0 && o.detach) {
-		/* The job's output, and ours, go to the sandbox's log from here on. */
-		_cleanup_free_ char *log = xasprintf("%s/container.log", s.sb->state_dir);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			fflush(stdout);
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-	}
 	if (r == 0) {
 		agent_client_set_interrupt_fd(s.sb->ac, s.sig_fd);
 		r = run_job(&s, &err);
 	}
-	if (o.detach && r < 0 && o.ready_fd >= 0) {
-		dprintf(o.ready_fd, "hull: %s\n", err->msg);
-		close(o.ready_fd);
-		o.ready_fd = -1;
-	}
-	task_free(&s);
 	tty_restore(&s);
 
 	if (r == -EINTR) {

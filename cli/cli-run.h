@@ -65,18 +65,4 @@ struct run_state {
 	unsigned forwarded;
 	struct termios saved_tty;
 	bool tty_raw;
-	/* detached: the Task API (cli-task.c) */
-	uint32_t pid;
-	uint64_t exited_at_ns; /* CLOCK_REALTIME */
-	bool shutdown, paused;
-	struct ttrpc_server *task;
-	struct task_state *ts;
 };
-
-/* The Task API of a detached sandbox (cli-task.c): served on STATE/task.sock. */
-int task_serve(struct run_state *s, struct hull_error **err);
-/* The job's process exited (or the VM died): answer Task API waiters. */
-void task_job_exited(struct run_state *s);
-void task_free(struct run_state *s);
-/* Send a signal to a process of the job ("" = its init). */
-void run_send_signal(struct run_state *s, const char *exec_id, int sig);

@@ -241,8 +241,7 @@ static void sandbox_free(struct sandbox *sb)
 
 #define MAX_FILE_COPY (16u << 20)
 
-/* Copy host file src to dst (at most 16 MiB: these are resolv.conf-sized files). */
-static int copy_file(const char *src, const char *dst, struct hull_error **err)
+int sandbox_copy_file(const char *src, const char *dst, struct hull_error **err)
 {
 	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
 	struct stat st;
@@ -355,7 +354,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		}
 		for (size_t i = 0; i < cfg->n_files; i++) {
 			_cleanup_free_ char *dst = xasprintf("%s/f%zu", sb->files_dir, i);
-			r = copy_file(cfg->files[i], dst, err);
+			r = sandbox_copy_file(cfg->files[i], dst, err);
 			if (r < 0)
 				goto fail;
 		}

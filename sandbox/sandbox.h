@@ -51,6 +51,8 @@ char *sandbox_console_tail(struct sandbox *sb, size_t max);
 uint64_t sandbox_now_ns(void);
 #define SANDBOX_FILES_TAG "hull-files"
 #define SANDBOX_SHARED_TAG "hull-shared"
+/* Copy host file src to a new file dst (at most 16 MiB: resolv.conf-sized files). */
+int sandbox_copy_file(const char *src, const char *dst, struct hull_error **err);
 /* Remove the state dirs under root whose owning process is gone. */
 void sandbox_sweep_stale(const char *root);
 /* Unmount everything mounted below dir (deepest first, lazily). Returns how many. */

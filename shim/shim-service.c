@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -174,7 +175,10 @@ static void publish(const char *topic, const char *name, const ProtobufCMessage 
 	int r = events_connect();
 
 	if (r < 0) {
-		log_warn("event %s dropped: containerd's event socket: %s", topic, strerror(-r));
+		/* hull's own detached sandboxes have no containerd to tell. */
+		if (S->a->ttrpc_address)
+			log_warn("event %s dropped: containerd's event socket: %s", topic,
+			         strerror(-r));
 		return;
 	}
 	set_timestamp(&ts, realtime_ns());
@@ -673,8 +677,20 @@ static void ctr_free(struct ctr *c)
 	free(c);
 }
 
+/* How a container's files reach the guest: containerd's containers use the snapshot
+ * as is; `hull run -d` keeps its foreground semantics (docs/cli.md). */
+struct ctr_opts {
+	bool overlay;    /* the guest stacks a tmpfs overlay on the root */
+	bool root_ro;    /* bind the rootfs read-only */
+	bool copy_files; /* bind sources that are files are copied in, not bound */
+	bool rewrite;    /* shim_spec_for_guest() the spec */
+};
+
+static const struct ctr_opts containerd_ctr = {.rewrite = true};
+
 /* Make the container's files reachable in the guest and ask the agent to create it. */
-static int create_in_guest(struct ctr *c, const struct bundle *b, struct hull_error **err)
+static int create_in_guest(struct ctr *c, const struct bundle *b, const struct ctr_opts *o,
+                           struct hull_error **err)
 {
 	Hull__Agent__V1__CreateContainerRequest req =
 	    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
@@ -687,23 +703,32 @@ static int create_in_guest(struct ctr *c, const struct bundle *b, struct hull_er
 	size_t config_len = 0;
 	int r;
 
-	r = shim_spec_for_guest(b->config, b->config_len, &config, &config_len, err);
-	if (r < 0)
-		return r;
+	if (o->rewrite) {
+		r = shim_spec_for_guest(b->config, b->config_len, &config, &config_len, err);
+		if (r < 0)
+			return r;
+	} else {
+		config = xstrndup(b->config, b->config_len);
+		config_len = b->config_len;
+	}
 	c->shared = xasprintf("%s/%s", S->sb->shared_dir, c->id);
 	if (mkdir(c->shared, 0700) < 0)
 		return hull_error_set_errno(err, -errno, "mkdir '%s'", c->shared);
 	rootdir = xasprintf("%s/rootfs", c->shared);
-	r = shim_bind(b->rootfs, rootdir, false, err);
+	r = shim_bind(b->rootfs, rootdir, o->root_ro, err);
 	if (r < 0)
 		return hull_error_prefix(err, "rootfs");
+	root.overlay = o->overlay;
 	subpaths[0] = xasprintf("%s/rootfs", c->id);
 	root.source = (char *)SANDBOX_SHARED_TAG;
 	root.fstype = (char *)"9p";
 	root.subpath = subpaths[0];
 	for (size_t i = 0; i < b->n_binds; i++) {
 		_cleanup_free_ char *dst = xasprintf("%s/m%zu", c->shared, i);
-		r = shim_bind(b->binds[i].source, dst, b->binds[i].readonly, err);
+		if (o->copy_files && b->binds[i].is_file)
+			r = sandbox_copy_file(b->binds[i].source, dst, err);
+		else
+			r = shim_bind(b->binds[i].source, dst, b->binds[i].readonly, err);
 		if (r < 0)
 			return hull_error_prefix(err, "mounts: '%s'", b->binds[i].destination);
 		subpaths[i + 1] = xasprintf("%s/m%zu", c->id, i);
@@ -795,7 +820,7 @@ static int t_create(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 	r = proc_open_stdio(p, err);
 	if (r < 0)
 		goto fail;
-	r = create_in_guest(c, &b, err);
+	r = create_in_guest(c, &b, &containerd_ctr, err);
 	if (r < 0)
 		goto fail;
 	c->next = S->ctrs;
@@ -847,7 +872,8 @@ static void on_wait(struct agent_client *ac, int code, const char *message, cons
 }
 
 struct start_ctx {
-	struct ttrpc_call *call;
+	struct ttrpc_call *call; /* NULL: hull's own job, started by shim_serve_job() */
+	int ready_fd;            /* then: where to say "ok NAME" or why not */
 	char *key;
 };
 
@@ -865,11 +891,22 @@ static void on_started(struct agent_client *ac, int code, const char *message,
 	if (!sr || !p) {
 		if (!code)
 			e = (struct hull_error){.code = -EBADMSG, .msg = (char *)"bad reply"};
-		ttrpc_call_reply(sc->call, e.code, &e, NULL);
+		if (sc->call) {
+			ttrpc_call_reply(sc->call, e.code, &e, NULL);
+		} else {
+			dprintf(sc->ready_fd, "hull: start '%s': %s\n", sc->key, e.msg);
+			close(sc->ready_fd);
+			S->shutdown = true;
+		}
 	} else {
 		p->pid = sr->pid;
 		resp.pid = sr->pid;
-		ttrpc_call_reply(sc->call, 0, NULL, &resp.base);
+		if (sc->call) {
+			ttrpc_call_reply(sc->call, 0, NULL, &resp.base);
+		} else {
+			dprintf(sc->ready_fd, "ok %s\n", S->sb->id);
+			close(sc->ready_fd);
+		}
 		if (p->exec_id[0]) {
 			Hull__Events__TaskExecStarted ev = HULL__EVENTS__TASK_EXEC_STARTED__INIT;
 			ev.container_id = p->c->id;
@@ -889,12 +926,30 @@ static void on_started(struct agent_client *ac, int code, const char *message,
 	free(sc);
 }
 
-static int t_start(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
-                   ProtobufCMessage **ret, struct hull_error **err)
+/* Attach, start, wait in the background; on_started answers call (or ready_fd). */
+static void proc_start(struct proc *p, struct ttrpc_call *call, int ready_fd)
 {
 	Hull__Agent__V1__StartProcessRequest sp = HULL__AGENT__V1__START_PROCESS_REQUEST__INIT;
 	Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
-	struct start_ctx *sc;
+	struct start_ctx *sc = xmalloc(sizeof(*sc));
+
+	p->started = true;
+	proc_attach(p);
+	sc->call = call;
+	sc->ready_fd = ready_fd;
+	sc->key = proc_key(p);
+	cr.id = sp.id = p->c->id;
+	cr.exec_id = sp.exec_id = p->exec_id;
+	if (p->exec_id[0])
+		agent_call("StartProcess", &sp.base, on_started, NULL, sc);
+	else
+		agent_call("StartContainer", &cr.base, on_started, NULL, sc);
+	agent_call("WaitProcess", &cr.base, on_wait, NULL, proc_key(p));
+}
+
+static int t_start(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                   ProtobufCMessage **ret, struct hull_error **err)
+{
 	int r;
 	(void)userdata, (void)ret;
 	DECODE(Hull__Task__StartRequest, hull__task__start_request__unpack);
@@ -905,18 +960,7 @@ static int t_start(void *userdata, struct ttrpc_call *call, const uint8_t *paylo
 	if (p->started)
 		return hull_error_set(err, -EALREADY, "'%s' already started",
 		                      p->exec_id[0] ? p->exec_id : c->id);
-	p->started = true;
-	proc_attach(p);
-	sc = xmalloc(sizeof(*sc));
-	sc->call = call;
-	sc->key = proc_key(p);
-	cr.id = sp.id = c->id;
-	cr.exec_id = sp.exec_id = p->exec_id;
-	if (p->exec_id[0])
-		agent_call("StartProcess", &sp.base, on_started, NULL, sc);
-	else
-		agent_call("StartContainer", &cr.base, on_started, NULL, sc);
-	agent_call("WaitProcess", &cr.base, on_wait, NULL, proc_key(p));
+	proc_start(p, call, -1);
 	return 1;
 }
 
@@ -1379,72 +1423,179 @@ static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *u
 	}
 }
 
-int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
+static void serve_setup(struct shim *s, const struct shim_args *a)
 {
-	struct shim s = {.a = a, .sig_fd = -1};
-	_cleanup_error_ struct hull_error *err = NULL;
 	sigset_t mask;
-	int r;
 
-	S = &s;
-	shim_config_defaults(&s.cfg);
+	*s = (struct shim){.a = a, .sig_fd = -1};
+	S = s;
+	shim_config_defaults(&s->cfg);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGPIPE);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sigdelset(&mask, SIGPIPE);
-	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	s.loop = event_loop_new();
-	event_add(s.loop, s.sig_fd, EPOLLIN, on_signal, NULL);
-	s.srv = ttrpc_server_new(s.loop, methods, ELEMENTSOF(methods), &s);
-	r = ttrpc_server_listen(s.srv, sock_path, &err);
-	if (r < 0) {
+	s->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	s->loop = event_loop_new();
+	event_add(s->loop, s->sig_fd, EPOLLIN, on_signal, NULL);
+	s->srv = ttrpc_server_new(s->loop, methods, ELEMENTSOF(methods), s);
+}
+
+static int serve_run_and_stop(struct shim *s, const char *sock_path, bool run);
+
+int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
+{
+	struct shim s;
+	_cleanup_error_ struct hull_error *err = NULL;
+
+	serve_setup(&s, a);
+	if (ttrpc_server_listen(s.srv, sock_path, &err) < 0) {
 		dprintf(ready_fd, "%s\n", err->msg);
 		close(ready_fd);
 		return 1;
 	}
 	(void)!write(ready_fd, "ok\n", 3);
 	close(ready_fd);
+	return serve_run_and_stop(&s, sock_path, true);
+}
 
-	while (!s.shutdown) {
-		r = event_loop_once(s.loop, -1);
+static void on_job_timeout(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	Hull__Agent__V1__SignalRequest sr = HULL__AGENT__V1__SIGNAL_REQUEST__INIT;
+	struct proc *p = proc_by_key(userdata);
+	uint64_t ticks;
+	(void)revents;
+	(void)!read(fd, &ticks, sizeof(ticks));
+	event_del(loop, fd);
+	if (!p || p->exited || S->vm_gone)
+		return;
+	log_warn("timeout: killing '%s'", p->c->id);
+	sr.id = p->c->id;
+	sr.exec_id = (char *)"";
+	sr.signal = SIGKILL;
+	agent_call("SignalProcess", &sr.base, NULL, NULL, NULL);
+}
+
+int shim_serve_job(const struct shim_args *a, const struct sandbox_config *cfg,
+                   const struct shim_job *job, int ready_fd)
+{
+	const struct ctr_opts o = {
+	    .overlay = job->root_overlay, .root_ro = job->root_overlay, .copy_files = true};
+	struct sandbox_config sc = *cfg;
+	struct shim s;
+	_cleanup_error_ struct hull_error *err = NULL;
+	_cleanup_free_ char *sock = NULL, *key = NULL, *log = NULL;
+	_cleanup_close_ int timer = -1;
+	struct ctr *c;
+	struct proc *p;
+	int r;
+
+	serve_setup(&s, a);
+	sc.shared_dir = true;
+	sc.interrupt_fd = s.sig_fd;
+	r = sandbox_start(&sc, &s.sb, &err);
+	if (r < 0) {
+		dprintf(ready_fd, "hull: %s\n", err->msg);
+		close(ready_fd);
+		serve_run_and_stop(&s, NULL, false);
+		return 1;
+	}
+	event_add(s.loop, agent_client_fd(s.sb->ac), EPOLLIN, on_agent, NULL);
+	event_add(s.loop, s.sb->vm->ops->exit_fd(s.sb->vm), EPOLLIN, on_vm_exit, NULL);
+	log = xasprintf("%s/%s", s.sb->state_dir, job->log_name);
+	c = xcalloc(1, sizeof(*c));
+	c->id = xstrdup(job->id);
+	c->bundle = xstrdup(job->bundle_dir ? job->bundle_dir : "");
+	c->procs = p = proc_new(c, "", job->bundle->terminal, NULL, NULL, NULL);
+	for (int i = 1; i <= 2; i++) {
+		p->out_fd[i] = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (p->out_fd[i] < 0) {
+			r = hull_error_set_errno(&err, -errno, "open '%s'", log);
+			break;
+		}
+	}
+	/* From here on our own messages go to the log too, not to the waiting caller. */
+	if (r >= 0) {
+		fflush(stdout);
+		dup2(p->out_fd[1], STDOUT_FILENO);
+		dup2(p->out_fd[1], STDERR_FILENO);
+	}
+	sock = xasprintf("%s/task.sock", s.sb->state_dir);
+	if (r >= 0)
+		r = create_in_guest(c, job->bundle, &o, &err);
+	if (r >= 0)
+		r = ttrpc_server_listen(s.srv, sock, &err);
+	if (r < 0) {
+		dprintf(ready_fd, "hull: %s\n", err->msg);
+		close(ready_fd);
+		ctr_undo_host(c);
+		ctr_free(c);
+		serve_run_and_stop(&s, sock, false);
+		return 1;
+	}
+	c->next = S->ctrs;
+	S->ctrs = c;
+	/* "ok NAME" once the job runs (on_started); then the Task API serves. */
+	proc_start(p, NULL, ready_fd);
+	if (job->timeout_ms) {
+		struct itimerspec its = {
+		    .it_value = {.tv_sec = (time_t)(job->timeout_ms / 1000),
+		                 .tv_nsec = (long)(job->timeout_ms % 1000) * 1000000}};
+		key = proc_key(p);
+		timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (timer >= 0 && timerfd_settime(timer, 0, &its, NULL) == 0)
+			event_add(s.loop, timer, EPOLLIN, on_job_timeout, key);
+	}
+	return serve_run_and_stop(&s, sock, true);
+}
+
+/* Serve until Shutdown (run) or not at all; then stop the VM, undo every host mount,
+ * remove the socket and the sandbox's state. */
+static int serve_run_and_stop(struct shim *s, const char *sock_path, bool run)
+{
+	int r;
+
+	while (run && !s->shutdown) {
+		r = event_loop_once(s->loop, -1);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
 			break;
 		}
 	}
 	log_info("shutting down");
-	while (s.waiters) {
-		struct waiter *w = s.waiters;
-		s.waiters = w->next;
+	while (s->waiters) {
+		struct waiter *w = s->waiters;
+		s->waiters = w->next;
 		ttrpc_call_reply(w->call, -ECANCELED, NULL, NULL);
 		free(w->id);
 		free(w->exec_id);
 		free(w);
 	}
 	/* Flush what containerd should still hear (the last events) before we go. */
-	for (int i = 0; i < 50 && s.ev && agent_client_wants_write(s.ev); i++)
-		(void)event_loop_once(s.loop, 20);
-	s.srv = ttrpc_server_free(s.srv);
-	(void)unlink(sock_path);
-	while (s.ctrs) {
-		struct ctr *c = s.ctrs;
-		s.ctrs = c->next;
+	for (int i = 0; i < 50 && s->ev && agent_client_wants_write(s->ev); i++)
+		(void)event_loop_once(s->loop, 20);
+	s->srv = ttrpc_server_free(s->srv);
+	if (sock_path)
+		(void)unlink(sock_path);
+	while (s->ctrs) {
+		struct ctr *c = s->ctrs;
+		s->ctrs = c->next;
 		ctr_undo_host(c);
 		ctr_free(c);
 	}
-	if (s.sb) {
-		if (!s.vm_gone)
-			event_del(s.loop, agent_client_fd(s.sb->ac));
-		s.sb = sandbox_stop(s.sb, 5000);
+	if (s->sb) {
+		if (!s->vm_gone)
+			event_del(s->loop, agent_client_fd(s->sb->ac));
+		s->sb = sandbox_stop(s->sb, 5000);
 	}
-	shim_cgroup_leave(s.cgroups);
-	strv_free(s.cgroups);
+	shim_cgroup_leave(s->cgroups);
+	strv_free(s->cgroups);
 	events_drop();
-	s.loop = event_loop_free(s.loop);
-	close(s.sig_fd);
-	shim_config_done(&s.cfg);
+	s->loop = event_loop_free(s->loop);
+	close(s->sig_fd);
+	shim_config_done(&s->cfg);
 	S = NULL;
 	return 0;
 }

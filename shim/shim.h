@@ -63,6 +63,25 @@ void shim_cgroup_leave(char **made);
 int shim_spec_for_guest(const char *json, size_t len, char **out, size_t *out_len,
                         struct hull_error **err);
 
+struct bundle;
+struct sandbox_config;
+
+/* What `hull run -d` leaves running: one container in a sandbox of its own. */
+struct shim_job {
+	const char *id;
+	const char *bundle_dir;      /* reported by State, or NULL */
+	const struct bundle *bundle; /* config (sent as is), rootfs, bind sources, terminal */
+	bool root_overlay;           /* rootfs shared read-only, writes to a tmpfs overlay */
+	const char *log_name; /* stdout and stderr (and ours) appended to STATE/NAME/log_name */
+	uint64_t timeout_ms;  /* SIGKILL the job after this, or 0 */
+};
+
+/* Boot a sandbox from cfg, create and start job in it, write "ok NAME\n" (or
+ * "hull: why\n") to ready_fd, then serve the Task API on STATE/NAME/task.sock until
+ * Shutdown; returns the exit code. Host files among the bind sources are copied in. */
+int shim_serve_job(const struct shim_args *a, const struct sandbox_config *cfg,
+                   const struct shim_job *job, int ready_fd);
+
 /* The service (shim-service.c): listens on sock_path, writes "ok\n" (or the reason it
  * cannot) to ready_fd, serves until Shutdown or SIGTERM; returns the exit code. */
 int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd);
