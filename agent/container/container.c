@@ -335,6 +335,15 @@ static void child_begin(int sync_fd, const struct container_spec *spec, int stdi
 
 _noreturn_ static void child_finish(int sync_fd, const struct container_spec *spec);
 
+/* The mount namespace path the spec joins, or NULL. */
+static const char *joined_mount_ns(const struct container_spec *spec)
+{
+	for (size_t i = 0; i < spec->oci->n_namespaces; i++)
+		if (spec->oci->namespaces[i].type == CLONE_NEWNS && spec->oci->namespaces[i].path)
+			return spec->oci->namespaces[i].path;
+	return NULL;
+}
+
 _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec, int stdio[3])
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
@@ -354,15 +363,31 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 			           "user namespace: become its root (is 0 mapped?)");
 	}
 
-	/* Security: join the namespaces the spec names by path (a pod's shared ones). */
+	/* Security: join the namespaces the spec names by path (a pod's shared ones); the
+	 * mount namespace last, since the paths are the agent's. */
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
-		if (!ns->path || ns->type == CLONE_NEWPID)
-			continue; /* the parent cloned us into it */
+		if (!ns->path || ns->type == CLONE_NEWPID || ns->type == CLONE_NEWNS)
+			continue; /* pid: the parent cloned us into it */
 		int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || setns(fd, ns->type) < 0)
 			child_fail(sync_fd, STAGE_NAMESPACES, errno, "'%s'", ns->path);
 		close(fd);
+	}
+	if (joined_mount_ns(spec)) {
+		/* Another container's filesystem view, as it is (nsenter -m): its root and
+		 * mounts are that container's; this spec's root, mounts and masks do not
+		 * apply, and nothing of the other container's view is changed. */
+		const char *path = joined_mount_ns(spec);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNS) < 0)
+			child_fail(sync_fd, STAGE_NAMESPACES, errno, "'%s'", path);
+		close(fd);
+		if (chdir("/") < 0)
+			child_fail(sync_fd, STAGE_CWD, errno, "'/'");
+		if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+			child_fail(sync_fd, STAGE_HOSTNAME, errno, "'%s'", spec->hostname);
+		child_finish(sync_fd, spec);
 	}
 	/* Security: nothing the container mounts propagates back to the agent. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -501,13 +526,13 @@ static void reap(pid_t pid)
 		;
 }
 
-/* Namespaces to create. A mount namespace always: every mount the container makes
- * must die with it. Joining by path happens in the child (setns), except for the ones
- * that cannot be joined after clone. */
+/* Namespaces to create. A mount namespace unless one is joined: every mount the
+ * container makes must die with it. Joining by path happens in the child (setns),
+ * except for the ones that cannot be joined after clone. */
 static int clone_flags(const struct container_spec *spec, unsigned long *ret,
                        struct hull_error **err)
 {
-	unsigned long flags = CLONE_NEWNS;
+	unsigned long flags = joined_mount_ns(spec) ? 0 : CLONE_NEWNS;
 
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
 		const struct oci_namespace *ns = &spec->oci->namespaces[i];
@@ -522,11 +547,11 @@ static int clone_flags(const struct container_spec *spec, unsigned long *ret,
 			    err, -EINVAL,
 			    "linux.namespaces: a user namespace needs uidMappings and "
 			    "gidMappings");
-		if (ns->path && ns->type == CLONE_NEWNS)
+		if (ns->type == CLONE_NEWUSER && joined_mount_ns(spec))
 			return hull_error_set(
 			    err, -EOPNOTSUPP,
-			    "linux.namespaces: joining a mount namespace by path is not "
-			    "supported (every container gets its own)");
+			    "linux.namespaces: a new user namespace cannot join a mount "
+			    "namespace by path");
 		if (!ns->path)
 			flags |= (unsigned long)ns->type;
 	}

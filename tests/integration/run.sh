@@ -490,6 +490,9 @@ test_pod_and_exec() {
 		"exit b 1"
 		"p> pid1=sleep"      # p joined a's pid namespace by path: a's init is its PID 1
 		"exit p 0"
+		"m> a"               # m joined a's mount namespace by path: a's root, a's files
+		"m> hull-q"          # ...and a's /dev/mqueue in it
+		"exit m 0"
 		"a/x1> a"            # the exec sees a's files
 		"a/x1> pod-a"        # a's hostname
 		"a/x1> 0::/hull/a"   # a's cgroup
