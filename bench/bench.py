@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import pss_kib
+
 TOP = sys.argv[1]
 BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 HULL = os.path.join(BUILD, "hull")
@@ -147,17 +149,6 @@ def bench_throughput():
     print(f"stdout   cat 256 MiB -> host    median {h:7.1f} MB/s   (n={n})")
     print(f"floor    raw port write 256 MiB median {r:7.1f} MB/s")
     print(f"ratio    hull / raw             {h / r:.2f}x")
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def bench_memory():

@@ -19,6 +19,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 sys.path.insert(0, os.path.join(BUILD, "tests", "cri"))
 import grpc  # noqa: E402
 import cri_pb2 as cri  # noqa: E402
+from benchlib import pss_kib  # noqa: E402
 
 BB = "docker.io/library/busybox:latest"
 
@@ -35,17 +36,6 @@ class CRI:
                                 request_serializer=type(req).SerializeToString,
                                 response_deserializer=resp.FromString)
         return f(req, timeout=180)
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def pids_matching(pattern):

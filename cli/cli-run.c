@@ -940,6 +940,21 @@ static int run_job(struct run_state *s, struct hull_error **err)
 	return 0;
 }
 
+/* The VM the options ask for. */
+static void vm_config(const struct run_opts *o, struct sandbox_config *sc)
+{
+	sc->kernel = o->kernel;
+	sc->initrd = o->initrd;
+	sc->qemu = o->qemu;
+	sc->accel = o->accel;
+	sc->machine = o->machine;
+	sc->channel = o->channel;
+	sc->cpus = o->cpus;
+	sc->memory_mib = o->memory_mib;
+	sc->boot_timeout_ms = o->boot_timeout_ms;
+	sc->debug = o->debug;
+}
+
 /* hull run -d, in the per-sandbox process: the containerd shim's Task service runs the
  * job (shim_serve_job), so `hull ps/exec/kill/rm` and containerd speak to the same
  * code. The caller waits on o->ready_fd for "ok NAME". */
@@ -992,16 +1007,7 @@ static int run_detached(struct run_opts *o)
 		free(vols);
 	}
 	sc.id = name;
-	sc.kernel = o->kernel;
-	sc.initrd = o->initrd;
-	sc.qemu = o->qemu;
-	sc.accel = o->accel;
-	sc.machine = o->machine;
-	sc.channel = o->channel;
-	sc.cpus = o->cpus;
-	sc.memory_mib = o->memory_mib;
-	sc.boot_timeout_ms = o->boot_timeout_ms;
-	sc.debug = o->debug;
+	vm_config(o, &sc);
 	struct shim_job job = {
 	    .id = CONTAINER_ID,
 	    .bundle_dir = o->bundle_dir,
@@ -1180,14 +1186,7 @@ int cli_run(int argc, char **argv)
 		shares[i + 1] = (struct vmm_share){
 		    .tag = tags[i], .path = o.vols[i].host, .readonly = o.vols[i].readonly};
 	}
-	sc.kernel = o.kernel;
-	sc.initrd = o.initrd;
-	sc.qemu = o.qemu;
-	sc.accel = o.accel;
-	sc.machine = o.machine;
-	sc.channel = o.channel;
-	sc.cpus = o.cpus;
-	sc.memory_mib = o.memory_mib;
+	vm_config(&o, &sc);
 	sc.shares = shares;
 	_cleanup_free_ const char **files = xcalloc(o.n_files + 1, sizeof(char *));
 	for (size_t i = 0; i < o.n_files; i++)
@@ -1195,8 +1194,6 @@ int cli_run(int argc, char **argv)
 	sc.files = files;
 	sc.n_files = o.n_files;
 	sc.n_shares = o.n_vols + 1;
-	sc.boot_timeout_ms = o.boot_timeout_ms;
-	sc.debug = o.debug;
 	sc.interrupt_fd = s.sig_fd;
 
 	sc.id = o.name;

@@ -2,11 +2,11 @@
 #include "bundle.h"
 
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
 #include "util.h"
 
 #define BUNDLE_MAX_CONFIG (1u << 20)
@@ -25,15 +25,6 @@ void bundle_done(struct bundle *b)
 	free(b->sandbox_id);
 	free(b->cgroups_path);
 	*b = (struct bundle){0};
-}
-
-static const char *str_of(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
 }
 
 static bool bool_of(json_object *o, const char *key)
@@ -60,25 +51,16 @@ static bool has_option(json_object *m, const char *opt)
 
 int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct hull_error **err)
 {
-	json_tokener *tok = json_tokener_new_ex(64);
 	json_object *root, *o, *mounts;
 	const char *path;
-	int r = 0;
+	int r = json_parse(json, len, 64, true, &root, err);
 
-	if (!tok)
-		abort();
-	root = json_tokener_parse_ex(tok, json, (int)MIN(len, (size_t)INT_MAX));
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(root, json_type_object)) {
-		json_tokener_free(tok);
-		json_object_put(root);
-		return hull_error_set(err, -EINVAL, "config.json is not a JSON object");
-	}
-	json_tokener_free(tok);
+	if (r < 0)
+		return hull_error_prefix(err, "config.json");
 
 	/* Only what the host acts on; the guest validates the whole spec. */
 	json_object_object_get_ex(root, "root", &o);
-	path = str_of(o, "path");
+	path = json_get_string(o, "path");
 	free(b->rootfs);
 	b->rootfs = xstrdup(path && *path ? path : "rootfs");
 	b->root_readonly = bool_of(o, "readonly");
@@ -86,21 +68,22 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 	b->terminal = bool_of(o, "terminal");
 	o = NULL;
 	json_object_object_get_ex(root, "annotations", &o);
-	if ((path = str_of(o, "io.kubernetes.cri.container-type")))
+	if ((path = json_get_string(o, "io.kubernetes.cri.container-type")))
 		b->container_type = xstrdup(path);
-	if ((path = str_of(o, "io.kubernetes.cri.sandbox-id")))
+	if ((path = json_get_string(o, "io.kubernetes.cri.sandbox-id")))
 		b->sandbox_id = xstrdup(path);
 	o = NULL;
 	json_object_object_get_ex(root, "linux", &o);
-	if ((path = str_of(o, "cgroupsPath")) && *path)
+	if ((path = json_get_string(o, "cgroupsPath")) && *path)
 		b->cgroups_path = xstrdup(path);
 
 	if (json_object_object_get_ex(root, "mounts", &mounts) &&
 	    json_object_is_type(mounts, json_type_array)) {
 		for (size_t i = 0; i < json_object_array_length(mounts); i++) {
 			json_object *m = json_object_array_get_idx(mounts, i);
-			const char *type = str_of(m, "type"), *src = str_of(m, "source"),
-			           *dst = str_of(m, "destination");
+			const char *type = json_get_string(m, "type"),
+			           *src = json_get_string(m, "source"),
+			           *dst = json_get_string(m, "destination");
 			bool bind = (type && strcmp(type, "bind") == 0) || has_option(m, "bind") ||
 			            has_option(m, "rbind");
 			/* A later mount at the same destination covers an earlier bind. */

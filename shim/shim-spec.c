@@ -9,21 +9,11 @@
  * namespace paths are left alone: the CRI plugin names them /proc/PID/ns/TYPE with the
  * pid this shim reported for the sandbox container, which is the guest pid, so they
  * resolve in the guest. */
-#include <json-c/json.h>
-#include <limits.h>
 #include <string.h>
 
+#include "json.h"
 #include "shim.h"
 #include "util.h"
-
-static const char *str_at(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
 
 /* Equal paths but for trailing slashes ("/dev/shm" and "/dev/shm/"). */
 static bool same_path(const char *a, const char *b)
@@ -39,27 +29,19 @@ static bool same_path(const char *a, const char *b)
 int shim_spec_for_guest(const char *json, size_t len, char **out, size_t *out_len,
                         struct hull_error **err)
 {
-	json_tokener *tok = json_tokener_new_ex(64);
 	json_object *root, *linux_, *nss, *mounts;
 	const char *s;
 
-	if (!tok)
-		abort();
-	root = json_tokener_parse_ex(tok, json, (int)MIN(len, (size_t)INT_MAX));
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(root, json_type_object)) {
-		json_tokener_free(tok);
-		json_object_put(root);
-		return hull_error_set(err, -EINVAL, "config.json is not a JSON object");
-	}
-	json_tokener_free(tok);
+	if (json_parse(json, len, 64, true, &root, err) < 0)
+		return hull_error_prefix(err, "config.json");
 	if (json_object_object_get_ex(root, "mounts", &mounts) &&
 	    json_object_is_type(mounts, json_type_array)) {
 		for (size_t i = json_object_array_length(mounts); i-- > 0;) {
-			const char *d = str_at(json_object_array_get_idx(mounts, i), "destination");
+			const char *d =
+			    json_get_string(json_object_array_get_idx(mounts, i), "destination");
 			for (size_t k = i + 1; d && k < json_object_array_length(mounts); k++) {
-				const char *dk =
-				    str_at(json_object_array_get_idx(mounts, k), "destination");
+				const char *dk = json_get_string(
+				    json_object_array_get_idx(mounts, k), "destination");
 				if (dk && same_path(d, dk)) {
 					json_object_array_del_idx(mounts, i, 1);
 					break;

@@ -56,19 +56,17 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = unit ]; then
 fi
 
 if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
-	section "integration tests (real QEMU)"
-	tests/integration/run.sh >"$log" 2>&1
-	cat "$log"
-	passed=$((passed + $(grep -c '^ok - ' "$log")))
-	failed=$((failed + $(grep -c '^not ok - ' "$log")))
-	skipped=$((skipped + $(grep -c '^skip - ' "$log")))
-
-	section "containerd shim (real containerd: ctr and CRI)"
-	tests/integration/containerd.sh >"$log" 2>&1
-	cat "$log"
-	passed=$((passed + $(grep -c '^ok - ' "$log")))
-	failed=$((failed + $(grep -c '^not ok - ' "$log")))
-	skipped=$((skipped + $(grep -c '^skip - ' "$log")))
+	# A suite prints "ok - ", "not ok - " or "skip - " lines; count them.
+	suite() {
+		section "$1"
+		"$2" >"$log" 2>&1
+		cat "$log"
+		passed=$((passed + $(grep -c '^ok - ' "$log")))
+		failed=$((failed + $(grep -c '^not ok - ' "$log")))
+		skipped=$((skipped + $(grep -c '^skip - ' "$log")))
+	}
+	suite "integration tests (real QEMU)" tests/integration/run.sh
+	suite "containerd shim (real containerd: ctr and CRI)" tests/integration/containerd.sh
 fi
 
 echo

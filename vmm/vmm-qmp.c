@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "json.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -47,24 +48,13 @@ int qmp_connect(const char *path, struct qmp **ret, struct hull_error **err)
 
 int qmp_parse_message(const char *line, size_t len, json_object **ret, struct hull_error **err)
 {
-	json_tokener *tok;
 	json_object *o;
 
 	if (len > QMP_MAX_MESSAGE)
 		return hull_error_set(err, -EMSGSIZE, "QMP message over %u bytes", QMP_MAX_MESSAGE);
-	tok = json_tokener_new_ex(32);
-	if (!tok)
-		abort();
-	o = json_tokener_parse_ex(tok, line, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-	    (size_t)json_tokener_get_parse_end(tok) != len ||
-	    !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		json_tokener_free(tok);
+	if (json_parse(line, len, 32, true, &o, NULL) < 0)
 		return hull_error_set(err, -EBADMSG,
 		                      "QMP sent a message that is not a JSON object");
-	}
-	json_tokener_free(tok);
 	*ret = o;
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 
+#include "json.h"
 #include "util.h"
 
 #define MAX_STRV 4096
@@ -936,7 +937,6 @@ static int parse_linux(json_object *root, struct oci_spec *s, struct hull_error 
 
 int oci_spec_parse(const char *json, size_t len, struct oci_spec *ret, struct hull_error **err)
 {
-	json_tokener *tok;
 	json_object *root, *o;
 	int r;
 
@@ -944,21 +944,9 @@ int oci_spec_parse(const char *json, size_t len, struct oci_spec *ret, struct hu
 	if (len > OCI_MAX_CONFIG)
 		return hull_error_set(err, -E2BIG, "config.json: %zu bytes, at most %u", len,
 		                      OCI_MAX_CONFIG);
-	tok = json_tokener_new_ex(64);
-	if (!tok)
-		abort();
-	root = json_tokener_parse_ex(tok, json, (int)len);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-		size_t at = json_tokener_get_parse_end(tok);
-		json_object_put(root);
-		json_tokener_free(tok);
-		return hull_error_set(err, -EINVAL, "config.json: not JSON at byte %zu: %s", at,
-		                      json_tokener_error_desc(e == json_tokener_continue
-		                                                  ? json_tokener_error_parse_eof
-		                                                  : e));
-	}
-	json_tokener_free(tok);
+	r = json_parse(json, len, 64, false, &root, err);
+	if (r < 0)
+		return hull_error_prefix(err, "config.json");
 	if (!json_object_is_type(root, json_type_object)) {
 		r = hull_error_set(err, -EINVAL, "config.json: want an object, got %s",
 		                   type_name(root));
@@ -1007,7 +995,6 @@ static int parse_fragment(const char *json, size_t len, const char *what, const 
                           int (*parse)(json_object *, struct oci_spec *, struct hull_error **),
                           struct oci_spec *ret, struct hull_error **err)
 {
-	json_tokener *tok;
 	json_object *frag, *wrap;
 	int r;
 
@@ -1015,16 +1002,9 @@ static int parse_fragment(const char *json, size_t len, const char *what, const 
 	if (len > OCI_MAX_CONFIG)
 		return hull_error_set(err, -E2BIG, "%s: %zu bytes, at most %u", what, len,
 		                      OCI_MAX_CONFIG);
-	tok = json_tokener_new_ex(64);
-	if (!tok)
-		abort();
-	frag = json_tokener_parse_ex(tok, json, (int)len);
-	r = json_tokener_get_error(tok) == json_tokener_success && frag ? 0 : -EINVAL;
-	json_tokener_free(tok);
-	if (r < 0) {
-		json_object_put(frag);
-		return hull_error_set(err, -EINVAL, "%s: not JSON", what);
-	}
+	r = json_parse(json, len, 64, false, &frag, err);
+	if (r < 0)
+		return hull_error_prefix(err, "%s", what);
 	wrap = json_object_new_object();
 	json_object_object_add(wrap, wrap_key, frag);
 	r = parse(wrap, ret, err);
