@@ -14,7 +14,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
-	-Ivmm -Isandbox -Ishim
+	-Ivmm -Isandbox -Ishim -Iimage
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
@@ -28,6 +28,7 @@ SANDBOX_SRC := $(wildcard sandbox/*.c)
 AGENT_LIB_SRC := $(filter-out agent/agent-main.c,$(wildcard agent/*.c)) $(wildcard agent/container/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 SHIM_SRC := $(wildcard shim/*.c)
+IMAGE_SRC := $(wildcard image/*.c)
 SHIM_LIB_SRC := $(filter-out shim/shim-main.c,$(SHIM_SRC))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -37,6 +38,7 @@ LIB_VMM := $(BUILD)/libhullvmm.a
 LIB_SANDBOX := $(BUILD)/libhullsandbox.a
 LIB_AGENT := $(BUILD)/libhullagent.a
 LIB_SHIM := $(BUILD)/libhullshim.a
+LIB_IMAGE := $(BUILD)/libhullimage.a
 
 HULL := $(BUILD)/hull
 SHIM := $(BUILD)/containerd-shim-hull-v2
@@ -44,11 +46,14 @@ AGENT := $(BUILD)/hull-agent
 KERNEL := $(BUILD)/guest/vmlinuz
 INITRAMFS := $(BUILD)/guest/initramfs.cpio
 DEMO_ROOTFS := $(BUILD)/rootfs-demo/.stamp
+# The embedded image: `hull run busybox` works with no registry (docs/images.md).
+EMBEDDED_IMAGE := $(BUILD)/images/busybox.tar
 
 HOST_LIBS := -lprotobuf-c -ljson-c
+IMAGE_LIBS := -larchive -lcrypto
 
 .PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
-all: $(HULL) $(SHIM) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS)
+all: $(HULL) $(SHIM) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS) $(EMBEDDED_IMAGE)
 
 deps:
 	@./scripts/deps.sh
@@ -74,13 +79,14 @@ $(LIB_VMM): $(call obj,$(VMM_SRC))
 $(LIB_SANDBOX): $(call obj,$(SANDBOX_SRC))
 $(LIB_AGENT): $(call obj,$(AGENT_LIB_SRC))
 $(LIB_SHIM): $(call obj,$(SHIM_LIB_SRC))
+$(LIB_IMAGE): $(call obj,$(IMAGE_SRC))
 $(BUILD)/%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
 # hull run -d serves the same Task service as the containerd shim (shim/).
-$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SHIM) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
-	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
+$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SHIM) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS) $(IMAGE_LIBS)
 
 $(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
@@ -100,6 +106,10 @@ $(INITRAMFS): $(AGENT) scripts/mkinitramfs.sh
 
 $(DEMO_ROOTFS): scripts/mkrootfs-demo.sh
 	scripts/mkrootfs-demo.sh $(BUILD)/rootfs-demo
+
+$(EMBEDDED_IMAGE): $(DEMO_ROOTFS) scripts/mkimage-oci.py
+	@mkdir -p $(dir $@)
+	/usr/bin/python3 scripts/mkimage-oci.py $(BUILD)/rootfs-demo $@ docker.io/library/busybox:latest
 
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 
@@ -128,6 +138,7 @@ $(BUILD)/bench/initramfs-floor.cpio: $(BUILD)/bench/bench-init scripts/mkinitram
 # finds containerd-shim-hull-v2 on its PATH), the guest in lib/hull/.
 PREFIX ?= /usr/local
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/hull
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/hull/images
 	install -m 0755 $(HULL) $(SHIM) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(KERNEL) $(INITRAMFS) $(DESTDIR)$(PREFIX)/lib/hull/
+	install -m 0644 $(EMBEDDED_IMAGE) $(DESTDIR)$(PREFIX)/lib/hull/images/

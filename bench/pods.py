@@ -93,9 +93,9 @@ def main():
             if os.path.exists(sock):
                 break
             time.sleep(0.1)
-        for img in ("busybox", "pause"):
+        for img in ("images/busybox", "tests/images/pause"):
             subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "images", "import",
-                            os.path.join(BUILD, "tests", "images", img + ".tar")],
+                            os.path.join(BUILD, img + ".tar")],
                            check=True, stdout=subprocess.DEVNULL)
         api = CRI(sock)
         starts = {"runc": [], "hull": []}

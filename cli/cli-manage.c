@@ -116,26 +116,6 @@ int cli_ps(int argc, char **argv)
 	return 0;
 }
 
-static int parse_signal(const char *s)
-{
-	static const struct {
-		const char *name;
-		int sig;
-	} names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},
-	             {"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
-	             {"TERM", SIGTERM}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}};
-	char *end;
-	long n = strtol(s, &end, 10);
-	if (*s && !*end)
-		return n > 0 && n < 65 ? (int)n : -EINVAL;
-	if (strncmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (size_t i = 0; i < ELEMENTSOF(names); i++)
-		if (strcmp(s, names[i].name) == 0)
-			return names[i].sig;
-	return -EINVAL;
-}
-
 static int kill_task(struct agent_client *ac, int sig)
 {
 	Hull__Task__KillRequest req = HULL__TASK__KILL_REQUEST__INIT;
@@ -179,7 +159,7 @@ int cli_kill(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt(argc, argv, "+s:")) != -1) {
-		if (c != 's' || (sig = parse_signal(optarg)) < 0) {
+		if (c != 's' || (sig = signal_from_string(optarg)) < 0) {
 			fprintf(stderr, "usage: hull kill [-s SIGNAL] NAME\n");
 			return EXIT_HULL_ERROR;
 		}

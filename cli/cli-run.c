@@ -12,7 +12,9 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <linux/openat2.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <termios.h>
 
@@ -21,6 +23,7 @@
 #include "cli-spec.h"
 #include "cli.h"
 #include "event.h"
+#include "image.h"
 #include "log.h"
 #include "bundle.h"
 #include "sandbox.h"
@@ -53,14 +56,21 @@ static void run_opts_done(struct run_opts *o)
 	free(o->kernel);
 	free(o->initrd);
 	free(o->name);
+	strv_free(o->cmd_owned);
+	free(o->entrypoint);
+	strv_free(o->image_env);
+	image_store_close(o->image_store);
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]\n"
+	        "usage: hull run [OPTIONS] IMAGE [--] [CMD [ARG...]]\n"
+	        "       hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]\n"
 	        "       hull run [OPTIONS] --bundle DIR\n"
 	        "\n"
+	        "  IMAGE                 an image in the store (hull images; busybox is built in)\n"
+	        "      --entrypoint CMD  replace the image's entrypoint (and drop its Cmd)\n"
 	        "  --bundle DIR          run an OCI bundle (config.json + rootfs) as runc would\n"
 	        "  --rootfs DIR          directory to use as the container's root (not modified)\n"
 	        "  --rootfs-rw           let the container write to DIR itself\n"
@@ -224,6 +234,7 @@ static int parse_dur(const char *opt, const char *s, uint64_t *ret)
 enum {
 	OPT_ROOTFS = 0x100,
 	OPT_BUNDLE,
+	OPT_ENTRYPOINT,
 	OPT_ROOTFS_RW,
 	OPT_ENV_FILE,
 	OPT_HOSTNAME,
@@ -243,6 +254,7 @@ enum {
 
 static const struct option long_opts[] = {
     {"rootfs", required_argument, NULL, OPT_ROOTFS},
+    {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
     {"bundle", required_argument, NULL, OPT_BUNDLE},
     {"rootfs-rw", no_argument, NULL, OPT_ROOTFS_RW},
     {"env", required_argument, NULL, 'e'},
@@ -271,6 +283,126 @@ static const struct option long_opts[] = {
     {0},
 };
 
+/* "name[:group]" or "uid[:gid]" from the image, looked up in its /etc/passwd and
+ * /etc/group, opened inside the rootfs (a symlink there cannot point at the host's). */
+static int lookup_in_rootfs(const char *rootfs, const char *file, const char *name,
+                            unsigned long *id, unsigned long *gid)
+{
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+	                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	_cleanup_close_ int root = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = root < 0 ? -1 : (int)syscall(SYS_openat2, root, file, &how, sizeof(how));
+	_cleanup_fclose_ FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0;
+
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOENT;
+	}
+	while (getline(&line, &cap, f) > 0) {
+		/* name:x:id[:gid:...] */
+		char *save = NULL, *n = strtok_r(line, ":", &save), *pw = strtok_r(NULL, ":", &save),
+		     *i = strtok_r(NULL, ":", &save), *g = strtok_r(NULL, ":", &save);
+		(void)pw;
+		if (n && i && strcmp(n, name) == 0) {
+			*id = strtoul(i, NULL, 10);
+			if (gid)
+				*gid = g ? strtoul(g, NULL, 10) : 0;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int image_user(const char *rootfs, const char *spec, struct run_opts *o)
+{
+	_cleanup_free_ char *copy = xstrdup(spec);
+	char *group = strchr(copy, ':'), *end;
+	unsigned long uid, gid = 0;
+
+	if (group)
+		*group++ = '\0';
+	uid = strtoul(copy, &end, 10);
+	if (!*copy || *end) {
+		if (lookup_in_rootfs(rootfs, "/etc/passwd", copy, &uid, &gid) < 0)
+			return usage_error("the image's user '%s' is not in its /etc/passwd",
+			                   spec);
+	}
+	if (group) {
+		gid = strtoul(group, &end, 10);
+		if (!*group || *end) {
+			if (lookup_in_rootfs(rootfs, "/etc/group", group, &gid, NULL) < 0)
+				return usage_error("the image's group '%s' is not in its /etc/group",
+				                   group);
+		}
+	}
+	if (uid > UINT32_MAX - 1 || gid > UINT32_MAX - 1)
+		return usage_error("the image's user '%s' is out of range", spec);
+	o->uid = (uint32_t)uid;
+	o->gid = (uint32_t)gid;
+	return 0;
+}
+
+/* hull run IMAGE: the unpacked rootfs, and the image config's process unless the
+ * command line gives one (docker's rules: a CMD replaces Cmd, --entrypoint replaces
+ * Entrypoint and drops Cmd). */
+static int image_prepare(struct run_opts *o, const char *image, char **cmd)
+{
+	_cleanup_error_ struct hull_error *err = NULL;
+	_cleanup_free_ char *name = NULL, *digest = NULL;
+	struct image_manifest m = {0};
+	struct image_config c = {0};
+	int r;
+
+	r = cli_image_resolve(image, &o->image_store, &name, &digest, &err);
+	if (r >= 0)
+		r = image_store_load(o->image_store, digest, &m, &c, &err);
+	if (r >= 0)
+		r = image_store_rootfs(o->image_store, digest, &o->rootfs, &err);
+	if (r < 0) {
+		fprintf(stderr, "hull: %s\n", err->msg);
+		image_manifest_done(&m);
+		image_config_done(&c);
+		return -EINVAL;
+	}
+	/* Held while the job runs: `hull image prune` leaves this image alone. */
+	image_store_hold(o->image_store);
+	if (o->entrypoint)
+		strv_push(&o->cmd_owned, xstrdup(o->entrypoint));
+	else
+		for (char **e = c.entrypoint; e && *e; e++)
+			strv_push(&o->cmd_owned, xstrdup(*e));
+	if (*cmd)
+		for (char **a = cmd; *a; a++)
+			strv_push(&o->cmd_owned, xstrdup(*a));
+	else if (!o->entrypoint)
+		for (char **a = c.cmd; a && *a; a++)
+			strv_push(&o->cmd_owned, xstrdup(*a));
+	if (!o->cmd_owned) {
+		image_manifest_done(&m);
+		image_config_done(&c);
+		return usage_error("image '%s' has no Entrypoint or Cmd: give a command", image);
+	}
+	o->cmd = o->cmd_owned;
+	if (!o->workdir && c.workdir && c.workdir[0] == '/')
+		o->workdir = xstrdup(c.workdir);
+	r = 0;
+	if (!o->user_set && c.user && *c.user)
+		r = image_user(o->rootfs, c.user, o);
+	o->image_env = TAKE_PTR(c.env);
+	if (c.stop_signal && *c.stop_signal) {
+		o->stop_signal = signal_from_string(c.stop_signal);
+		if (o->stop_signal < 0)
+			fprintf(stderr, "hull: ignoring the image's StopSignal '%.32s'\n",
+			        c.stop_signal);
+	}
+	image_manifest_done(&m);
+	image_config_done(&c);
+	return r;
+}
+
 /* Returns 0, 1 for --help, or -EINVAL after printing why. */
 static int parse_args(int argc, char **argv, struct run_opts *o)
 {
@@ -295,6 +427,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			free(o->rootfs);
 			o->rootfs = xstrdup(optarg);
 			break;
+		case OPT_ENTRYPOINT:
+			free(o->entrypoint);
+			o->entrypoint = xstrdup(optarg);
+			break;
 		case OPT_BUNDLE:
 			free(o->bundle_dir);
 			o->bundle_dir = xstrdup(optarg);
@@ -318,6 +454,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->workdir = xstrdup(optarg);
 			break;
 		case 'u':
+			o->user_set = true;
 			r = parse_user(optarg, o);
 			if (r < 0)
 				goto fail;
@@ -453,7 +590,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (o->bundle_dir) {
 		/* The spec decides the process: flags that would contradict it are refused. */
-		if (o->rootfs || optind < argc || cli_env || env_file || o->workdir || o->uid ||
+		if (o->rootfs || o->entrypoint || optind < argc || cli_env || env_file ||
+		    o->workdir || o->uid ||
 		    o->gid || o->n_vols || o->hostname || o->tty || o->rootfs_rw) {
 			r = usage_error(
 			    "--bundle takes the command, user, env, mounts and terminal "
@@ -464,18 +602,33 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		strv_free(cli_env);
 		return 0;
 	}
-	if (optind >= argc) {
-		r = usage_error(
-		    "no command given: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]");
-		goto fail;
-	}
-	o->cmd = argv + optind;
 	if (!o->rootfs) {
-		r = usage_error("--rootfs DIR is required (image names come with 'hull pull')");
-		goto fail;
+		/* hull run IMAGE [--] [CMD...]: the image's config fills in what is not given. */
+		if (optind >= argc) {
+			r = usage_error("no image given: hull run [OPTIONS] IMAGE [CMD...], or "
+			                "--rootfs DIR -- CMD");
+			goto fail;
+		}
+		r = image_prepare(o, argv[optind], argv + optind + 1 +
+		                                       (optind + 1 < argc &&
+		                                        strcmp(argv[optind + 1], "--") == 0));
+		if (r < 0)
+			goto fail;
+	} else {
+		if (o->entrypoint) {
+			r = usage_error("--entrypoint goes with an IMAGE, not --rootfs");
+			goto fail;
+		}
+		if (optind >= argc) {
+			r = usage_error(
+			    "no command given: hull run [OPTIONS] --rootfs DIR -- CMD [ARG...]");
+			goto fail;
+		}
+		o->cmd = argv + optind;
 	}
 
-	/* Environment: defaults, then --env-file, then -e, later entries winning. */
+	/* Environment: defaults, the image's, then --env-file, then -e, later entries
+	 * winning. */
 	env_set(&o->env, DEFAULT_PATH);
 	{
 		_cleanup_free_ char *h = xasprintf("HOME=%s", o->uid == 0 ? "/root" : "/");
@@ -483,6 +636,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (o->tty)
 		env_set(&o->env, "TERM=xterm");
+	for (char **e = o->image_env; e && *e; e++)
+		if (strchr(*e, '='))
+			env_set(&o->env, *e);
 	if (env_file) {
 		r = env_file_load(&o->env, env_file);
 		if (r < 0)
@@ -728,6 +884,9 @@ static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *u
 			send_signal(s, SIGKILL);
 			continue;
 		}
+		/* The image's StopSignal is how its process wants to be stopped. */
+		if (sig == SIGTERM && s->o->stop_signal > 0)
+			sig = s->o->stop_signal;
 		log_info("forwarding %s", strsignal(sig));
 		send_signal(s, sig);
 		arm_timer(s->kill_fd, s->o->stop_timeout_ms);

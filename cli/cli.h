@@ -19,3 +19,13 @@ int cli_logs(int argc, char **argv);
 int cli_kill(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
+int cli_load(int argc, char **argv);
+int cli_images(int argc, char **argv);
+int cli_rmi(int argc, char **argv);
+int cli_image(int argc, char **argv);
+
+struct image_store;
+/* An image name or digest as the user wrote it: the store holding it, its full name
+ * and manifest digest. The embedded busybox image is loaded on first use. */
+int cli_image_resolve(const char *arg, struct image_store **store, char **name, char **digest,
+                      struct hull_error **err);

@@ -14,3 +14,9 @@ int json_parse(const char *text, size_t len, int depth, bool want_object, json_o
                struct hull_error **err);
 /* o[key] when it is a string, else NULL. */
 const char *json_get_string(json_object *o, const char *key);
+
+static inline void json_object_putp(json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+}

@@ -25,8 +25,14 @@ int parse_size(const char *s, uint64_t *ret);
 /* "90", "1.5s", "500ms", "2m", "1h30m" -> milliseconds (bare numbers are seconds). */
 int parse_duration_ms(const char *s, uint64_t *ret);
 int mkdir_p(const char *path, mode_t mode);
+/* Remove path and everything below it, never crossing into another filesystem (a
+ * mount below it is left, as is its mountpoint) and never following symlinks;
+ * read-only directories are made writable first. Best effort. */
+void rm_tree(const char *path);
 /* The one rule for names hull accepts as path components and ids (sandboxes,
  * containers, execs): 1 to 64 of [A-Za-z0-9_.-], not starting with '.'. */
 bool id_is_valid(const char *s);
 /* A relative path inside a share: 1-8 id_is_valid() names joined by '/'. */
 bool subpath_is_valid(const char *s);
+/* "TERM", "SIGTERM" or "15" -> 15; -EINVAL for anything else. */
+int signal_from_string(const char *s);

@@ -64,21 +64,6 @@ char *sandbox_default_state_root(void)
 	return xasprintf("/tmp/hull-%u", (unsigned)geteuid());
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP || flag == FTW_D)
-		(void)rmdir(path);
-	else
-		(void)unlink(path);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	(void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 /* A mountinfo path field: octal escapes (\040 for space) decoded in place. */
 static void unescape_octal(char *s)
@@ -128,7 +113,7 @@ int sandbox_unmount_below(const char *dir)
 void sandbox_remove_state(const char *dir)
 {
 	(void)sandbox_unmount_below(dir);
-	rm_rf(dir);
+	rm_tree(dir);
 }
 
 char *sandbox_console_tail(struct sandbox *sb, size_t max)
@@ -203,7 +188,7 @@ void sandbox_sweep_stale(const char *root)
 			bool no_owner = errno == ENOENT;
 			if (no_owner && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
 			    st.st_mtime + 60 < time(NULL))
-				rm_rf(dir);
+				rm_tree(dir);
 			continue;
 		}
 		if (fscanf(f, "%d %llu", &pid, &start) != 2 || pid <= 0)

@@ -73,13 +73,10 @@ $(BUILD)/tests/agentctl: tests/tools/agentctl.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_
 check: $(BUILD)/tests/agentctl
 
 # ---- containerd shim tests: OCI image archives for `ctr images import`, the CRI client ----
-TEST_IMAGES := $(BUILD)/tests/images/busybox.tar $(BUILD)/tests/images/pause.tar
+TEST_IMAGES := $(EMBEDDED_IMAGE) $(BUILD)/tests/images/pause.tar
 $(BUILD)/tests/pause-root/pause: tests/tools/pause.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -static -o $@ $<
-$(BUILD)/tests/images/busybox.tar: $(DEMO_ROOTFS) scripts/mkimage-oci.py
-	@mkdir -p $(dir $@)
-	/usr/bin/python3 scripts/mkimage-oci.py $(BUILD)/rootfs-demo $@ docker.io/library/busybox:latest
 $(BUILD)/tests/images/pause.tar: $(BUILD)/tests/pause-root/pause scripts/mkimage-oci.py
 	@mkdir -p $(dir $@)
 	/usr/bin/python3 scripts/mkimage-oci.py $(BUILD)/tests/pause-root $@ hull.test/pause:1 --cmd /pause

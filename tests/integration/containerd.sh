@@ -25,7 +25,7 @@ command -v containerd >/dev/null && command -v ctr >/dev/null ||
 [ "$(id -u)" = 0 ] || skip_all "containerd and the shim's mounts need root"
 $PY -c 'import grpc, google.protobuf' 2>/dev/null ||
 	skip_all "python3-grpcio/python3-protobuf missing (make deps)"
-for f in "$BUILD/containerd-shim-hull-v2" "$BUILD/tests/images/busybox.tar" \
+for f in "$BUILD/containerd-shim-hull-v2" "$BUILD/images/busybox.tar" \
 	"$BUILD/tests/images/pause.tar" "$BUILD/tests/cri/cri_pb2.py"; do
 	[ -e "$f" ] || skip_all "$f missing (make check builds it)"
 done
@@ -321,8 +321,8 @@ test_fault_shim_killed() {
 
 ctd_start || { echo "not ok - containerd_start: $(tail -3 "$W/containerd.log")"; exit 1; }
 for ns in default k8s.io; do
-	for img in busybox pause; do
-		$CTR -n $ns images import "$BUILD/tests/images/$img.tar" >/dev/null 2>>"$W/import.err" ||
+	for img in images/busybox tests/images/pause; do
+		$CTR -n $ns images import "$BUILD/$img.tar" >/dev/null 2>>"$W/import.err" ||
 			{ echo "not ok - image_import: $(cat "$W/import.err")"; exit 1; }
 	done
 done

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/* One layer tar onto a directory, the way the image spec says and without trusting
+ * the tar: every name is relative to the directory and checked before use; libarchive
+ * refuses what would land outside it (through "..", absolute names or a symlink on
+ * disk); whiteouts are resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). */
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "image.h"
+#include "log.h"
+#include "util.h"
+
+#define WHITEOUT ".wh."
+#define OPAQUE ".wh..wh..opq"
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+	                       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+	                                  RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
+}
+
+/* A tar name made relative and clean: "./a//b/" -> "a/b"; NULL when it climbs out
+ * ("..") or is empty after cleaning (the root itself). */
+static char *clean_name(const char *name)
+{
+	char *out = xmalloc(strlen(name) + 1), *w = out;
+	const char *p = name;
+
+	while (*p) {
+		const char *e;
+		while (*p == '/')
+			p++;
+		e = strchrnul(p, '/');
+		size_t n = (size_t)(e - p);
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			free(out);
+			return NULL;
+		}
+		if (n > 0 && !(n == 1 && p[0] == '.')) {
+			if (w != out)
+				*w++ = '/';
+			memcpy(w, p, n);
+			w += n;
+		}
+		p = e;
+	}
+	*w = '\0';
+	if (w == out) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Remove name (a file or a whole tree) inside the directory parentfd. */
+static int remove_beneath(int parentfd, const char *name)
+{
+	struct stat st;
+	if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(parentfd, name, 0) < 0 ? -errno : 0;
+	int fd = openat2_beneath(parentfd, name, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+	int r = 0;
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (r >= 0 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			r = remove_beneath(dirfd(d), de->d_name);
+	closedir(d);
+	if (r < 0)
+		return r;
+	return unlinkat(parentfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+/* A whiteout entry: "dir/.wh.name" removes dir/name from the layers below;
+ * "dir/.wh..wh..opq" empties dir (its entries from this layer come after it). */
+static int apply_whiteout(int rootfd, const char *clean, struct hull_error **err)
+{
+	const char *slash = strrchr(clean, '/');
+	const char *base = slash ? slash + 1 : clean;
+	_cleanup_free_ char *parent = slash ? xstrndup(clean, (size_t)(slash - clean)) : xstrdup(".");
+	_cleanup_close_ int pfd = openat2_beneath(rootfd, parent, O_RDONLY | O_DIRECTORY);
+	int r = 0;
+
+	if (pfd < 0) {
+		/* Nothing below to hide, or a symlink in the way (refused). */
+		if (pfd == -ENOENT)
+			return 0;
+		return hull_error_set_errno(err, pfd, "whiteout '%.256s'", clean);
+	}
+	if (strcmp(base, OPAQUE) == 0) {
+		DIR *d = fdopendir(dup(pfd));
+		struct dirent *de;
+		while (d && r >= 0 && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				r = remove_beneath(pfd, de->d_name);
+		if (d)
+			closedir(d);
+	} else {
+		const char *victim = base + strlen(WHITEOUT);
+		if (!*victim || strcmp(victim, ".") == 0 || strcmp(victim, "..") == 0)
+			return hull_error_set(err, -EINVAL, "whiteout '%.256s': no name", clean);
+		r = remove_beneath(pfd, victim);
+	}
+	return r < 0 ? hull_error_set_errno(err, r, "whiteout '%.256s'", clean) : 0;
+}
+
+static void set_compressed_input(struct archive *a)
+{
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_xz(a);
+	archive_read_support_filter_bzip2(a);
+}
+
+/* The digest of the uncompressed tar (a layer's diff_id). */
+static int layer_diff_id(const char *blob_path, char **ret, struct hull_error **err)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *e;
+	struct sha256 *h;
+	const void *buf;
+	size_t size;
+	la_int64_t off;
+	int r;
+
+	set_compressed_input(a);
+	archive_read_support_format_raw(a);
+	if (archive_read_open_filename(a, blob_path, 1 << 16) != ARCHIVE_OK ||
+	    archive_read_next_header(a, &e) != ARCHIVE_OK) {
+		r = hull_error_set(err, -EINVAL, "layer: %s", archive_error_string(a));
+		archive_read_free(a);
+		return r;
+	}
+	h = sha256_new();
+	while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
+		sha256_update(h, buf, size);
+	*ret = sha256_finish(h);
+	if (r != ARCHIVE_EOF) {
+		r = hull_error_set(err, -EINVAL, "layer: %s", archive_error_string(a));
+		free(*ret);
+		*ret = NULL;
+	} else {
+		r = 0;
+	}
+	archive_read_free(a);
+	return r;
+}
+
+int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **diff_id,
+                      struct hull_error **err)
+{
+	struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+	struct archive_entry *e;
+	int flags = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+	            ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_PERM |
+	            ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_UNLINK | ARCHIVE_EXTRACT_XATTR;
+	_cleanup_close_ int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int in = open(blob_path, O_RDONLY | O_CLOEXEC);
+	unsigned long skipped_devices = 0;
+	int r = 0, ar;
+
+	if (geteuid() == 0)
+		flags |= ARCHIVE_EXTRACT_OWNER;
+	archive_write_disk_set_options(w, flags);
+	set_compressed_input(a);
+	archive_read_support_format_tar(a);
+	archive_read_support_format_gnutar(a);
+	if (in < 0) {
+		r = hull_error_set_errno(err, -errno, "'%s'", blob_path);
+		goto out;
+	}
+	/* libarchive resolves names against the working directory: ours, for a while. */
+	if (cwd < 0 || fchdir(dirfd) < 0) {
+		r = hull_error_set_errno(err, -errno, "layer: enter the target directory");
+		goto out;
+	}
+	if (archive_read_open_fd(a, in, 1 << 16) != ARCHIVE_OK) {
+		r = hull_error_set(err, -EINVAL, "layer: %s", archive_error_string(a));
+		goto out;
+	}
+	while ((ar = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		_cleanup_free_ char *clean = name ? clean_name(name) : NULL;
+		const char *base;
+		mode_t type = archive_entry_filetype(e);
+
+		if (!clean) {
+			if (name && strstr(name, "..")) {
+				r = hull_error_set(err, -EPERM,
+				                   "layer: entry '%.256s' climbs out of the image", name);
+				goto out;
+			}
+			continue; /* "./": the root itself */
+		}
+		base = strrchr(clean, '/') ? strrchr(clean, '/') + 1 : clean;
+		if (strncmp(base, WHITEOUT, strlen(WHITEOUT)) == 0) {
+			r = apply_whiteout(dirfd, clean, err);
+			if (r < 0)
+				goto out;
+			continue;
+		}
+		if ((type == AE_IFCHR || type == AE_IFBLK) && !privileged) {
+			skipped_devices++;
+			continue;
+		}
+		archive_entry_set_pathname(e, clean);
+		if (archive_entry_hardlink(e)) {
+			_cleanup_free_ char *target = clean_name(archive_entry_hardlink(e));
+			if (!target) {
+				r = hull_error_set(err, -EPERM,
+				                   "layer: hard link '%.256s' points out of the image",
+				                   clean);
+				goto out;
+			}
+			archive_entry_set_hardlink(e, target);
+		}
+		if (archive_write_header(w, e) != ARCHIVE_OK) {
+			r = hull_error_set(err, -EPERM, "layer: '%.256s': %s", clean,
+			                   archive_error_string(w));
+			goto out;
+		}
+		if (archive_entry_size(e) > 0) {
+			const void *buf;
+			size_t size;
+			la_int64_t off;
+			while ((ar = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
+				if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK) {
+					r = hull_error_set(err, -EIO, "layer: '%.256s': %s", clean,
+					                   archive_error_string(w));
+					goto out;
+				}
+			if (ar != ARCHIVE_EOF) {
+				r = hull_error_set(err, -EINVAL, "layer: '%.256s': %s", clean,
+				                   archive_error_string(a));
+				goto out;
+			}
+		}
+		if (archive_write_finish_entry(w) != ARCHIVE_OK) {
+			r = hull_error_set(err, -EIO, "layer: '%.256s': %s", clean,
+			                   archive_error_string(w));
+			goto out;
+		}
+	}
+	if (ar != ARCHIVE_EOF) {
+		r = hull_error_set(err, -EINVAL, "layer: %s", archive_error_string(a));
+		goto out;
+	}
+	if (archive_write_close(w) != ARCHIVE_OK) {
+		r = hull_error_set(err, -EIO, "layer: %s", archive_error_string(w));
+		goto out;
+	}
+	if (skipped_devices)
+		log_info("layer: %lu device nodes skipped (unprivileged image)", skipped_devices);
+out:
+	archive_read_free(a);
+	archive_write_free(w);
+	if (cwd >= 0)
+		(void)!fchdir(cwd);
+	if (r >= 0 && diff_id)
+		r = layer_diff_id(blob_path, diff_id, err);
+	return r;
+}

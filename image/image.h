@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* OCI images on the host: references, manifests and configs (image-spec.c, pure and
+ * fuzzed), a content-addressed store (image-store.c), layer unpacking
+ * (image-unpack.c), import from archives and layouts (image-load.c). docs/images.md. */
+
+/* ---- references ---- */
+
+/* docker.io/library/busybox:latest, localhost:5000/x/y@sha256:... */
+struct image_ref {
+	char *registry;   /* "docker.io" for short names */
+	char *repository; /* "library/busybox" */
+	char *tag;        /* "latest" unless a digest alone was given; or NULL */
+	char *digest;     /* "sha256:<64 hex>" or NULL */
+};
+
+int image_ref_parse(const char *s, struct image_ref *ret, struct hull_error **err);
+/* The full name: registry/repository[:tag][@digest]. Caller frees. */
+char *image_ref_string(const struct image_ref *r);
+void image_ref_done(struct image_ref *r);
+
+/* "sha256:" and 64 lowercase hex digits. */
+bool digest_is_valid(const char *d);
+
+/* ---- manifests, indexes, configs ---- */
+
+#define MEDIA_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MEDIA_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+
+#define IMAGE_MAX_JSON (4u << 20) /* a manifest, index or config larger is refused */
+#define IMAGE_MAX_LAYERS 256
+
+struct image_desc {
+	char *media_type;
+	char *digest;
+	int64_t size;
+	char *os, *arch, *variant; /* index entries: the platform, or NULL */
+	char *ref_name;            /* index entries: org.opencontainers.image.ref.name */
+	char *image_name;          /* index entries: io.containerd.image.name */
+};
+
+struct image_manifest {
+	bool is_index;
+	struct image_desc *entries; /* index: manifests; manifest: [0] config, then layers */
+	size_t n_entries;
+};
+
+/* An index (OCI, docker manifest list) or an image manifest; media types checked. */
+int image_parse_manifest(const char *json, size_t len, struct image_manifest *ret,
+                         struct hull_error **err);
+void image_manifest_done(struct image_manifest *m);
+/* The index entry for os/arch (variant ignored when NULL), or NULL. */
+const struct image_desc *image_index_select(const struct image_manifest *index, const char *os,
+                                            const char *arch);
+
+struct image_config {
+	char *os, *arch;
+	char **entrypoint, **cmd, **env; /* NULL-terminated, or NULL */
+	char *workdir, *user, *stop_signal;
+	char **diff_ids; /* rootfs.diff_ids, NULL-terminated */
+	size_t n_diff_ids;
+};
+
+int image_parse_config(const char *json, size_t len, struct image_config *ret,
+                       struct hull_error **err);
+void image_config_done(struct image_config *c);
+
+/* ---- digests ---- */
+
+struct sha256;
+struct sha256 *sha256_new(void);
+void sha256_update(struct sha256 *h, const void *data, size_t len);
+/* "sha256:<hex>" of what went in; frees h. Caller frees the string. */
+char *sha256_finish(struct sha256 *h);
+char *sha256_of(const void *data, size_t len);
+
+/* ---- the store ---- */
+
+struct image_store;
+
+/* $HULL_IMAGE_ROOT, /var/lib/hull/images for root, else ~/.local/share/hull/images. */
+char *image_store_default_root(void);
+int image_store_open(const char *root, struct image_store **ret, struct hull_error **err);
+void image_store_close(struct image_store *s);
+const char *image_store_root(const struct image_store *s);
+/* Hold the store shared until it is closed (also across fork): prune waits for no one
+ * and skips a store in use; a running job keeps its image. */
+void image_store_hold(struct image_store *s);
+
+/* Copy a blob in from fd, verifying it against digest (and size unless < 0) before it
+ * becomes visible: written to a temp file, fsynced, renamed. A blob already present
+ * is not copied again. */
+int image_store_put_blob(struct image_store *s, const char *digest, int64_t size, int fd,
+                         struct hull_error **err);
+int image_store_put_blob_mem(struct image_store *s, const void *data, size_t len, char **digest,
+                             struct hull_error **err);
+bool image_store_has_blob(struct image_store *s, const char *digest);
+char *image_store_blob_path(const struct image_store *s, const char *digest);
+/* Read a JSON-sized blob (at most max bytes), checked against its digest again. */
+int image_store_read_blob(struct image_store *s, const char *digest, size_t max, char **data,
+                          size_t *len, struct hull_error **err);
+
+/* name (a full reference string) -> manifest digest. */
+int image_store_tag(struct image_store *s, const char *name, const char *digest,
+                    struct hull_error **err);
+int image_store_resolve(struct image_store *s, const char *name, char **digest,
+                        struct hull_error **err);
+int image_store_untag(struct image_store *s, const char *name, struct hull_error **err);
+/* Names and their digests, sorted by name. */
+int image_store_list(struct image_store *s, char ***names, char ***digests,
+                     struct hull_error **err);
+/* Remove blobs and unpacked trees no name reaches; *freed counts removed entries. */
+int image_store_prune(struct image_store *s, size_t *freed, struct hull_error **err);
+
+/* The image's manifest and config (an image manifest, not an index). */
+int image_store_load(struct image_store *s, const char *manifest_digest,
+                     struct image_manifest *m, struct image_config *c, struct hull_error **err);
+/* The image's root filesystem, unpacked once (layers applied in order) into
+ * ROOT/rootfs/<manifest hex> and kept; *path is it. */
+int image_store_rootfs(struct image_store *s, const char *manifest_digest, char **path,
+                       struct hull_error **err);
+
+/* ---- layers ---- */
+
+/* Apply one layer tar (gzip, zstd or plain) onto the directory dirfd: OCI whiteouts
+ * and opaque directories, hard links and symlinks kept inside, no entry escaping the
+ * directory ("..", absolute paths, through symlinks), device nodes skipped unless
+ * privileged. *diff_id gets the digest of the uncompressed tar when non-NULL. */
+int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **diff_id,
+                      struct hull_error **err);
+
+/* ---- import ---- */
+
+/* An OCI image layout directory, an oci-archive or a docker-archive tar into the store;
+ * *names gets the names it tagged. */
+int image_load(struct image_store *s, const char *path, char ***names, struct hull_error **err);
