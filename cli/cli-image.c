@@ -56,8 +56,8 @@ int cli_image_resolve(const char *arg, struct image_store **ret_store, char **re
 		else
 			*ret_digest = xstrdup(ref.digest);
 	} else {
-		_cleanup_free_ char *plain = xasprintf("%s/%s:%s", ref.registry, ref.repository,
-		                                       ref.tag);
+		_cleanup_free_ char *plain =
+		    xasprintf("%s/%s:%s", ref.registry, ref.repository, ref.tag);
 		r = image_store_resolve(s, plain, ret_digest, NULL);
 		if (r < 0 && strcmp(plain, EMBEDDED_NAME) == 0) {
 			/* The embedded image: loaded into the store on first use. */
@@ -71,7 +71,8 @@ int cli_image_resolve(const char *arg, struct image_store **ret_store, char **re
 		}
 		if (r < 0)
 			r = hull_error_set(err, -ENOENT,
-			                   "no image '%s' in the store (hull load, hull images)", plain);
+			                   "no image '%s' in the store (hull load, hull images)",
+			                   plain);
 		else if (ref.digest && strcmp(ref.digest, *ret_digest) != 0)
 			r = hull_error_set(err, -ENOENT, "'%s' is %s, not %s", plain, *ret_digest,
 			                   ref.digest);
@@ -225,7 +226,8 @@ int cli_image(int argc, char **argv)
 
 	if (argc == 2 && strcmp(argv[1], "prune") == 0) {
 		size_t freed = 0;
-		if (image_store_open(NULL, &s, &err) < 0 || image_store_prune(s, &freed, &err) < 0) {
+		if (image_store_open(NULL, &s, &err) < 0 ||
+		    image_store_prune(s, &freed, &err) < 0) {
 			image_store_close(s);
 			return fail(err);
 		}
@@ -246,17 +248,20 @@ int cli_image(int argc, char **argv)
 		json_object_object_add(o, "name", json_object_new_string(name));
 		json_object_object_add(o, "digest", json_object_new_string(digest));
 		json_object_object_add(o, "os", json_object_new_string(c.os ? c.os : ""));
-		json_object_object_add(o, "architecture", json_object_new_string(c.arch ? c.arch : ""));
+		json_object_object_add(o, "architecture",
+		                       json_object_new_string(c.arch ? c.arch : ""));
 		json_object_object_add(o, "entrypoint", strv_json(c.entrypoint));
 		json_object_object_add(o, "cmd", strv_json(c.cmd));
 		json_object_object_add(o, "env", strv_json(c.env));
-		json_object_object_add(o, "working_dir", json_object_new_string(c.workdir ? c.workdir : ""));
+		json_object_object_add(o, "working_dir",
+		                       json_object_new_string(c.workdir ? c.workdir : ""));
 		json_object_object_add(o, "user", json_object_new_string(c.user ? c.user : ""));
 		json_object_object_add(o, "stop_signal",
 		                       json_object_new_string(c.stop_signal ? c.stop_signal : ""));
 		for (size_t i = 1; i < m.n_entries; i++) {
 			json_object *l = json_object_new_object();
-			json_object_object_add(l, "digest", json_object_new_string(m.entries[i].digest));
+			json_object_object_add(l, "digest",
+			                       json_object_new_string(m.entries[i].digest));
 			json_object_object_add(l, "size", json_object_new_int64(m.entries[i].size));
 			json_object_array_add(layers, l);
 		}

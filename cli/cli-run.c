@@ -303,8 +303,9 @@ static int lookup_in_rootfs(const char *rootfs, const char *file, const char *na
 	}
 	while (getline(&line, &cap, f) > 0) {
 		/* name:x:id[:gid:...] */
-		char *save = NULL, *n = strtok_r(line, ":", &save), *pw = strtok_r(NULL, ":", &save),
-		     *i = strtok_r(NULL, ":", &save), *g = strtok_r(NULL, ":", &save);
+		char *save = NULL, *n = strtok_r(line, ":", &save),
+		     *pw = strtok_r(NULL, ":", &save), *i = strtok_r(NULL, ":", &save),
+		     *g = strtok_r(NULL, ":", &save);
 		(void)pw;
 		if (n && i && strcmp(n, name) == 0) {
 			*id = strtoul(i, NULL, 10);
@@ -327,15 +328,14 @@ static int image_user(const char *rootfs, const char *spec, struct run_opts *o)
 	uid = strtoul(copy, &end, 10);
 	if (!*copy || *end) {
 		if (lookup_in_rootfs(rootfs, "/etc/passwd", copy, &uid, &gid) < 0)
-			return usage_error("the image's user '%s' is not in its /etc/passwd",
-			                   spec);
+			return usage_error("the image's user '%s' is not in its /etc/passwd", spec);
 	}
 	if (group) {
 		gid = strtoul(group, &end, 10);
 		if (!*group || *end) {
 			if (lookup_in_rootfs(rootfs, "/etc/group", group, &gid, NULL) < 0)
-				return usage_error("the image's group '%s' is not in its /etc/group",
-				                   group);
+				return usage_error(
+				    "the image's group '%s' is not in its /etc/group", group);
 		}
 	}
 	if (uid > UINT32_MAX - 1 || gid > UINT32_MAX - 1)
@@ -591,8 +591,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	if (o->bundle_dir) {
 		/* The spec decides the process: flags that would contradict it are refused. */
 		if (o->rootfs || o->entrypoint || optind < argc || cli_env || env_file ||
-		    o->workdir || o->uid ||
-		    o->gid || o->n_vols || o->hostname || o->tty || o->rootfs_rw) {
+		    o->workdir || o->uid || o->gid || o->n_vols || o->hostname || o->tty ||
+		    o->rootfs_rw) {
 			r = usage_error(
 			    "--bundle takes the command, user, env, mounts and terminal "
 			    "from config.json: drop --rootfs/-e/-w/-u/-v/-t/--hostname "
@@ -609,9 +609,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			                "--rootfs DIR -- CMD");
 			goto fail;
 		}
-		r = image_prepare(o, argv[optind], argv + optind + 1 +
-		                                       (optind + 1 < argc &&
-		                                        strcmp(argv[optind + 1], "--") == 0));
+		r = image_prepare(o, argv[optind],
+		                  argv + optind + 1 +
+		                      (optind + 1 < argc && strcmp(argv[optind + 1], "--") == 0));
 		if (r < 0)
 			goto fail;
 	} else {

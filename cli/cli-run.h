@@ -25,11 +25,11 @@ struct run_opts {
 	struct bundle bundle; /* with --bundle */
 	bool rootfs_rw;
 	char **cmd;
-	char **cmd_owned; /* when cmd is built from an image's config */
-	char *entrypoint; /* --entrypoint */
-	char **image_env; /* the image's Env, before --env-file and -e */
-	int stop_signal;   /* the image's StopSignal: sent for a SIGTERM, or 0 */
-	bool user_set;     /* -u given */
+	char **cmd_owned;                /* when cmd is built from an image's config */
+	char *entrypoint;                /* --entrypoint */
+	char **image_env;                /* the image's Env, before --env-file and -e */
+	int stop_signal;                 /* the image's StopSignal: sent for a SIGTERM, or 0 */
+	bool user_set;                   /* -u given */
 	struct image_store *image_store; /* held while an image's rootfs is in use */
 	char **env;
 	char *workdir;

@@ -10,28 +10,29 @@
 static void usage(FILE *f)
 {
 	fprintf(
-	    f, "usage: hull COMMAND [OPTIONS]\n"
-	       "\n"
-	       "Run containers inside lightweight VMs.\n"
-	       "\n"
-	       "commands:\n"
-	       "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
-	       "  run [OPTIONS] --bundle DIR                   run an OCI bundle in a fresh VM\n"
-	       "  run -d [--name N] [OPTIONS] ...              the same, in the background\n"
-	       "  ps                                           list detached sandboxes\n"
-	       "  exec [-i] [-t] NAME CMD [ARG...]             run CMD in a detached sandbox\n"
-	       "  logs [-f] NAME                               the job's output\n"
-	       "  kill [-s SIGNAL] NAME                        signal the job (default KILL)\n"
-	       "  rm [-f] NAME                                 stop the VM, remove the sandbox\n"
-	       "  inspect NAME                                 the sandbox's state as JSON\n"
-	       "  load -i FILE|DIR                             import images (OCI layout, archives)\n"
-	       "  images [-q]                                  list the images in the store\n"
-	       "  rmi NAME...                                  remove images\n"
-	       "  image inspect NAME | image prune             an image's config; drop unused data\n"
-	       "  check                                        what this host offers (KVM, vsock)\n"
-	       "  version                                      print the version\n"
-	       "\n"
-	       "See 'hull run --help' and docs/cli.md.\n");
+	    f,
+	    "usage: hull COMMAND [OPTIONS]\n"
+	    "\n"
+	    "Run containers inside lightweight VMs.\n"
+	    "\n"
+	    "commands:\n"
+	    "  run [OPTIONS] --rootfs DIR -- CMD [ARG...]   run CMD in a fresh VM\n"
+	    "  run [OPTIONS] --bundle DIR                   run an OCI bundle in a fresh VM\n"
+	    "  run -d [--name N] [OPTIONS] ...              the same, in the background\n"
+	    "  ps                                           list detached sandboxes\n"
+	    "  exec [-i] [-t] NAME CMD [ARG...]             run CMD in a detached sandbox\n"
+	    "  logs [-f] NAME                               the job's output\n"
+	    "  kill [-s SIGNAL] NAME                        signal the job (default KILL)\n"
+	    "  rm [-f] NAME                                 stop the VM, remove the sandbox\n"
+	    "  inspect NAME                                 the sandbox's state as JSON\n"
+	    "  load -i FILE|DIR                             import images (OCI layout, archives)\n"
+	    "  images [-q]                                  list the images in the store\n"
+	    "  rmi NAME...                                  remove images\n"
+	    "  image inspect NAME | image prune             an image's config; drop unused data\n"
+	    "  check                                        what this host offers (KVM, vsock)\n"
+	    "  version                                      print the version\n"
+	    "\n"
+	    "See 'hull run --help' and docs/cli.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,10 +47,10 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int argc, char **argv);
-	} commands[] = {{"check", cli_check},    {"ps", cli_ps},     {"exec", cli_exec},
-	                {"logs", cli_logs},      {"kill", cli_kill}, {"rm", cli_rm},
-	                {"inspect", cli_inspect}, {"load", cli_load}, {"images", cli_images},
-	                {"rmi", cli_rmi},        {"image", cli_image}};
+	} commands[] = {{"check", cli_check},     {"ps", cli_ps},      {"exec", cli_exec},
+	                {"logs", cli_logs},       {"kill", cli_kill},  {"rm", cli_rm},
+	                {"inspect", cli_inspect}, {"load", cli_load},  {"images", cli_images},
+	                {"rmi", cli_rmi},         {"image", cli_image}};
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);

@@ -26,19 +26,20 @@ int json_parse(const char *text, size_t len, int depth, bool want_object, json_o
 		end = json_tokener_get_parse_end(tok);
 		json_object_put(o);
 		json_tokener_free(tok);
-		return hull_error_set(err, -EINVAL, "not JSON at byte %zu: %s", end,
-		                      json_tokener_error_desc(e == json_tokener_continue ||
-		                                                      e == json_tokener_success
-		                                                  ? json_tokener_error_parse_eof
-		                                                  : e));
+		return hull_error_set(
+		    err, -EINVAL, "not JSON at byte %zu: %s", end,
+		    json_tokener_error_desc(e == json_tokener_continue || e == json_tokener_success
+		                                ? json_tokener_error_parse_eof
+		                                : e));
 	}
 	end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	for (; end < len; end++)
-		if (text[end] != ' ' && text[end] != '\t' && text[end] != '\n' && text[end] != '\r') {
+		if (text[end] != ' ' && text[end] != '\t' && text[end] != '\n' &&
+		    text[end] != '\r') {
 			json_object_put(o);
-			return hull_error_set(err, -EINVAL, "not JSON at byte %zu: text after the value",
-			                      end);
+			return hull_error_set(err, -EINVAL,
+			                      "not JSON at byte %zu: text after the value", end);
 		}
 	if (want_object && !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -51,7 +52,8 @@ int json_parse(const char *text, size_t len, int depth, bool want_object, json_o
 const char *json_get_string(json_object *o, const char *key)
 {
 	json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* hull load: images from an OCI image layout (a directory, or an oci-archive tar of
  * one) or a docker-archive (what `docker save` writes) into the store. Every blob is
- * verified against its digest on the way in; names are tagged only once the whole
- * image is in, so a failed load leaves no name pointing at a partial image. */
+ * verified against its digest on the way in; an image is unpacked, then named, so a
+ * failed load leaves no name pointing at a partial or unusable image. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -24,7 +24,8 @@ static int read_small(int dirfd, const char *name, size_t max, char **data, size
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return hull_error_set_errno(err, -errno, "'%s'", name);
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max)
-		return hull_error_set(err, -E2BIG, "'%s': not a file of at most %zu bytes", name, max);
+		return hull_error_set(err, -E2BIG, "'%s': not a file of at most %zu bytes", name,
+		                      max);
 	*data = xmalloc((size_t)st.st_size + 1);
 	n = read_all(fd, *data, (size_t)st.st_size);
 	if (n != st.st_size) {
@@ -109,6 +110,16 @@ static int image_digest(struct image_store *s, const char *digest, char **ret,
 	return r;
 }
 
+/* Unpacked before it is named: a layer that cannot be applied (a hostile one) fails
+ * the load, and no name ever points at an image that cannot run. */
+static int unpack_then_tag(struct image_store *s, const char *name, const char *digest,
+                           struct hull_error **err)
+{
+	_cleanup_free_ char *rootfs = NULL;
+	int r = image_store_rootfs(s, digest, &rootfs, err);
+	return r < 0 ? r : image_store_tag(s, name, digest, err);
+}
+
 /* A name an index entry carries, as a full reference; NULL when it has none. */
 static char *entry_name(const struct image_desc *d)
 {
@@ -149,7 +160,7 @@ static int load_layout(struct image_store *s, int dirfd, char ***names, struct h
 			continue;
 		r = image_digest(s, index.entries[i].digest, &digest, err);
 		if (r >= 0)
-			r = image_store_tag(s, name, digest, err);
+			r = unpack_then_tag(s, name, digest, err);
 		if (r >= 0)
 			strv_push(names, TAKE_PTR(name));
 	}
@@ -175,7 +186,8 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 	for (size_t i = 0; r >= 0 && i < json_object_array_length(root); i++) {
 		json_object *img = json_object_array_get_idx(root, i), *layers, *tags;
 		const char *config = json_get_string(img, "Config");
-		_cleanup_free_ char *cdata = NULL, *cdigest = NULL, *manifest = NULL, *mdigest = NULL;
+		_cleanup_free_ char *cdata = NULL, *cdigest = NULL, *manifest = NULL,
+		                    *mdigest = NULL;
 		json_object *mo = json_object_new_object(), *ml = json_object_new_array(), *cd;
 		size_t clen;
 
@@ -183,9 +195,9 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 		    !json_object_is_type(layers, json_type_array)) {
 			json_object_put(mo);
 			json_object_put(ml);
-			r = hull_error_set(err, -EINVAL,
-			                   "docker archive: manifest.json[%zu]: wants Config and Layers",
-			                   i);
+			r = hull_error_set(
+			    err, -EINVAL,
+			    "docker archive: manifest.json[%zu]: wants Config and Layers", i);
 			break;
 		}
 		r = read_small(dirfd, config, IMAGE_MAX_JSON, &cdata, &clen, err);
@@ -204,7 +216,8 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 			struct stat st;
 			if (fd < 0 || fstat(fd, &st) < 0) {
 				r = hull_error_set_errno(err, lp ? -errno : -EINVAL,
-				                         "docker archive: layer '%s'", lp ? lp : "?");
+				                         "docker archive: layer '%s'",
+				                         lp ? lp : "?");
 				break;
 			}
 			h = sha256_new();
@@ -212,7 +225,8 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 				sha256_update(h, buf, (size_t)n);
 			_cleanup_free_ char *ld = sha256_finish(h);
 			if (n < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-				r = hull_error_set_errno(err, -errno, "docker archive: layer '%s'", lp);
+				r = hull_error_set_errno(err, -errno, "docker archive: layer '%s'",
+				                         lp);
 				break;
 			}
 			r = image_store_put_blob(s, ld, st.st_size, fd, err);
@@ -230,11 +244,13 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 			break;
 		}
 		cd = json_object_new_object();
-		json_object_object_add(cd, "mediaType", json_object_new_string(MEDIA_DOCKER_CONFIG));
+		json_object_object_add(cd, "mediaType",
+		                       json_object_new_string(MEDIA_DOCKER_CONFIG));
 		json_object_object_add(cd, "digest", json_object_new_string(cdigest));
 		json_object_object_add(cd, "size", json_object_new_int64((int64_t)clen));
 		json_object_object_add(mo, "schemaVersion", json_object_new_int(2));
-		json_object_object_add(mo, "mediaType", json_object_new_string(MEDIA_DOCKER_MANIFEST));
+		json_object_object_add(mo, "mediaType",
+		                       json_object_new_string(MEDIA_DOCKER_MANIFEST));
 		json_object_object_add(mo, "config", cd);
 		json_object_object_add(mo, "layers", ml);
 		manifest = xstrdup(json_object_to_json_string_ext(mo, JSON_C_TO_STRING_PLAIN));
@@ -250,7 +266,7 @@ static int load_docker(struct image_store *s, int dirfd, char ***names, struct h
 					continue;
 				char *name = image_ref_string(&ref);
 				image_ref_done(&ref);
-				r = image_store_tag(s, name, mdigest, err);
+				r = unpack_then_tag(s, name, mdigest, err);
 				strv_push(names, name);
 			}
 	}
@@ -305,10 +321,11 @@ int image_load(struct image_store *s, const char *path, char ***names, struct hu
 	} else if (faccessat(dfd, "manifest.json", F_OK, 0) == 0) {
 		r = load_docker(s, dfd, names, err);
 	} else {
-		r = hull_error_set(err, -EINVAL,
-		                   "'%s' is neither an OCI layout (index.json) nor a docker archive "
-		                   "(manifest.json)",
-		                   path);
+		r = hull_error_set(
+		    err, -EINVAL,
+		    "'%s' is neither an OCI layout (index.json) nor a docker archive "
+		    "(manifest.json)",
+		    path);
 	}
 	if (tmp)
 		rm_tree(tmp);

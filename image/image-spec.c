@@ -54,8 +54,9 @@ static bool registry_ok(const char *r)
 	if (!*r || strlen(r) > 255)
 		return false;
 	for (const char *p = r; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '.' || *p == '-' || *p == ':' || *p == '[' || *p == ']'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == ':' ||
+		      *p == '[' || *p == ']'))
 			return false;
 	return true;
 }
@@ -96,16 +97,17 @@ int image_ref_parse(const char *s, struct image_ref *ret, struct hull_error **er
 		*colon = '\0';
 		if (!tag_ok(colon + 1)) {
 			image_ref_done(&r);
-			return hull_error_set(err, -EINVAL, "image reference '%.128s': bad tag '%.128s'",
-			                      s, colon + 1);
+			return hull_error_set(err, -EINVAL,
+			                      "image reference '%.128s': bad tag '%.128s'", s,
+			                      colon + 1);
 		}
 		r.tag = xstrdup(colon + 1);
 	}
 	/* The first component is a registry when it looks like a host. */
 	slash = strchr(name, '/');
-	if (slash && (memchr(name, '.', (size_t)(slash - name)) ||
-	              memchr(name, ':', (size_t)(slash - name)) ||
-	              strncmp(name, "localhost/", 10) == 0)) {
+	if (slash &&
+	    (memchr(name, '.', (size_t)(slash - name)) ||
+	     memchr(name, ':', (size_t)(slash - name)) || strncmp(name, "localhost/", 10) == 0)) {
 		*slash = '\0';
 		r.registry = xstrdup(name);
 		repo = slash + 1;
@@ -155,8 +157,8 @@ static int want_type(json_object *o, const char *path, json_type t, struct hull_
 }
 
 /* o[key] as a string copy; absent is fine (NULL) unless required. */
-static int opt_string(json_object *o, const char *key, const char *path, bool required,
-                      char **ret, struct hull_error **err)
+static int opt_string(json_object *o, const char *key, const char *path, bool required, char **ret,
+                      struct hull_error **err)
 {
 	json_object *v;
 	*ret = NULL;
@@ -173,8 +175,8 @@ static int opt_string(json_object *o, const char *key, const char *path, bool re
 	return 0;
 }
 
-static int opt_strv(json_object *o, const char *key, const char *path, char ***ret,
-                    size_t *n_ret, struct hull_error **err)
+static int opt_strv(json_object *o, const char *key, const char *path, char ***ret, size_t *n_ret,
+                    struct hull_error **err)
 {
 	json_object *v;
 	size_t n;
@@ -187,13 +189,15 @@ static int opt_strv(json_object *o, const char *key, const char *path, char ***r
 		return hull_error_set(err, -EINVAL, "%s.%s: want an array of strings", path, key);
 	n = json_object_array_length(v);
 	if (n > 4096)
-		return hull_error_set(err, -E2BIG, "%s.%s: %zu entries, at most 4096", path, key, n);
+		return hull_error_set(err, -E2BIG, "%s.%s: %zu entries, at most 4096", path, key,
+		                      n);
 	char **l = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(v, i);
 		if (!json_object_is_type(e, json_type_string)) {
 			strv_free(l);
-			return hull_error_set(err, -EINVAL, "%s.%s[%zu]: want a string", path, key, i);
+			return hull_error_set(err, -EINVAL, "%s.%s[%zu]: want a string", path, key,
+			                      i);
 		}
 		l[i] = xstrdup(json_object_get_string(e));
 	}
@@ -227,8 +231,8 @@ static int parse_desc(json_object *o, const char *path, struct image_desc *d,
 	    (r = opt_string(o, "digest", path, true, &d->digest, err)) < 0)
 		return r;
 	if (!digest_is_valid(d->digest))
-		return hull_error_set(err, -EINVAL, "%s.digest: '%.80s' is not sha256:<64 hex>", path,
-		                      d->digest);
+		return hull_error_set(err, -EINVAL, "%s.digest: '%.80s' is not sha256:<64 hex>",
+		                      path, d->digest);
 	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int) ||
 	    json_object_get_int64(v) < 0)
 		return hull_error_set(err, -EINVAL, "%s.size: want a non-negative integer", path);
@@ -306,7 +310,8 @@ int image_parse_manifest(const char *json, size_t len, struct image_manifest *re
 			char path[64];
 			snprintf(path, sizeof(path), "manifest.manifests[%zu]", i);
 			m.n_entries = i + 1;
-			r = parse_desc(json_object_array_get_idx(list, i), path, &m.entries[i], err);
+			r = parse_desc(json_object_array_get_idx(list, i), path, &m.entries[i],
+			               err);
 			if (r < 0)
 				goto fail;
 		}
@@ -339,13 +344,14 @@ int image_parse_manifest(const char *json, size_t len, struct image_manifest *re
 			char path[64];
 			snprintf(path, sizeof(path), "manifest.layers[%zu]", i);
 			m.n_entries = i + 2;
-			r = parse_desc(json_object_array_get_idx(layers, i), path, &m.entries[i + 1],
-			               err);
+			r = parse_desc(json_object_array_get_idx(layers, i), path,
+			               &m.entries[i + 1], err);
 			if (r < 0)
 				goto fail;
 			if (!is_layer_type(m.entries[i + 1].media_type)) {
-				r = hull_error_set(err, -EOPNOTSUPP, "%s.mediaType: '%.128s' unsupported",
-				                   path, m.entries[i + 1].media_type);
+				r = hull_error_set(err, -EOPNOTSUPP,
+				                   "%s.mediaType: '%.128s' unsupported", path,
+				                   m.entries[i + 1].media_type);
 				goto fail;
 			}
 		}

@@ -142,8 +142,8 @@ int image_store_put_blob(struct image_store *s, const char *digest, int64_t size
 	if (n < 0)
 		r = hull_error_set_errno(err, -errno, "read blob %s", digest);
 	else if (size >= 0 && total != size)
-		r = hull_error_set(err, -EBADMSG, "blob %s: %s bytes, the manifest says %lld", digest,
-		                   total > size ? "more" : "fewer", (long long)size);
+		r = hull_error_set(err, -EBADMSG, "blob %s: %s bytes, the manifest says %lld",
+		                   digest, total > size ? "more" : "fewer", (long long)size);
 	else if (n > 0)
 		r = hull_error_set_errno(err, -errno, "write blob %s", digest);
 	else if (strcmp(got, digest) != 0)
@@ -185,7 +185,8 @@ int image_store_read_blob(struct image_store *s, const char *digest, size_t max,
 	ssize_t n;
 
 	if (!digest_is_valid(digest))
-		return hull_error_set(err, -EINVAL, "digest '%.80s' is not sha256:<64 hex>", digest);
+		return hull_error_set(err, -EINVAL, "digest '%.80s' is not sha256:<64 hex>",
+		                      digest);
 	path = image_store_blob_path(s, digest);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -288,8 +289,7 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int image_store_list(struct image_store *s, char ***names, char ***digests,
-                     struct hull_error **err)
+int image_store_list(struct image_store *s, char ***names, char ***digests, struct hull_error **err)
 {
 	_cleanup_free_ char *dir = xasprintf("%s/refs", s->root);
 	_cleanup_(closedirp) DIR *d = opendir(dir);
@@ -321,8 +321,8 @@ int image_store_list(struct image_store *s, char ***names, char ***digests,
 
 /* ---- images ---- */
 
-int image_store_load(struct image_store *s, const char *manifest_digest,
-                     struct image_manifest *m, struct image_config *c, struct hull_error **err)
+int image_store_load(struct image_store *s, const char *manifest_digest, struct image_manifest *m,
+                     struct image_config *c, struct hull_error **err)
 {
 	_cleanup_free_ char *json = NULL, *cjson = NULL;
 	size_t len, clen;
@@ -384,10 +384,11 @@ int image_store_rootfs(struct image_store *s, const char *manifest_digest, char 
 		_cleanup_free_ char *diff_id = NULL;
 		r = image_apply_layer(dirfd, blob, false, &diff_id, err);
 		if (r >= 0 && strcmp(diff_id, c.diff_ids[i - 1]) != 0)
-			r = hull_error_set(err, -EBADMSG,
-			                   "layer %zu (%s): uncompressed it hashes to %s, the config "
-			                   "says %s",
-			                   i - 1, m.entries[i].digest, diff_id, c.diff_ids[i - 1]);
+			r = hull_error_set(
+			    err, -EBADMSG,
+			    "layer %zu (%s): uncompressed it hashes to %s, the config "
+			    "says %s",
+			    i - 1, m.entries[i].digest, diff_id, c.diff_ids[i - 1]);
 		if (r < 0)
 			hull_error_prefix(err, "image %.19s", manifest_digest);
 	}

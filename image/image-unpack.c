@@ -27,6 +27,100 @@ static int openat2_beneath(int dirfd, const char *path, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Where the directory path (relative, clean) of an entry really is inside the tree
+ * rootfd: symlinks among its components are followed as if the tree were "/" (an
+ * image's /lib -> usr/lib is followed into the image, never out of it), and the
+ * result has no symlink left, so extraction cannot be redirected. Components that do
+ * not exist yet are kept as they are (extraction creates them). */
+static int resolve_dir(int rootfd, const char *path, char **ret, struct hull_error **err)
+{
+	_cleanup_free_ char *root = NULL;
+	char *cur = xstrdup("");
+	struct stat st;
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "/proc/self/fd/%d", rootfd);
+	root = realpath(buf, NULL);
+	if (!root) {
+		free(cur);
+		return hull_error_set_errno(err, -errno, "layer: the target directory");
+	}
+	for (const char *p = path; *p;) {
+		const char *e = strchrnul(p, '/');
+		char *next = *cur ? xasprintf("%s/%.*s", cur, (int)(e - p), p)
+		                  : xasprintf("%.*s", (int)(e - p), p);
+		free(cur);
+		cur = next;
+		if (fstatat(rootfd, cur, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT) {
+				int r = hull_error_set_errno(err, -errno, "layer: '%.256s'", cur);
+				free(cur);
+				return r;
+			}
+			/* The rest does not exist yet: no symlink can be in it. */
+			char *all = *e ? xasprintf("%s%s", cur, e) : xstrdup(cur);
+			free(cur);
+			*ret = all;
+			return 0;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
+			                                  RESOLVE_NO_XDEV};
+			int fd = (int)syscall(SYS_openat2, rootfd, cur, &how, sizeof(how));
+			char link[64];
+			_cleanup_free_ char *real = NULL;
+			if (fd < 0) {
+				int r =
+				    hull_error_set(err, -EPERM,
+				                   "layer: '%.256s/...' goes through symlink "
+				                   "'%.256s', which leads to no directory in the "
+				                   "image",
+				                   path, cur);
+				free(cur);
+				return r;
+			}
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+			real = realpath(link, NULL);
+			close(fd);
+			size_t n = strlen(root);
+			free(cur);
+			if (!real || strncmp(real, root, n) != 0 || (real[n] && real[n] != '/'))
+				return hull_error_set(
+				    err, -EPERM, "layer: '%.256s' resolves out of the image", path);
+			cur = xstrdup(real[n] ? real + n + 1 : "");
+		} else if (!S_ISDIR(st.st_mode)) {
+			int r = hull_error_set(err, -ENOTDIR,
+			                       "layer: '%.256s': '%.256s' is not a directory", path,
+			                       cur);
+			free(cur);
+			return r;
+		}
+		p = *e ? e + 1 : e;
+	}
+	*ret = cur;
+	return 0;
+}
+
+/* name with its directory part resolved (resolve_dir); the last component stays. */
+static int resolve_entry(int rootfd, const char *name, char **ret, struct hull_error **err)
+{
+	const char *slash = strrchr(name, '/');
+	_cleanup_free_ char *dir = NULL, *parent = NULL;
+	int r;
+
+	if (!slash) {
+		*ret = xstrdup(name);
+		return 0;
+	}
+	parent = xstrndup(name, (size_t)(slash - name));
+	r = resolve_dir(rootfd, parent, &dir, err);
+	if (r < 0)
+		return r;
+	*ret = *dir ? xasprintf("%s/%s", dir, slash + 1) : xstrdup(slash + 1);
+	return 0;
+}
+
 /* A tar name made relative and clean: "./a//b/" -> "a/b"; NULL when it climbs out
  * ("..") or is empty after cleaning (the root itself). */
 static char *clean_name(const char *name)
@@ -93,9 +187,17 @@ static int apply_whiteout(int rootfd, const char *clean, struct hull_error **err
 {
 	const char *slash = strrchr(clean, '/');
 	const char *base = slash ? slash + 1 : clean;
-	_cleanup_free_ char *parent = slash ? xstrndup(clean, (size_t)(slash - clean)) : xstrdup(".");
-	_cleanup_close_ int pfd = openat2_beneath(rootfd, parent, O_RDONLY | O_DIRECTORY);
+	_cleanup_free_ char *parent = NULL;
+	_cleanup_close_ int pfd = -1;
 	int r = 0;
+
+	if (slash) {
+		_cleanup_free_ char *dir = xstrndup(clean, (size_t)(slash - clean));
+		r = resolve_dir(rootfd, dir, &parent, err);
+		if (r < 0)
+			return r;
+	}
+	pfd = openat2_beneath(rootfd, parent && *parent ? parent : ".", O_RDONLY | O_DIRECTORY);
 
 	if (pfd < 0) {
 		/* Nothing below to hide, or a symlink in the way (refused). */
@@ -200,10 +302,18 @@ int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **
 		const char *base;
 		mode_t type = archive_entry_filetype(e);
 
+		if (name && name[0] == '/') {
+			/* Layers name files relative to the root; an absolute name is a
+			 * hand-made (or hostile) tar. */
+			r = hull_error_set(err, -EPERM, "layer: entry '%.256s' is an absolute path",
+			                   name);
+			goto out;
+		}
 		if (!clean) {
 			if (name && strstr(name, "..")) {
 				r = hull_error_set(err, -EPERM,
-				                   "layer: entry '%.256s' climbs out of the image", name);
+				                   "layer: entry '%.256s' climbs out of the image",
+				                   name);
 				goto out;
 			}
 			continue; /* "./": the root itself */
@@ -219,16 +329,27 @@ int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **
 			skipped_devices++;
 			continue;
 		}
-		archive_entry_set_pathname(e, clean);
+		{
+			_cleanup_free_ char *where = NULL;
+			r = resolve_entry(dirfd, clean, &where, err);
+			if (r < 0)
+				goto out;
+			archive_entry_set_pathname(e, where);
+		}
 		if (archive_entry_hardlink(e)) {
-			_cleanup_free_ char *target = clean_name(archive_entry_hardlink(e));
+			const char *t = archive_entry_hardlink(e);
+			_cleanup_free_ char *target = t[0] == '/' ? NULL : clean_name(t);
+			_cleanup_free_ char *where = NULL;
 			if (!target) {
-				r = hull_error_set(err, -EPERM,
-				                   "layer: hard link '%.256s' points out of the image",
-				                   clean);
+				r = hull_error_set(
+				    err, -EPERM,
+				    "layer: hard link '%.256s' points out of the image", clean);
 				goto out;
 			}
-			archive_entry_set_hardlink(e, target);
+			r = resolve_entry(dirfd, target, &where, err);
+			if (r < 0)
+				goto out;
+			archive_entry_set_hardlink(e, where);
 		}
 		if (archive_write_header(w, e) != ARCHIVE_OK) {
 			r = hull_error_set(err, -EPERM, "layer: '%.256s': %s", clean,

@@ -124,8 +124,8 @@ int image_store_list(struct image_store *s, char ***names, char ***digests,
 int image_store_prune(struct image_store *s, size_t *freed, struct hull_error **err);
 
 /* The image's manifest and config (an image manifest, not an index). */
-int image_store_load(struct image_store *s, const char *manifest_digest,
-                     struct image_manifest *m, struct image_config *c, struct hull_error **err);
+int image_store_load(struct image_store *s, const char *manifest_digest, struct image_manifest *m,
+                     struct image_config *c, struct hull_error **err);
 /* The image's root filesystem, unpacked once (layers applied in order) into
  * ROOT/rootfs/<manifest hex> and kept; *path is it. */
 int image_store_rootfs(struct image_store *s, const char *manifest_digest, char **path,

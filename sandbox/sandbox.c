@@ -64,7 +64,6 @@ char *sandbox_default_state_root(void)
 	return xasprintf("/tmp/hull-%u", (unsigned)geteuid());
 }
 
-
 /* A mountinfo path field: octal escapes (\040 for space) decoded in place. */
 static void unescape_octal(char *s)
 {

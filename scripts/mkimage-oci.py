@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""mkimage-oci.py ROOTFS OUT.tar NAME [--cmd ARG...]: an OCI image archive (an OCI
-image layout in a tar, what `ctr images import` and `skopeo copy oci-archive:` read)
-with ROOTFS as its single gzip layer. Deterministic: same tree, same digests."""
-import gzip, hashlib, io, json, os, sys, tarfile
+"""mkimage-oci.py ROOTFS OUT.tar NAME [--cmd ARG...] [--entrypoint ARG...]
+                  [--env K=V]... [--workdir DIR] [--user U] [--stop-signal SIG]
+                  [--layer-tar FILE]...
 
-def main():
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    rootfs, out, name = sys.argv[1:4]
-    cmd = ["sh"]
-    if len(sys.argv) > 4 and sys.argv[4] == "--cmd":
-        cmd = sys.argv[5:]
-    layer_tar = io.BytesIO()
-    with tarfile.open(fileobj=layer_tar, mode="w", format=tarfile.PAX_FORMAT) as t:
+An OCI image archive (an OCI image layout in a tar: what `ctr images import`, `hull
+load` and `skopeo copy oci-archive:` read) with ROOTFS as its gzip layer (ROOTFS "-":
+no directory layer), then each --layer-tar FILE as a further layer as it is (the tests
+use this for hostile layers). Deterministic: same input, same digests."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+
+
+def tar_of_dir(rootfs):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for dirpath, dirnames, filenames in os.walk(rootfs):
             dirnames.sort()
             for n in sorted(dirnames) + sorted(filenames):
@@ -29,27 +35,74 @@ def main():
                         t.addfile(ti, f)
                 else:
                     t.addfile(ti)
-    raw = layer_tar.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    gz = io.BytesIO()
-    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0) as g:
+    return buf.getvalue()
+
+
+def gz(raw):
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as g:
         g.write(raw)
-    layer = gz.getvalue()
+    return out.getvalue()
+
+
+def parse(argv):
+    opts = {"cmd": None, "entrypoint": None, "env": [], "workdir": None, "user": None,
+            "stop-signal": None, "layer-tar": []}
+    key = None
+    for a in argv:
+        if a.startswith("--") and a[2:] in opts:
+            key = a[2:]
+            if key in ("cmd", "entrypoint"):
+                opts[key] = []
+            continue
+        if key in ("cmd", "entrypoint"):
+            opts[key].append(a)
+        elif key in ("env", "layer-tar"):
+            opts[key].append(a)
+        elif key:
+            opts[key] = a
+        else:
+            sys.exit(__doc__)
+    return opts
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    rootfs, out, name = sys.argv[1:4]
+    o = parse(sys.argv[4:])
+    layers = []  # (raw tar, blob, media type)
+    if rootfs != "-":
+        raw = tar_of_dir(rootfs)
+        layers.append((raw, gz(raw), "application/vnd.oci.image.layer.v1.tar+gzip"))
+    for path in o["layer-tar"]:
+        with open(path, "rb") as f:
+            raw = f.read()
+        layers.append((raw, raw, "application/vnd.oci.image.layer.v1.tar"))
+    cfg = {"Env": o["env"] or ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}
+    if o["cmd"] is not None or (o["entrypoint"] is None):
+        cfg["Cmd"] = o["cmd"] if o["cmd"] is not None else ["sh"]
+    if o["entrypoint"] is not None:
+        cfg["Entrypoint"] = o["entrypoint"]
+    for k, field in (("workdir", "WorkingDir"), ("user", "User"), ("stop-signal", "StopSignal")):
+        if o[k]:
+            cfg[field] = o[k]
     config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "architecture": "amd64", "os": "linux", "config": cfg,
+        "rootfs": {"type": "layers",
+                   "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest() for raw, _, _ in layers]},
     }, sort_keys=True).encode()
     blobs = {}
+
     def blob(data, mt):
         d = hashlib.sha256(data).hexdigest()
         blobs[d] = data
         return {"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
     cfg_desc = blob(config, "application/vnd.oci.image.config.v1+json")
-    layer_desc = blob(layer, "application/vnd.oci.image.layer.v1.tar+gzip")
+    layer_descs = [blob(b, mt) for _, b, mt in layers]
     manifest = json.dumps({"schemaVersion": 2,
                            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": cfg_desc, "layers": [layer_desc]}, sort_keys=True).encode()
+                           "config": cfg_desc, "layers": layer_descs}, sort_keys=True).encode()
     man_desc = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
     man_desc["annotations"] = {"io.containerd.image.name": name,
                                "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]}
@@ -66,5 +119,6 @@ def main():
         for d, data in sorted(blobs.items()):
             add("blobs/sha256/" + d, data)
     os.replace(tmp, out)
+
 
 main()

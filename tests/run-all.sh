@@ -66,6 +66,7 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
 		skipped=$((skipped + $(grep -c '^skip - ' "$log")))
 	}
 	suite "integration tests (real QEMU)" tests/integration/run.sh
+	suite "images (store, load, hull run IMAGE)" tests/integration/images.sh
 	suite "containerd shim (real containerd: ctr and CRI)" tests/integration/containerd.sh
 fi
 

@@ -1,12 +1,16 @@
 # Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
 # Included from the top-level Makefile.
 
-UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server
+UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
+
+$(BUILD)/tests/test-image: tests/unit/test-image.c $(LIB_IMAGE) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS) $(IMAGE_LIBS)
 
 # The config.json parser is guest code, but pure: its test links it directly.
 $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spec.c $(LIB_COMMON)
@@ -15,7 +19,7 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 
 # ---- fuzzers: one per untrusted surface ----
 FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server \
-	shim-config shim-spec shim-task
+	shim-config shim-spec shim-task image-spec image-layer
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
@@ -27,6 +31,8 @@ FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
 FUZZ_SRC_ttrpc-server := $(FUZZ_COMMON)
 FUZZ_SRC_shim-config := shim/shim-config.c $(VMM_SRC) $(FUZZ_COMMON)
+FUZZ_SRC_image-spec := image/image-spec.c $(FUZZ_COMMON)
+FUZZ_SRC_image-layer := image/image-unpack.c image/image-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_shim-spec := shim/shim-spec.c sandbox/bundle.c $(FUZZ_COMMON)
 # shim-service.c is built into the fuzzer itself (it reaches the service's state).
 FUZZ_SRC_shim-task := shim/shim-config.c shim/shim-spec.c tests/fuzz/fuzz-shim-stubs.c \
@@ -41,12 +47,12 @@ FUZZ_TIME ?= 60
 $(BUILD)/fuzz/replay-%: tests/fuzz/fuzz-%.c tests/fuzz/replay.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-		-o $@ $(filter %.c,$^) $(HOST_LIBS) -lpthread
+		-o $@ $(filter %.c,$^) $(HOST_LIBS) $(IMAGE_LIBS) -lpthread
 
 $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $$(FUZZ_SRC_$$*) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c,$^) \
-		$(HOST_LIBS) -lpthread
+		$(HOST_LIBS) $(IMAGE_LIBS) -lpthread
 
 # `make fuzz` runs each fuzzer for FUZZ_TIME seconds, growing its corpus in place.
 fuzz: $(FUZZ_BINS)

@@ -363,3 +363,63 @@ def write_shim():
 
 
 write_shim()
+
+
+# ---- images: manifests, configs, references; layer tars ----
+def write_images():
+    import gzip
+    import io
+    import tarfile
+    d = "sha256:" + "0123456789abcdef" * 4
+    s = "image-spec"
+    write(s, "index", b"\x00" + json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                            "manifests": [{"digest": d, "size": 3, "platform": {"os": "linux", "architecture": "amd64"},
+                                                           "annotations": {"io.containerd.image.name": "x/y:z"}}]}).encode())
+    write(s, "manifest", b"\x00" + json.dumps({"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 1},
+                                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": d, "size": 9}]}).encode())
+    write(s, "docker-list", b"\x00" + json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                                                  "manifests": [{"digest": d, "size": 3}]}).encode())
+    write(s, "bad-digest", b"\x00" + b'{"schemaVersion":2,"config":{"digest":"sha256:zz","size":1},"layers":[]}')
+    write(s, "config", b"\x01" + json.dumps({"os": "linux", "architecture": "amd64",
+                                             "config": {"Entrypoint": ["a"], "Cmd": ["b"], "Env": ["A=1"], "User": "1:2",
+                                                        "WorkingDir": "/w", "StopSignal": "SIGTERM"},
+                                             "rootfs": {"type": "layers", "diff_ids": [d]}}).encode())
+    write(s, "config-null", b"\x01" + b'{"config":null,"rootfs":{"diff_ids":null}}')
+    for i, ref in enumerate(["busybox", "localhost:5000/a/b:c", "ghcr.io/o/r@" + d, "UPPER", "a//b", "x:" + "t" * 200]):
+        write(s, "ref%d" % i, b"\x02" + ref.encode())
+
+    def tar(entries, compress=False):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, kind, arg in entries:
+                ti = tarfile.TarInfo(name)
+                data = None
+                if kind == "dir":
+                    ti.type = tarfile.DIRTYPE
+                elif kind == "sym":
+                    ti.type, ti.linkname = tarfile.SYMTYPE, arg
+                elif kind == "hard":
+                    ti.type, ti.linkname = tarfile.LNKTYPE, arg
+                elif kind == "chr":
+                    ti.type = tarfile.CHRTYPE
+                else:
+                    data = arg or b"x"
+                    ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data) if data is not None else None)
+        raw = buf.getvalue()
+        return gzip.compress(raw, mtime=0) if compress else raw
+    L = "image-layer"
+    write(L, "plain", tar([("a", "dir", None), ("a/b", "file", b"hi"), ("l", "sym", "a/b"), ("h", "hard", "a/b")]))
+    write(L, "gzip", tar([("f", "file", b"zip")], compress=True))
+    write(L, "whiteouts", tar([("d", "dir", None), ("d/x", "file", None), ("d/.wh..wh..opq", "file", None),
+                               (".wh.f", "file", None), ("d/.wh.x", "file", None)]))
+    write(L, "dotdot", tar([("../escape", "file", None)]))
+    write(L, "absolute", tar([("/abs", "file", None)]))
+    write(L, "sym-escape", tar([("s", "sym", "/"), ("s/tmp/x", "file", None), ("t", "sym", "../.."), ("t/y", "file", None)]))
+    write(L, "hard-escape", tar([("h", "hard", "../../etc/passwd"), ("g", "hard", "/etc/passwd")]))
+    write(L, "wh-escape", tar([("r", "sym", "/"), ("r/.wh.canary", "file", None), ("q", "sym", ".."), ("q/.wh.canary", "file", None)]))
+    write(L, "device", tar([("dev", "dir", None), ("dev/c", "chr", None)]))
+    write(L, "garbage", b"\x1f\x8b\x08\x00" + b"\xff" * 40)
+
+
+write_images()

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Images: the store, hull load (OCI archive, OCI layout, docker archive), hull run
+# IMAGE with the image's config, hostile layers and blobs, rmi/prune. Each test gets
+# its own store ($HULL_IMAGE_ROOT) and checks afterwards that nothing of the store is
+# left half-made (tmp/ empty) and that no QEMU or sandbox state survived.
+#   ok - NAME | not ok - NAME: why | skip - NAME: why
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$top/build}
+HULL=$BUILD/hull
+PY=/usr/bin/python3
+MKIMAGE="$PY $top/scripts/mkimage-oci.py"
+ROOTFS=$BUILD/rootfs-demo
+only=${HULL_TEST_FILTER:-}
+work=$(mktemp -d /tmp/hull-img.XXXXXX)
+export HULL_STATE_DIR=$work/state
+mkdir -p "$HULL_STATE_DIR"
+OUTSIDE=$work/outside # what hostile layers aim at
+mkdir -p "$OUTSIDE"
+trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; rm -rf "$work"' EXIT
+
+"$PY" "$top/tests/tools/mklayers.py" "$work/layers" "$OUTSIDE" ||
+	{ echo "not ok - make_layers: mklayers.py failed"; exit 1; }
+
+leaks() {
+	local i
+	for i in $(seq 1 50); do
+		pgrep -f -- "$HULL_STATE_DIR" >/dev/null || break
+		sleep 0.1
+	done
+	pgrep -f -- "$HULL_STATE_DIR" >/dev/null && { echo "QEMU left"; pkill -9 -f -- "$HULL_STATE_DIR"; }
+	[ -z "$(ls -A "$HULL_STATE_DIR")" ] || { echo "state left"; rm -rf "${HULL_STATE_DIR:?}"/*; }
+	[ -z "$(ls -A "$HULL_IMAGE_ROOT/tmp" 2>/dev/null)" ] || echo "store tmp/ left: $(ls "$HULL_IMAGE_ROOT/tmp")"
+	[ -z "$(ls -A "$OUTSIDE")" ] || echo "written outside the store: $(ls -A "$OUTSIDE")"
+}
+
+run_test() {
+	local name=$1 why rc leak
+	[ -n "$only" ] && [[ $name != *$only* ]] && return
+	T=$work/t.$name
+	mkdir -p "$T"
+	export HULL_IMAGE_ROOT=$T/store
+	why=$("test_$name" 2>&1)
+	rc=$?
+	leak=$(leaks)
+	if [ "$rc" = 77 ]; then
+		echo "skip - $name: ${why##*$'\n'}"
+	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
+		echo "ok - $name"
+	else
+		echo "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
+	fi
+	rm -rf "$T"
+}
+
+# run hull; stdout, stderr, status in $T/{out,err,rc}
+h() {
+	"$HULL" "$@" >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+}
+want_rc() { [ "$(cat "$T/rc")" = "$1" ] || { echo "hull $*: status $(cat "$T/rc"), want $1: $(head -c 500 "$T/err")"; return 1; }; }
+want_out() { [ "$(cat "$T/out")" = "$1" ] || { echo "stdout '$(head -c 300 "$T/out")', want '$1'"; return 1; }; }
+want_err() { grep -qF -- "$1" "$T/err" || { echo "stderr lacks '$1': $(head -c 500 "$T/err")"; return 1; }; }
+names() { "$HULL" images -q 2>/dev/null | tr '\n' ' '; }
+
+# ---- tests ----------------------------------------------------------------------------
+
+test_builtin_busybox() {
+	# An empty store: the image make built is loaded on first use.
+	h run busybox -- sh -c 'cat /etc/hostname; echo $PATH'
+	want_rc 0 && want_out $'hull-demo\n/usr/sbin:/usr/bin:/sbin:/bin' || return 1
+	[ "$(names)" = "docker.io/library/busybox:latest " ] || { echo "images: $(names)"; return 1; }
+	# The same image by its other spellings.
+	h run docker.io/library/busybox -- true && want_rc 0 || return 1
+	h run library/busybox:latest -- true && want_rc 0
+}
+
+test_image_config() {
+	$MKIMAGE "$ROOTFS" "$T/cfg.tar" example.com/t/cfg:1 --entrypoint sh -c --cmd 'echo "$(id -u):$(id -g) $(pwd) $GREETING"' \
+		--env PATH=/bin GREETING=hello --workdir /tmp --user nobody --stop-signal SIGQUIT || return 1
+	h load -i "$T/cfg.tar" && want_rc 0 && want_out "Loaded image: example.com/t/cfg:1" || return 1
+	# Entrypoint + Cmd, Env, WorkingDir and User (a name from the image's /etc/passwd).
+	h run example.com/t/cfg:1 && want_rc 0 && want_out "65534:65534 /tmp hello" || return 1
+	# A CMD replaces Cmd; -e, -w and -u win over the image.
+	h run -e GREETING=hi -w / -u 1000:1000 example.com/t/cfg:1 -- 'echo "$(id -u) $(pwd) $GREETING"'
+	want_rc 0 && want_out "1000 / hi" || return 1
+	# --entrypoint replaces Entrypoint and drops Cmd.
+	h run --entrypoint echo example.com/t/cfg:1 plain && want_rc 0 && want_out "plain" || return 1
+	h image inspect example.com/t/cfg:1 && want_rc 0 || return 1
+	grep -q '"stop_signal":"SIGQUIT"' "$T/out" && grep -q '"user":"nobody"' "$T/out" ||
+		{ echo "inspect: $(tr -d '\n ' <"$T/out")"; return 1; }
+}
+
+test_load_formats() {
+	command -v skopeo >/dev/null || { echo "skopeo is not installed (make deps)"; return 77; }
+	local src=$BUILD/images/busybox.tar
+	skopeo copy -q "oci-archive:$src" "docker-archive:$T/docker.tar:example.com/dock/bb:v1" &&
+		skopeo copy -q "oci-archive:$src" "oci:$T/layout:example.com/lay/bb:v2" ||
+		{ echo "skopeo failed"; return 1; }
+	h load -i "$T/docker.tar" && want_rc 0 && want_out "Loaded image: example.com/dock/bb:v1" || return 1
+	h load -i "$T/layout" && want_rc 0 && want_out "Loaded image: example.com/lay/bb:v2" || return 1
+	h run example.com/dock/bb:v1 -- echo from-docker-archive && want_rc 0 && want_out from-docker-archive || return 1
+	h run example.com/lay/bb:v2 -- echo from-layout && want_rc 0 && want_out from-layout || return 1
+	# Loading again changes nothing; a missing file is a clear error.
+	h load -i "$T/layout" && want_rc 0 || return 1
+	h load -i "$T/nonexistent.tar" && want_rc 125 && want_err "nonexistent.tar': No such file"
+}
+
+test_hostile_layers() {
+	local l
+	declare -A why=(
+		[dotdot]="entry '../escaped' climbs out of the image"
+		[absolute]="entry '/abs-file' is an absolute path"
+		[symlink-file]="goes through symlink 'link', which leads to no directory in the image"
+		[hardlink-out]="hard link 'h' points out of the image"
+		[hardlink-abs]="hard link 'h' points out of the image"
+	)
+	for l in "${!why[@]}"; do
+		$MKIMAGE "$ROOTFS" "$T/$l.tar" "example.com/bad/$l:1" --layer-tar "$work/layers/$l.tar" || return 1
+		h load -i "$T/$l.tar"
+		want_rc 125 && want_err "${why[$l]}" || return 1
+	done
+	# No name for any of them, and nothing half-unpacked.
+	[ -z "$(names)" ] || { echo "named after a failed load: $(names)"; return 1; }
+	[ -z "$(ls -A "$HULL_IMAGE_ROOT/rootfs")" ] || { echo "rootfs left: $(ls "$HULL_IMAGE_ROOT/rootfs")"; return 1; }
+	# A whiteout through a symlink to "/" stays inside the image (it hides the image's
+	# /etc), and device nodes of an unprivileged image are skipped.
+	$MKIMAGE "$ROOTFS" "$T/wh.tar" example.com/bad/wh:1 --layer-tar "$work/layers/wh-escape.tar" &&
+		$MKIMAGE "$ROOTFS" "$T/dev.tar" example.com/bad/dev:1 --layer-tar "$work/layers/devices.tar" || return 1
+	h load -i "$T/wh.tar" && want_rc 0 || return 1
+	[ -d /etc ] && [ -f /etc/hostname ] || { echo "the host's /etc was touched"; return 1; }
+	h load -i "$T/dev.tar" && want_rc 0 || return 1
+	[ -z "$(find "$HULL_IMAGE_ROOT/rootfs" -type c -o -type b | head -1)" ] ||
+		{ echo "device nodes unpacked: $(find "$HULL_IMAGE_ROOT/rootfs" -type c -o -type b | head -3)"; return 1; }
+}
+
+test_whiteouts() {
+	$MKIMAGE "$ROOTFS" "$T/wh.tar" example.com/t/wh:1 --layer-tar "$work/layers/base.tar" \
+		--layer-tar "$work/layers/whiteouts.tar" || return 1
+	h load -i "$T/wh.tar" && want_rc 0 || return 1
+	h run example.com/t/wh:1 -- sh -c 'cat /keep; ls /gone 2>&1 | head -c 0 || true; test -e /gone && echo gone-still-here; ls /d'
+	want_rc 0 && want_out $'keep\nnew'
+}
+
+# Rewrite the busybox archive with one blob changed by mutate(data) -> data.
+tamper() {
+	"$PY" - "$BUILD/images/busybox.tar" "$1" "$2" <<'EOF'
+import hashlib, io, json, sys, tarfile
+src, dst, how = sys.argv[1:4]
+blob = b'{"schemaVersion": 2, "pad": "' + b"x" * (5 << 20) + b'"}'
+huge = hashlib.sha256(blob).hexdigest()
+tin = tarfile.open(src)
+index = json.load(tin.extractfile("index.json"))
+man_digest = index["manifests"][0]["digest"].split(":")[1]
+man = json.load(tin.extractfile("blobs/sha256/" + man_digest))
+layer = man["layers"][0]["digest"].split(":")[1]
+with tarfile.open(dst, "w") as tout:
+    for m in tin.getmembers():
+        data = tin.extractfile(m).read() if m.isfile() else None
+        if how == "flip" and m.name.endswith(layer):
+            data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        if how == "truncate" and m.name.endswith(layer):
+            data = data[: len(data) // 2]
+        if how == "huge-manifest" and m.name == "index.json":
+            index["manifests"][0].update(digest="sha256:" + huge, size=len(blob))
+            data = json.dumps(index).encode()
+        m.size = len(data) if data is not None else 0
+        tout.addfile(m, io.BytesIO(data) if data is not None else None)
+    if how == "huge-manifest":
+        ti = tarfile.TarInfo("blobs/sha256/" + huge)
+        ti.size = len(blob)
+        tout.addfile(ti, io.BytesIO(blob))
+EOF
+}
+
+test_bad_blobs() {
+	tamper "$T/flip.tar" flip && tamper "$T/trunc.tar" truncate && tamper "$T/huge.tar" huge-manifest || return 1
+	h load -i "$T/flip.tar" && want_rc 125 && want_err "its content hashes to sha256:" || return 1
+	h load -i "$T/trunc.tar" && want_rc 125 && want_err "fewer" || return 1
+	h load -i "$T/huge.tar" && want_rc 125 && want_err "at most" || return 1
+	[ -z "$(names)" ] || { echo "named after a failed load: $(names)"; return 1; }
+	# The store still works.
+	h load -i "$BUILD/images/busybox.tar" && want_rc 0
+}
+
+test_many_files_bounded_memory() {
+	$MKIMAGE - "$T/many.tar" example.com/t/many:1 --layer-tar "$work/layers/many.tar" --cmd /x || return 1
+	# hull load unpacks; its peak RSS must not grow with the number of entries.
+	"$PY" - "$HULL" "$T/many.tar" <<'EOF' || return 1
+import resource, subprocess, sys
+p = subprocess.run([sys.argv[1], "load", "-i", sys.argv[2]], capture_output=True, text=True)
+if p.returncode != 0:
+    sys.exit("load failed: " + p.stderr)
+rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+if rss_mib > 64:
+    sys.exit(f"hull load of 100000 files peaked at {rss_mib:.0f} MiB")
+EOF
+	[ "$(find "$HULL_IMAGE_ROOT/rootfs" -path '*/m/*' -type f | wc -l)" -ge 100000 ] ||
+		{ echo "not every file was unpacked"; return 1; }
+}
+
+test_rmi_and_prune() {
+	local before after
+	h load -i "$BUILD/images/busybox.tar" && want_rc 0 || return 1
+	$MKIMAGE "$ROOTFS" "$T/other.tar" example.com/t/other:1 --env A=1 && h load -i "$T/other.tar" && want_rc 0 || return 1
+	before=$(find "$HULL_IMAGE_ROOT/blobs" -type f | wc -l)
+	h rmi example.com/t/other:1 && want_rc 0 || return 1
+	[ "$(names)" = "docker.io/library/busybox:latest " ] || { echo "images after rmi: $(names)"; return 1; }
+	after=$(find "$HULL_IMAGE_ROOT/blobs" -type f | wc -l)
+	# other's manifest and config go; the layer it shares with busybox stays.
+	[ "$after" = $((before - 2)) ] || { echo "blobs: $before before rmi, $after after"; return 1; }
+	[ "$(ls "$HULL_IMAGE_ROOT/rootfs" | wc -l)" = 1 ] || { echo "rootfs dirs: $(ls "$HULL_IMAGE_ROOT/rootfs")"; return 1; }
+	h rmi example.com/t/nonexistent:1 && want_rc 125 && want_err "example.com/t/nonexistent:1" || return 1
+	h run example.com/t/other:1 -- true && want_rc 125 && want_err "no image 'example.com/t/other:1'" || return 1
+	h image prune && want_rc 0
+}
+
+test_concurrent_loads() {
+	local i pids=()
+	for i in 1 2 3 4; do
+		"$HULL" load -i "$BUILD/images/busybox.tar" >"$T/o$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i" || { echo "a concurrent load failed: $(cat "$T"/o*)"; return 1; }
+	done
+	[ "$(names)" = "docker.io/library/busybox:latest " ] || { echo "images: $(names)"; return 1; }
+	[ "$(ls "$HULL_IMAGE_ROOT/rootfs" | wc -l)" = 1 ] || { echo "rootfs dirs: $(ls "$HULL_IMAGE_ROOT/rootfs")"; return 1; }
+	h run busybox -- true && want_rc 0
+}
+
+for f in "$HULL" "$BUILD/images/busybox.tar" "$BUILD/guest/vmlinuz"; do
+	[ -e "$f" ] || { echo "not ok - prerequisites: $f missing (make)"; exit 1; }
+done
+for t in builtin_busybox image_config load_formats hostile_layers whiteouts bad_blobs \
+	many_files_bounded_memory rmi_and_prune concurrent_loads; do
+	run_test "$t"
+done
