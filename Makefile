@@ -50,7 +50,7 @@ DEMO_ROOTFS := $(BUILD)/rootfs-demo/.stamp
 EMBEDDED_IMAGE := $(BUILD)/images/busybox.tar
 
 HOST_LIBS := -lprotobuf-c -ljson-c
-IMAGE_LIBS := -larchive -lcrypto
+IMAGE_LIBS := -larchive -lcrypto -lcurl
 
 .PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
 all: $(HULL) $(SHIM) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS) $(EMBEDDED_IMAGE)

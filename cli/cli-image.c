@@ -96,6 +96,70 @@ static int fail(struct hull_error *err)
 	return EXIT_HULL_ERROR;
 }
 
+int cli_pull(int argc, char **argv)
+{
+	static const struct option opts[] = {{"quiet", no_argument, NULL, 'q'},
+	                                     {"platform", required_argument, NULL, 'p'},
+	                                     {"timeout", required_argument, NULL, 't'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	struct pull_opts po = {.os = "linux", .arch = "amd64"};
+	struct hull_error *err = NULL;
+	struct image_store *s = NULL;
+	_cleanup_free_ char *name = NULL, *digest = NULL, *os = NULL;
+	uint64_t ms;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q':
+			po.quiet = true;
+			break;
+		case 'p': {
+			const char *slash = strchr(optarg, '/');
+			if (!slash || !slash[1] || slash == optarg) {
+				fprintf(stderr, "hull pull: --platform '%s': want OS/ARCH\n",
+				        optarg);
+				return EXIT_HULL_ERROR;
+			}
+			free(os);
+			os = xstrndup(optarg, (size_t)(slash - optarg));
+			po.os = os;
+			po.arch = slash + 1;
+			break;
+		}
+		case 't':
+			if (parse_duration_ms(optarg, &ms) < 0 || ms < 1000 || ms > 3600000) {
+				fprintf(stderr, "hull pull: --timeout '%s': want 1s to 1h\n",
+				        optarg);
+				return EXIT_HULL_ERROR;
+			}
+			po.timeout_s = (unsigned)(ms / 1000);
+			break;
+		default:
+			fprintf(c == 'h' ? stdout : stderr,
+			        "usage: hull pull [-q] [--platform OS/ARCH] [--timeout DUR] "
+			        "NAME[:TAG|@DIGEST]\n");
+			return c == 'h' ? 0 : EXIT_HULL_ERROR;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: hull pull [-q] [--platform OS/ARCH] NAME[:TAG|@DIGEST]\n");
+		return EXIT_HULL_ERROR;
+	}
+	if (image_store_open(NULL, &s, &err) < 0 ||
+	    image_pull(s, argv[optind], &po, &name, &digest, &err) < 0) {
+		image_store_close(s);
+		return fail(err);
+	}
+	image_store_close(s);
+	printf("%s\n", po.quiet ? digest : name);
+	if (!po.quiet)
+		printf("Digest: %s\n", digest);
+	return 0;
+}
+
 int cli_load(int argc, char **argv)
 {
 	struct hull_error *err = NULL;

@@ -25,6 +25,7 @@ static void usage(FILE *f)
 	    "  kill [-s SIGNAL] NAME                        signal the job (default KILL)\n"
 	    "  rm [-f] NAME                                 stop the VM, remove the sandbox\n"
 	    "  inspect NAME                                 the sandbox's state as JSON\n"
+	    "  pull [-q] NAME[:TAG|@DIGEST]                 fetch an image from its registry\n"
 	    "  load -i FILE|DIR                             import images (OCI layout, archives)\n"
 	    "  images [-q]                                  list the images in the store\n"
 	    "  rmi NAME...                                  remove images\n"
@@ -47,10 +48,10 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int argc, char **argv);
-	} commands[] = {{"check", cli_check},     {"ps", cli_ps},      {"exec", cli_exec},
-	                {"logs", cli_logs},       {"kill", cli_kill},  {"rm", cli_rm},
-	                {"inspect", cli_inspect}, {"load", cli_load},  {"images", cli_images},
-	                {"rmi", cli_rmi},         {"image", cli_image}};
+	} commands[] = {{"check", cli_check},     {"ps", cli_ps},       {"exec", cli_exec},
+	                {"logs", cli_logs},       {"kill", cli_kill},   {"rm", cli_rm},
+	                {"inspect", cli_inspect}, {"load", cli_load},   {"images", cli_images},
+	                {"rmi", cli_rmi},         {"image", cli_image}, {"pull", cli_pull}};
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);

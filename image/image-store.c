@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "image.h"
 #include "log.h"
@@ -446,6 +447,31 @@ int image_store_prune(struct image_store *s, size_t *freed, struct hull_error **
 		for (size_t k = 0; k < m.n_entries; k++)
 			mark(&keep, m.entries[k].digest);
 		image_manifest_done(&m);
+	}
+	/* Work left in tmp/ by a process that died: partial blobs nobody fetches now
+	 * (their lock is free), anything else after an hour. */
+	{
+		_cleanup_free_ char *dir = xasprintf("%s/tmp", s->root);
+		_cleanup_(closedirp) DIR *d = opendir(dir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			_cleanup_free_ char *p = NULL;
+			struct stat st;
+			if (de->d_name[0] == '.')
+				continue;
+			p = xasprintf("%s/%s", dir, de->d_name);
+			if (lstat(p, &st) < 0)
+				continue;
+			if (strstr(de->d_name, ".partial")) {
+				_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+				if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+					continue;
+			} else if (st.st_mtime + 3600 > time(NULL)) {
+				continue;
+			}
+			rm_tree(p);
+			(*freed)++;
+		}
 	}
 	for (const char *sub = "blobs/sha256\0rootfs\0"; *sub; sub += strlen(sub) + 1) {
 		_cleanup_free_ char *dir = xasprintf("%s/%s", s->root, sub);

@@ -140,6 +140,19 @@ int image_store_rootfs(struct image_store *s, const char *manifest_digest, char 
 int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **diff_id,
                       struct hull_error **err);
 
+/* ---- registries ---- */
+
+struct pull_opts {
+	bool quiet;            /* no progress, only errors */
+	const char *os, *arch; /* the platform an index is resolved to */
+	unsigned timeout_s;    /* a registry silent this long fails the pull (default 30) */
+};
+
+/* Pull refstr (tag or digest) from its registry into the store, unpack it and name it;
+ * *name and *digest are the full name and the image manifest's digest. */
+int image_pull(struct image_store *s, const char *refstr, const struct pull_opts *o, char **name,
+               char **digest, struct hull_error **err);
+
 /* ---- import ---- */
 
 /* An OCI image layout directory, an oci-archive or a docker-archive tar into the store;

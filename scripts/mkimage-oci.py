@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """mkimage-oci.py ROOTFS OUT.tar NAME [--cmd ARG...] [--entrypoint ARG...]
                   [--env K=V]... [--workdir DIR] [--user U] [--stop-signal SIG]
-                  [--layer-tar FILE]...
+                  [--layer-tar FILE]... [--arch-too ARCH]
 
 An OCI image archive (an OCI image layout in a tar: what `ctr images import`, `hull
 load` and `skopeo copy oci-archive:` read) with ROOTFS as its gzip layer (ROOTFS "-":
 no directory layer), then each --layer-tar FILE as a further layer as it is (the tests
-use this for hostile layers). Deterministic: same input, same digests."""
+use this for hostile layers). --arch-too ARCH makes it a multi-platform image: an
+index of the linux/amd64 image and a linux/ARCH one (same layers, its own config).
+Deterministic: same input, same digests."""
 import gzip
 import hashlib
 import io
@@ -47,7 +49,7 @@ def gz(raw):
 
 def parse(argv):
     opts = {"cmd": None, "entrypoint": None, "env": [], "workdir": None, "user": None,
-            "stop-signal": None, "layer-tar": []}
+            "stop-signal": None, "layer-tar": [], "arch-too": None}
     key = None
     for a in argv:
         if a.startswith("--") and a[2:] in opts:
@@ -87,27 +89,36 @@ def main():
     for k, field in (("workdir", "WorkingDir"), ("user", "User"), ("stop-signal", "StopSignal")):
         if o[k]:
             cfg[field] = o[k]
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "config": cfg,
-        "rootfs": {"type": "layers",
-                   "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest() for raw, _, _ in layers]},
-    }, sort_keys=True).encode()
     blobs = {}
 
     def blob(data, mt):
         d = hashlib.sha256(data).hexdigest()
         blobs[d] = data
         return {"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
-    cfg_desc = blob(config, "application/vnd.oci.image.config.v1+json")
     layer_descs = [blob(b, mt) for _, b, mt in layers]
-    manifest = json.dumps({"schemaVersion": 2,
-                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": cfg_desc, "layers": layer_descs}, sort_keys=True).encode()
-    man_desc = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
-    man_desc["annotations"] = {"io.containerd.image.name": name,
-                               "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]}
-    man_desc["platform"] = {"architecture": "amd64", "os": "linux"}
-    index = json.dumps({"schemaVersion": 2, "manifests": [man_desc]}, sort_keys=True).encode()
+
+    def image(arch):
+        config = json.dumps({
+            "architecture": arch, "os": "linux", "config": cfg,
+            "rootfs": {"type": "layers",
+                       "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest() for raw, _, _ in layers]},
+        }, sort_keys=True).encode()
+        cfg_desc = blob(config, "application/vnd.oci.image.config.v1+json")
+        manifest = json.dumps({"schemaVersion": 2,
+                               "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": cfg_desc, "layers": layer_descs}, sort_keys=True).encode()
+        d = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
+        d["platform"] = {"architecture": arch, "os": "linux"}
+        return d
+    top = image("amd64")
+    if o["arch-too"]:
+        entries = [top, image(o["arch-too"])]
+        idx = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                          "manifests": entries}, sort_keys=True).encode()
+        top = blob(idx, "application/vnd.oci.image.index.v1+json")
+    top["annotations"] = {"io.containerd.image.name": name,
+                          "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]}
+    index = json.dumps({"schemaVersion": 2, "manifests": [top]}, sort_keys=True).encode()
     tmp = out + ".tmp"
     with tarfile.open(tmp, "w") as t:
         def add(path, data):

@@ -17,7 +17,7 @@ export HULL_STATE_DIR=$work/state
 mkdir -p "$HULL_STATE_DIR"
 OUTSIDE=$work/outside # what hostile layers aim at
 mkdir -p "$OUTSIDE"
-trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; pkill -f -- "$work/" 2>/dev/null; rm -rf "$work"' EXIT
 
 "$PY" "$top/tests/tools/mklayers.py" "$work/layers" "$OUTSIDE" ||
 	{ echo "not ok - make_layers: mklayers.py failed"; exit 1; }
@@ -229,10 +229,146 @@ test_concurrent_loads() {
 	h run busybox -- true && want_rc 0
 }
 
+# ---- registries ----------------------------------------------------------------------
+
+REG_PID=
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A real registry (Debian's docker-registry) on loopback; $1: "htpasswd" for basic auth.
+reg_start() {
+	command -v docker-registry >/dev/null && command -v skopeo >/dev/null ||
+		{ echo "docker-registry or skopeo is not installed (make deps)"; return 77; }
+	REG_PORT=$(free_port)
+	mkdir -p "$T/reg"
+	{
+		printf 'version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: %s
+' "$T/reg/data"
+		printf 'http:
+  addr: 127.0.0.1:%s
+' "$REG_PORT"
+		if [ "${1:-}" = htpasswd ]; then
+			"$PY" -c "import crypt; print('alice:' + crypt.crypt('secret', crypt.mksalt(crypt.METHOD_BLOWFISH)))" 2>/dev/null >"$T/reg/htpasswd"
+			printf 'auth:
+  htpasswd:
+    realm: hull-test
+    path: %s
+' "$T/reg/htpasswd"
+		fi
+	} >"$T/reg/config.yml"
+	docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
+	REG_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		curl -s -o /dev/null "http://127.0.0.1:$REG_PORT/v2/" && return 0
+		sleep 0.1
+	done
+	echo "the registry did not start: $(tail -3 "$T/reg/log")"
+	return 1
+}
+reg_stop() {
+	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	REG_PID=
+}
+push() { skopeo copy -q --dest-tls-verify=false ${CREDS:+--dest-creds "$CREDS"} "$@"; }
+
+test_pull_registry() {
+	reg_start || return $?
+	local r=127.0.0.1:$REG_PORT digest
+	push "oci-archive:$BUILD/images/busybox.tar" "docker://$r/lib/busybox:v1" &&
+		$MKIMAGE "$ROOTFS" "$T/multi.tar" example.com/m/bb:1 --arch-too arm64 &&
+		push --all "oci-archive:$T/multi.tar" "docker://$r/lib/multi:v1" || { reg_stop; echo "push failed"; return 1; }
+	h pull "$r/lib/busybox:v1"
+	want_rc 0 && want_out "$r/lib/busybox:v1"$'
+'"Digest: $(sed -n 2p "$T/out" | cut -d' ' -f2)" || { reg_stop; return 1; }
+	digest=$(sed -n 2p "$T/out" | cut -d' ' -f2)
+	h run "$r/lib/busybox:v1" -- echo pulled && want_rc 0 && want_out pulled || { reg_stop; return 1; }
+	# By digest: pulled (again, from the store) and runnable by digest.
+	h pull -q "$r/lib/busybox@$digest" && want_rc 0 && want_out "$digest" || { reg_stop; return 1; }
+	h run "$r/lib/busybox@$digest" -- true && want_rc 0 || { reg_stop; return 1; }
+	# A multi-platform index resolves to linux/amd64; a platform it lacks is an error.
+	h pull "$r/lib/multi:v1" && want_rc 0 || { reg_stop; return 1; }
+	h image inspect "$r/lib/multi:v1" && grep -q '"architecture":"amd64"' "$T/out" ||
+		{ reg_stop; echo "multi-arch inspect: $(tr -d '
+ ' <"$T/out")"; return 1; }
+	h pull --platform linux/s390x "$r/lib/multi:v1" && want_rc 125 && want_err "no linux/s390x image" || { reg_stop; return 1; }
+	h pull "$r/lib/nosuch:v1" && want_rc 125 && want_err "not found (404)" || { reg_stop; return 1; }
+	# Four pulls of one image at once: one download per blob, one image.
+	rm -rf "$HULL_IMAGE_ROOT"
+	local i pids=()
+	for i in 1 2 3 4; do
+		"$HULL" pull -q "$r/lib/busybox:v1" >"$T/p$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || { reg_stop; echo "a concurrent pull failed: $(cat "$T"/p*)"; return 1; }; done
+	reg_stop
+	[ "$(names)" = "$r/lib/busybox:v1 " ] || { echo "images: $(names)"; return 1; }
+}
+
+test_pull_auth() {
+	reg_start htpasswd || return $?
+	local r=127.0.0.1:$REG_PORT
+	CREDS=alice:secret push "oci-archive:$BUILD/images/busybox.tar" "docker://$r/priv/bb:v1" ||
+		{ reg_stop; echo "push failed"; return 1; }
+	h pull "$r/priv/bb:v1" && want_rc 125 && want_err "access denied (401)" || { reg_stop; return 1; }
+	printf '{"auths":{"%s":{"auth":"%s"}}}' "$r" "$(printf alice:secret | base64)" >"$T/auth.json"
+	REGISTRY_AUTH_FILE=$T/auth.json h pull "$r/priv/bb:v1"
+	want_rc 0 || { reg_stop; return 1; }
+	printf '{"auths":{"%s":{"auth":"%s"}}}' "$r" "$(printf alice:wrong | base64)" >"$T/bad.json"
+	rm -rf "$HULL_IMAGE_ROOT"
+	REGISTRY_AUTH_FILE=$T/bad.json h pull "$r/priv/bb:v1"
+	reg_stop
+	want_rc 125 && want_err "the credentials were refused"
+}
+
+# The fake registry (tests/tools/fake-registry.py) misbehaving on purpose.
+fake() {
+	rm -f "$T/fake.port"
+	"$PY" "$top/tests/tools/fake-registry.py" "$BUILD/images/busybox.tar" "$1" "$T/fake.port" &
+	FAKE_PID=$!
+	local i
+	for i in $(seq 1 100); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
+	FAKE=127.0.0.1:$(cat "$T/fake.port")
+}
+fake_stop() { kill "$FAKE_PID" 2>/dev/null; wait "$FAKE_PID" 2>/dev/null; }
+
+test_pull_faults() {
+	# The connection drops halfway through a layer: the pull resumes with Range.
+	fake drop-once
+	h pull "$FAKE/x/bb:1"
+	fake_stop
+	want_rc 0 || return 1
+	grep -q '^range [1-9]' "$T/fake.port.log" || { echo "no resumed fetch: $(cat "$T/fake.port.log" 2>&1)"; return 1; }
+	rm -rf "$HULL_IMAGE_ROOT"
+	fake 500
+	h pull "$FAKE/x/bb:1"
+	fake_stop
+	want_rc 125 && want_err "the registry answered 500" || return 1
+	fake hang
+	h pull --timeout 2s "$FAKE/x/bb:1"
+	fake_stop
+	want_rc 125 && want_err "Timeout was reached" || return 1
+	fake bad-blob
+	h pull "$FAKE/x/bb:1"
+	fake_stop
+	want_rc 125 && want_err "its content hashes to" || return 1
+	[ -z "$(names)" ] || { echo "named after a failed pull: $(names)"; return 1; }
+	fake bearer
+	printf '{"auths":{"%s":{"auth":"%s"}}}' "$FAKE" "$(printf alice:secret | base64)" >"$T/auth.json"
+	h pull "$FAKE/x/bb:1" && want_rc 125 && want_err "registry token" || { fake_stop; return 1; }
+	REGISTRY_AUTH_FILE=$T/auth.json h pull "$FAKE/x/bb:1"
+	fake_stop
+	want_rc 0 || return 1
+	h image prune && want_rc 0
+}
+
 for f in "$HULL" "$BUILD/images/busybox.tar" "$BUILD/guest/vmlinuz"; do
 	[ -e "$f" ] || { echo "not ok - prerequisites: $f missing (make)"; exit 1; }
 done
 for t in builtin_busybox image_config load_formats hostile_layers whiteouts bad_blobs \
-	many_files_bounded_memory rmi_and_prune concurrent_loads; do
+	many_files_bounded_memory rmi_and_prune concurrent_loads pull_registry pull_auth pull_faults; do
 	run_test "$t"
 done

@@ -44,9 +44,9 @@ static void test_refs(void **state)
 	check_ref("ghcr.io/o/r:v1@" D, "ghcr.io/o/r:v1@" D);
 	check_ref("127.0.0.1:5000/x", "127.0.0.1:5000/x:latest");
 	check_ref("", NULL);
-	check_ref("Busybox", NULL);           /* repositories are lowercase */
-	check_ref("busybox:", NULL);          /* empty tag */
-	check_ref("busybox:-x", NULL);        /* tags do not start with '-' */
+	check_ref("Busybox", NULL);            /* repositories are lowercase */
+	check_ref("busybox:", NULL);           /* empty tag */
+	check_ref("busybox:-x", NULL);         /* tags do not start with '-' */
 	check_ref("busybox@sha256:abc", NULL); /* short digest */
 	check_ref("a//b", NULL);
 	check_ref("a/../b", NULL);
@@ -131,7 +131,8 @@ static void test_sha256(void **state)
 	    d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	assert_true(digest_is_valid(d));
 	free(d);
-	assert_false(digest_is_valid("sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+	assert_false(digest_is_valid(
+	    "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
 }
 
 int main(void)
