@@ -194,6 +194,34 @@ int cli_load(int argc, char **argv)
 	return 0;
 }
 
+int cli_save(int argc, char **argv)
+{
+	struct hull_error *err = NULL;
+	struct image_store *s = NULL;
+	const char *out = NULL;
+	int c;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "+o:h")) != -1) {
+		if (c == 'o') {
+			out = optarg;
+		} else {
+			fprintf(c == 'h' ? stdout : stderr, "usage: hull save -o FILE NAME...\n");
+			return c == 'h' ? 0 : EXIT_HULL_ERROR;
+		}
+	}
+	if (!out || optind >= argc) {
+		fprintf(stderr, "usage: hull save -o FILE NAME...  (writes an oci-archive)\n");
+		return EXIT_HULL_ERROR;
+	}
+	if (image_store_open(NULL, &s, &err) < 0 || image_save(s, argv + optind, out, &err) < 0) {
+		image_store_close(s);
+		return fail(err);
+	}
+	image_store_close(s);
+	return 0;
+}
+
 int cli_images(int argc, char **argv)
 {
 	struct hull_error *err = NULL;

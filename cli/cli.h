@@ -21,6 +21,7 @@ int cli_rm(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_load(int argc, char **argv);
 int cli_pull(int argc, char **argv);
+int cli_save(int argc, char **argv);
 int cli_images(int argc, char **argv);
 int cli_rmi(int argc, char **argv);
 int cli_image(int argc, char **argv);

@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	    "  inspect NAME                                 the sandbox's state as JSON\n"
 	    "  pull [-q] NAME[:TAG|@DIGEST]                 fetch an image from its registry\n"
 	    "  load -i FILE|DIR                             import images (OCI layout, archives)\n"
+	    "  save -o FILE NAME...                         export images (an oci-archive)\n"
 	    "  images [-q]                                  list the images in the store\n"
 	    "  rmi NAME...                                  remove images\n"
 	    "  image inspect NAME | image prune             an image's config; drop unused data\n"
@@ -51,7 +52,8 @@ int main(int argc, char **argv)
 	} commands[] = {{"check", cli_check},     {"ps", cli_ps},       {"exec", cli_exec},
 	                {"logs", cli_logs},       {"kill", cli_kill},   {"rm", cli_rm},
 	                {"inspect", cli_inspect}, {"load", cli_load},   {"images", cli_images},
-	                {"rmi", cli_rmi},         {"image", cli_image}, {"pull", cli_pull}};
+	                {"rmi", cli_rmi},         {"image", cli_image}, {"pull", cli_pull},
+	                {"save", cli_save}};
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);

@@ -333,3 +333,127 @@ int image_load(struct image_store *s, const char *path, char ***names, struct hu
 		hull_error_prefix(err, "load '%s'", path);
 	return r;
 }
+
+/* ---- hull save ---- */
+
+static int add_file(struct archive *a, const char *name, const void *data, size_t len, int fd,
+                    int64_t size, struct hull_error **err)
+{
+	struct archive_entry *e = archive_entry_new();
+	int r = 0;
+
+	archive_entry_set_pathname(e, name);
+	archive_entry_set_filetype(e, AE_IFREG);
+	archive_entry_set_perm(e, 0644);
+	archive_entry_set_size(e, data ? (la_int64_t)len : size);
+	if (archive_write_header(a, e) != ARCHIVE_OK) {
+		r = hull_error_set(err, -EIO, "save: %s", archive_error_string(a));
+		goto out;
+	}
+	if (data) {
+		if (archive_write_data(a, data, len) != (la_ssize_t)len)
+			r = hull_error_set(err, -EIO, "save: %s", archive_error_string(a));
+	} else {
+		uint8_t buf[1 << 16];
+		ssize_t n;
+		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			if (archive_write_data(a, buf, (size_t)n) != n) {
+				r = hull_error_set(err, -EIO, "save: %s", archive_error_string(a));
+				break;
+			}
+		if (n < 0)
+			r = hull_error_set_errno(err, -errno, "save: read blob");
+	}
+out:
+	archive_entry_free(e);
+	return r;
+}
+
+int image_save(struct image_store *s, char *const *names, const char *out, struct hull_error **err)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", out);
+	_cleanup_strv_free_ char **done = NULL;
+	json_object *index = json_object_new_object(), *list = json_object_new_array();
+	struct archive *a = archive_write_new();
+	int r = 0;
+
+	archive_write_set_format_pax_restricted(a);
+	if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+		r = hull_error_set(err, -EIO, "save '%s': %s", out, archive_error_string(a));
+		goto out;
+	}
+	r = add_file(a, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}", 30, -1, 0, err);
+	for (size_t i = 0; r >= 0 && names[i]; i++) {
+		_cleanup_free_ char *digest = NULL, *json = NULL;
+		struct image_ref ref;
+		struct image_manifest m = {0};
+		struct image_config c = {0};
+		_cleanup_free_ char *full = NULL;
+		size_t len;
+
+		r = image_ref_parse(names[i], &ref, err);
+		if (r < 0)
+			break;
+		full = image_ref_string(&ref);
+		image_ref_done(&ref);
+		r = image_store_resolve(s, full, &digest, err);
+		if (r >= 0)
+			r = image_store_load(s, digest, &m, &c, err);
+		if (r >= 0)
+			r = image_store_read_blob(s, digest, IMAGE_MAX_JSON, &json, &len, err);
+		/* The manifest, then what it names; a blob shared by two images once. */
+		for (size_t k = 0; r >= 0 && k <= m.n_entries; k++) {
+			const char *d = k == 0 ? digest : m.entries[k - 1].digest;
+			bool seen = false;
+			for (char **p = done; p && *p; p++)
+				seen = seen || strcmp(*p, d) == 0;
+			if (seen)
+				continue;
+			_cleanup_free_ char *path = image_store_blob_path(s, d);
+			_cleanup_free_ char *name = xasprintf("blobs/sha256/%s", d + 7);
+			_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+			struct stat st;
+			if (fd < 0 || fstat(fd, &st) < 0) {
+				r = hull_error_set_errno(err, -errno, "save: blob %s", d);
+				break;
+			}
+			r = add_file(a, name, NULL, 0, fd, st.st_size, err);
+			strv_push(&done, xstrdup(d));
+		}
+		if (r >= 0) {
+			json_object *e = json_object_new_object(), *ann = json_object_new_object();
+			json_object_object_add(e, "mediaType",
+			                       json_object_new_string(MEDIA_OCI_MANIFEST));
+			json_object_object_add(e, "digest", json_object_new_string(digest));
+			json_object_object_add(e, "size", json_object_new_int64((int64_t)len));
+			json_object_object_add(ann, "io.containerd.image.name",
+			                       json_object_new_string(full));
+			/* The full name in both: skopeo selects by ref.name, containerd
+			 * names by io.containerd.image.name. */
+			json_object_object_add(ann, "org.opencontainers.image.ref.name",
+			                       json_object_new_string(full));
+			json_object_object_add(e, "annotations", ann);
+			json_object_array_add(list, e);
+		}
+		image_manifest_done(&m);
+		image_config_done(&c);
+	}
+	if (r >= 0) {
+		const char *text;
+		json_object_object_add(index, "schemaVersion", json_object_new_int(2));
+		json_object_object_add(index, "manifests", json_object_get(list));
+		text = json_object_to_json_string_ext(index, JSON_C_TO_STRING_PLAIN);
+		r = add_file(a, "index.json", text, strlen(text), -1, 0, err);
+	}
+	if (archive_write_close(a) != ARCHIVE_OK && r >= 0)
+		r = hull_error_set(err, -EIO, "save '%s': %s", out, archive_error_string(a));
+	if (r >= 0 && rename(tmp, out) < 0)
+		r = hull_error_set_errno(err, -errno, "save '%s'", out);
+out:
+	archive_write_free(a);
+	json_object_put(list);
+	json_object_put(index);
+	if (r < 0)
+		(void)unlink(tmp);
+	return r;
+}

@@ -19,9 +19,9 @@
 #include "util.h"
 
 #define MAX_PARALLEL 4
-#define ACCEPT_MANIFESTS                                                                      \
-	"Accept: " MEDIA_OCI_INDEX ", " MEDIA_OCI_MANIFEST ", " MEDIA_DOCKER_LIST ", " \
-	MEDIA_DOCKER_MANIFEST
+#define ACCEPT_MANIFESTS                                                          \
+	"Accept: " MEDIA_OCI_INDEX ", " MEDIA_OCI_MANIFEST ", " MEDIA_DOCKER_LIST \
+	", " MEDIA_DOCKER_MANIFEST
 
 struct pull {
 	const struct pull_opts *o;
@@ -116,12 +116,12 @@ static char *registry_base(const char *registry)
 /* ---- one HTTP request into memory or a file ---- */
 
 struct sink {
-	struct buf mem;  /* when fd < 0 */
-	size_t max;      /* refuse bodies larger than this (memory) */
-	int fd;          /* append here otherwise */
+	struct buf mem; /* when fd < 0 */
+	size_t max;     /* refuse bodies larger than this (memory) */
+	int fd;         /* append here otherwise */
 	struct sha256 *hash;
 	uint64_t got, total;
-	char *www_auth;  /* WWW-Authenticate of a 401 */
+	char *www_auth; /* WWW-Authenticate of a 401 */
 	char *content_digest;
 	struct pull *p;
 };
@@ -336,8 +336,8 @@ static int get_mem(struct pull *p, const char *url, const char *accept, size_t m
 static int fetch_manifest(struct pull *p, const char *reference, char **digest,
                           struct hull_error **err)
 {
-	_cleanup_free_ char *url = xasprintf("%s/v2/%s/manifests/%s", p->base, p->ref.repository,
-	                                     reference);
+	_cleanup_free_ char *url =
+	    xasprintf("%s/v2/%s/manifests/%s", p->base, p->ref.repository, reference);
 	struct buf body = {0};
 	char *d = NULL;
 	int r = get_mem(p, url, ACCEPT_MANIFESTS, IMAGE_MAX_JSON, &body, NULL, err);
@@ -346,8 +346,9 @@ static int fetch_manifest(struct pull *p, const char *reference, char **digest,
 	r = image_store_put_blob_mem(p->s, buf_head(&body), body.len, &d, err);
 	buf_release(&body);
 	if (r >= 0 && digest_is_valid(reference) && strcmp(d, reference) != 0)
-		r = hull_error_set(err, -EBADMSG, "manifest %s: the registry sent one hashing to %s",
-		                   reference, d);
+		r = hull_error_set(err, -EBADMSG,
+		                   "manifest %s: the registry sent one hashing to %s", reference,
+		                   d);
 	if (r < 0) {
 		free(d);
 		return r;
@@ -378,8 +379,8 @@ static void draw(struct pull *p, struct job *jobs, size_t n, bool final)
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		uint64_t have = j->start + j->k.got;
-		fprintf(stderr, "\r\033[K%.19s  %7.1f / %.1f MB%s\n", j->d->digest, (double)have / 1e6,
-		        (double)j->d->size / 1e6, j->done ? "  done" : "");
+		fprintf(stderr, "\r\033[K%.19s  %7.1f / %.1f MB%s\n", j->d->digest,
+		        (double)have / 1e6, (double)j->d->size / 1e6, j->done ? "  done" : "");
 	}
 	if (!final)
 		fprintf(stderr, "\033[%zuA", n);
@@ -419,7 +420,8 @@ static int job_start(struct pull *p, CURLM *m, struct job *j, struct hull_error 
 		snprintf(range, sizeof(range), "%llu-", (unsigned long long)j->start);
 		curl_easy_setopt(j->c, CURLOPT_RANGE, range);
 		if (!p->o->quiet && !p->tty)
-			fprintf(stderr, "%.19s: resuming at %.1f MB\n", j->d->digest, (double)j->start / 1e6);
+			fprintf(stderr, "%.19s: resuming at %.1f MB\n", j->d->digest,
+			        (double)j->start / 1e6);
 	}
 	curl_easy_setopt(j->c, CURLOPT_PRIVATE, j);
 	curl_multi_add_handle(m, j->c);
@@ -427,8 +429,7 @@ static int job_start(struct pull *p, CURLM *m, struct job *j, struct hull_error 
 }
 
 /* A finished transfer: verify and move into the store. */
-static int job_finish(struct pull *p, CURLM *m, struct job *j, CURLcode rc,
-                      struct hull_error **err)
+static int job_finish(struct pull *p, CURLM *m, struct job *j, CURLcode rc, struct hull_error **err)
 {
 	long status = 0;
 	_cleanup_free_ char *got = NULL;
@@ -511,7 +512,8 @@ static int fetch_blobs(struct pull *p, struct image_desc *descs, size_t n, struc
 			    (cr == CURLE_PARTIAL_FILE || cr == CURLE_RECV_ERROR ||
 			     cr == CURLE_GOT_NOTHING || cr == CURLE_OPERATION_TIMEDOUT)) {
 				if (!p->o->quiet)
-					fprintf(stderr, "%.19s: %s; resuming\n", j->d->digest, jerr->msg);
+					fprintf(stderr, "%.19s: %s; resuming\n", j->d->digest,
+					        jerr->msg);
 				hull_error_free(jerr);
 				j->attempts++;
 				close(j->fd);
@@ -590,8 +592,8 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 	if (r >= 0 && m.is_index) {
 		const struct image_desc *d = image_index_select(&m, o->os, o->arch);
 		if (!d) {
-			r = hull_error_set(err, -ENOENT, "%s: no %s/%s image in its index", full, o->os,
-			                   o->arch);
+			r = hull_error_set(err, -ENOENT, "%s: no %s/%s image in its index", full,
+			                   o->os, o->arch);
 			goto out;
 		}
 		r = fetch_manifest(&p, d->digest, &img, err);
@@ -617,9 +619,9 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 	/* Unpacked, then named: a name never points at an image that cannot run. */
 	{
 		_cleanup_free_ char *rootfs = NULL;
-		_cleanup_free_ char *plain = p.ref.tag ? xasprintf("%s/%s:%s", p.ref.registry,
-		                                                    p.ref.repository, p.ref.tag)
-		                                        : NULL;
+		_cleanup_free_ char *plain =
+		    p.ref.tag ? xasprintf("%s/%s:%s", p.ref.registry, p.ref.repository, p.ref.tag)
+		              : NULL;
 		r = image_store_rootfs(s, img, &rootfs, err);
 		if (r >= 0 && plain)
 			r = image_store_tag(s, plain, img, err);

@@ -158,3 +158,5 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 /* An OCI image layout directory, an oci-archive or a docker-archive tar into the store;
  * *names gets the names it tagged. */
 int image_load(struct image_store *s, const char *path, char ***names, struct hull_error **err);
+/* Images by name into an oci-archive at out (written beside, then renamed). */
+int image_save(struct image_store *s, char *const *names, const char *out, struct hull_error **err);

@@ -215,6 +215,23 @@ test_rmi_and_prune() {
 	h image prune && want_rc 0
 }
 
+test_save_roundtrip() {
+	$MKIMAGE "$ROOTFS" "$T/two.tar" example.com/t/two:1 --cmd echo two || return 1
+	h load -i "$BUILD/images/busybox.tar" && h load -i "$T/two.tar" && want_rc 0 || return 1
+	h save -o "$T/out.tar" busybox example.com/t/two:1 && want_rc 0 || return 1
+	# What skopeo (and so containerd, docker) reads back.
+	if command -v skopeo >/dev/null; then
+		skopeo inspect "oci-archive:$T/out.tar:example.com/t/two:1" >/dev/null 2>"$T/sk" ||
+			{ echo "skopeo cannot read the archive: $(cat "$T/sk")"; return 1; }
+	fi
+	h rmi busybox example.com/t/two:1 && want_rc 0 || return 1
+	[ -z "$(names)" ] || { echo "images left: $(names)"; return 1; }
+	h load -i "$T/out.tar" && want_rc 0 || return 1
+	h run example.com/t/two:1 && want_rc 0 && want_out two || return 1
+	h save -o "$T/x.tar" example.com/t/nosuch:1 && want_rc 125 && want_err "no image" || return 1
+	[ ! -e "$T/x.tar" ] && [ ! -e "$T/x.tar.tmp" ] || { echo "a failed save left a file"; return 1; }
+}
+
 test_concurrent_loads() {
 	local i pids=()
 	for i in 1 2 3 4; do
@@ -369,6 +386,7 @@ for f in "$HULL" "$BUILD/images/busybox.tar" "$BUILD/guest/vmlinuz"; do
 	[ -e "$f" ] || { echo "not ok - prerequisites: $f missing (make)"; exit 1; }
 done
 for t in builtin_busybox image_config load_formats hostile_layers whiteouts bad_blobs \
-	many_files_bounded_memory rmi_and_prune concurrent_loads pull_registry pull_auth pull_faults; do
+	many_files_bounded_memory rmi_and_prune save_roundtrip concurrent_loads pull_registry pull_auth \
+	pull_faults; do
 	run_test "$t"
 done
