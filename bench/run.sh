@@ -4,6 +4,12 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 python3 "$top/bench/bench.py" "$top" "$@"
+# Images: pull from a loopback registry beside skopeo; reads from an image's rootfs.
+if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
+	/usr/bin/python3 "$top/bench/images.py" "$top"
+else
+	echo "images   skipped: docker-registry or skopeo missing (make deps)"
+fi
 # Pods through containerd (hull beside runc): needs containerd, root and python3-grpcio.
 if ! command -v containerd >/dev/null; then
 	echo "pods     skipped: containerd is not installed (make deps)"
