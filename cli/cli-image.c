@@ -50,8 +50,11 @@ int cli_image_resolve(const char *arg, struct image_store **ret_store, char **re
 	if (r < 0)
 		goto out;
 	if (ref.digest && !ref.tag) {
-		/* By digest: the blob is the image. */
-		if (!image_store_has_blob(s, ref.digest))
+		/* By digest: the name a pull by digest wrote (it may name an index, resolved
+		 * to our platform's image), else the blob itself. */
+		if (image_store_resolve(s, name, ret_digest, NULL) == 0)
+			r = 0;
+		else if (!image_store_has_blob(s, ref.digest))
 			r = hull_error_set(err, -ENOENT, "no image %s in the store", ref.digest);
 		else
 			*ret_digest = xstrdup(ref.digest);

@@ -403,7 +403,10 @@ static int job_start(struct pull *p, CURLM *m, struct job *j, struct hull_error 
 	if (flock(j->fd, LOCK_EX) < 0)
 		return hull_error_set_errno(err, -errno, "lock '%s'", j->partial);
 	if (image_store_has_blob(p->s, j->d->digest)) {
-		j->done = true; /* another puller finished it meanwhile */
+		/* Another puller finished it meanwhile; the partial file we may have just
+		 * created for it is of no use to anyone now. */
+		(void)unlink(j->partial);
+		j->done = true;
 		return 0;
 	}
 	/* Resume: hash what is there, fetch the rest. */
@@ -619,11 +622,12 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 	/* Unpacked, then named: a name never points at an image that cannot run. */
 	{
 		_cleanup_free_ char *rootfs = NULL;
+		/* By tag: that name; by digest alone: NAME@DIGEST, so it is listed and kept. */
 		_cleanup_free_ char *plain =
 		    p.ref.tag ? xasprintf("%s/%s:%s", p.ref.registry, p.ref.repository, p.ref.tag)
-		              : NULL;
+		              : xstrdup(full);
 		r = image_store_rootfs(s, img, &rootfs, err);
-		if (r >= 0 && plain)
+		if (r >= 0)
 			r = image_store_tag(s, plain, img, err);
 	}
 	if (r >= 0) {
