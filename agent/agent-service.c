@@ -21,6 +21,7 @@
 
 #define AGENT_API_VERSION 1
 #define MAX_MOUNTS 64
+#define MAX_LAYERS 64
 #define MAX_TAG_LEN 31 /* virtio-9p mount tags */
 #define MAX_OUT_QUEUED (4u << 20)
 
@@ -412,9 +413,14 @@ static int spec_from_oci(const Hull__Agent__V1__CreateContainerRequest *req,
 	}
 	spec->oci = o;
 	spec->id = xstrdup(req->id);
-	spec->root_tag = xstrdup(req->root->source);
+	spec->root_tag = xstrdup(req->root->source[0] ? req->root->source : "layers");
+	if (req->root->n_layers) {
+		spec->root_layers = xcalloc(req->root->n_layers + 1, sizeof(char *));
+		for (size_t i = 0; i < req->root->n_layers; i++)
+			spec->root_layers[i] = xstrdup(req->root->layers[i]);
+	}
 	spec->root_readonly = req->root->readonly;
-	spec->root_overlay = req->root->overlay;
+	spec->root_overlay = req->root->overlay || req->root->n_layers > 0;
 	spec->root_subpath = req->root->subpath[0] ? xstrdup(req->root->subpath) : NULL;
 	spec->args = TAKE_PTR(o->args);
 	spec->env = TAKE_PTR(o->env);
@@ -442,11 +448,23 @@ static int spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (!id_is_valid(req->id))
 		return hull_error_set(err, -EINVAL, "id: '%.64s' is not a valid container id",
 		                      req->id);
-	if (!req->root || !valid_tag(req->root->source))
+	if (!req->root)
+		return hull_error_set(err, -EINVAL, "root: missing");
+	if (strcmp(req->root->fstype, "erofs") == 0) {
+		if (req->root->n_layers == 0 || req->root->n_layers > MAX_LAYERS)
+			return hull_error_set(err, -EINVAL, "root.layers: 1 to %d wanted, got %zu",
+			                      MAX_LAYERS, req->root->n_layers);
+		for (size_t i = 0; i < req->root->n_layers; i++)
+			if (!valid_tag(req->root->layers[i]) || strlen(req->root->layers[i]) > 20)
+				return hull_error_set(err, -EINVAL,
+				                      "root.layers[%zu]: not a disk serial", i);
+	} else if (!valid_tag(req->root->source)) {
 		return hull_error_set(err, -EINVAL, "root.source: missing or not a valid 9p tag");
-	if (strcmp(req->root->fstype, "9p") != 0)
-		return hull_error_set(err, -EINVAL, "root.fstype: '%.32s' unsupported (want 9p)",
+	} else if (strcmp(req->root->fstype, "9p") != 0) {
+		return hull_error_set(err, -EINVAL,
+		                      "root.fstype: '%.32s' unsupported (want 9p or erofs)",
 		                      req->root->fstype);
+	}
 	if (req->root->subpath[0] && !subpath_is_valid(req->root->subpath))
 		return hull_error_set(err, -EINVAL,
 		                      "root.subpath: '%.64s' is not a relative path of plain names",

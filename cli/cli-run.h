@@ -31,6 +31,7 @@ struct run_opts {
 	int stop_signal;                 /* the image's StopSignal: sent for a SIGTERM, or 0 */
 	bool user_set;                   /* -u given */
 	struct image_store *image_store; /* held while an image's rootfs is in use */
+	char **layers; /* an image's layers as erofs disks (bottom first), or NULL */
 	char **env;
 	char *workdir;
 	uint32_t uid, gid;

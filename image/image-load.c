@@ -115,8 +115,7 @@ static int image_digest(struct image_store *s, const char *digest, char **ret,
 static int unpack_then_tag(struct image_store *s, const char *name, const char *digest,
                            struct hull_error **err)
 {
-	_cleanup_free_ char *rootfs = NULL;
-	int r = image_store_rootfs(s, digest, &rootfs, err);
+	int r = image_store_prepare(s, digest, err);
 	return r < 0 ? r : image_store_tag(s, name, digest, err);
 }
 
@@ -288,7 +287,7 @@ static int unpack_archive(struct image_store *s, const char *path, char **dir,
 		return r;
 	}
 	dfd = open(*dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r = image_apply_layer(dfd, path, false, NULL, err);
+	r = image_apply_layer(dfd, path, 0, NULL, err);
 	if (r < 0) {
 		rm_tree(*dir);
 		free(*dir);

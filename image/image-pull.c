@@ -621,12 +621,11 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 		goto out;
 	/* Unpacked, then named: a name never points at an image that cannot run. */
 	{
-		_cleanup_free_ char *rootfs = NULL;
 		/* By tag: that name; by digest alone: NAME@DIGEST, so it is listed and kept. */
 		_cleanup_free_ char *plain =
 		    p.ref.tag ? xasprintf("%s/%s:%s", p.ref.registry, p.ref.repository, p.ref.tag)
 		              : xstrdup(full);
-		r = image_store_rootfs(s, img, &rootfs, err);
+		r = image_store_prepare(s, img, err);
 		if (r >= 0)
 			r = image_store_tag(s, plain, img, err);
 	}

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 #include "image.h"
 #include "log.h"
@@ -264,9 +266,60 @@ static int layer_diff_id(const char *blob_path, char **ret, struct hull_error **
 	return r;
 }
 
-int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **diff_id,
+/* An overlayfs whiteout for name in the layer tree (a 0/0 character device), or the
+ * opaque mark on its directory: the layer stays a layer, for overlayfs to stack. */
+static int overlay_whiteout(int rootfd, const char *clean, struct hull_error **err)
+{
+	const char *slash = strrchr(clean, '/');
+	const char *base = slash ? slash + 1 : clean;
+	_cleanup_free_ char *parent = NULL,
+	                    *dir = slash ? xstrndup(clean, (size_t)(slash - clean)) : NULL;
+	_cleanup_close_ int pfd = -1;
+	int r;
+
+	if (dir) {
+		r = resolve_dir(rootfd, dir, &parent, err);
+		if (r < 0)
+			return r;
+		/* What does not exist yet is made here, component by component, beneath. */
+		for (char *p = parent; *p;) {
+			char *e = strchrnul(p, '/');
+			char c = *e;
+			*e = '\0';
+			if (mkdirat(rootfd, parent, 0755) < 0 && errno != EEXIST)
+				return hull_error_set_errno(err, -errno, "whiteout '%.256s'",
+				                            clean);
+			*e = c;
+			p = c ? e + 1 : e;
+		}
+	}
+	pfd = openat2_beneath(rootfd, parent && *parent ? parent : ".", O_RDONLY | O_DIRECTORY);
+	if (pfd < 0)
+		return hull_error_set_errno(err, pfd, "whiteout '%.256s'", clean);
+	if (strcmp(base, OPAQUE) == 0) {
+		if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+			return hull_error_set_errno(err, -errno, "opaque '%.256s'", clean);
+		return 0;
+	}
+	const char *victim = base + strlen(WHITEOUT);
+	if (!*victim || strcmp(victim, ".") == 0 || strcmp(victim, "..") == 0)
+		return hull_error_set(err, -EINVAL, "whiteout '%.256s': no name", clean);
+	(void)remove_beneath(pfd, victim);
+	if (mknodat(pfd, victim, S_IFCHR | 0000, makedev(0, 0)) < 0)
+		return hull_error_set_errno(err, -errno, "whiteout '%.256s'", clean);
+	return 0;
+}
+
+enum pass {
+	PASS_WHITEOUTS, /* flatten: remove what the layer's whiteouts name, nothing else */
+	PASS_ENTRIES,   /* flatten: everything but whiteouts */
+	PASS_OVERLAY,   /* one pass: entries, and whiteouts in overlayfs form */
+};
+
+static int apply_pass(int dirfd, const char *blob_path, unsigned flags_in, enum pass pass,
                       struct hull_error **err)
 {
+	bool privileged = flags_in & IMAGE_LAYER_PRIVILEGED;
 	struct archive *a = archive_read_new(), *w = archive_write_disk_new();
 	struct archive_entry *e;
 	int flags = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
@@ -320,11 +373,16 @@ int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **
 		}
 		base = strrchr(clean, '/') ? strrchr(clean, '/') + 1 : clean;
 		if (strncmp(base, WHITEOUT, strlen(WHITEOUT)) == 0) {
-			r = apply_whiteout(dirfd, clean, err);
+			if (pass == PASS_WHITEOUTS)
+				r = apply_whiteout(dirfd, clean, err);
+			else if (pass == PASS_OVERLAY)
+				r = overlay_whiteout(dirfd, clean, err);
 			if (r < 0)
 				goto out;
 			continue;
 		}
+		if (pass == PASS_WHITEOUTS)
+			continue;
 		if ((type == AE_IFCHR || type == AE_IFBLK) && !privileged) {
 			skipped_devices++;
 			continue;
@@ -386,13 +444,29 @@ int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **
 		r = hull_error_set(err, -EIO, "layer: %s", archive_error_string(w));
 		goto out;
 	}
-	if (skipped_devices)
+	if (skipped_devices && pass != PASS_WHITEOUTS)
 		log_info("layer: %lu device nodes skipped (unprivileged image)", skipped_devices);
 out:
 	archive_read_free(a);
 	archive_write_free(w);
 	if (cwd >= 0)
 		(void)!fchdir(cwd);
+	return r;
+}
+
+int image_apply_layer(int dirfd, const char *blob_path, unsigned flags, char **diff_id,
+                      struct hull_error **err)
+{
+	int r;
+	if (flags & IMAGE_LAYER_OVERLAY) {
+		r = apply_pass(dirfd, blob_path, flags, PASS_OVERLAY, err);
+	} else {
+		/* Whiteouts hide the layers below, never this layer's own entries, whatever
+		 * their order in the tar: all of them first, then the entries. */
+		r = apply_pass(dirfd, blob_path, flags, PASS_WHITEOUTS, err);
+		if (r >= 0)
+			r = apply_pass(dirfd, blob_path, flags, PASS_ENTRIES, err);
+	}
 	if (r >= 0 && diff_id)
 		r = layer_diff_id(blob_path, diff_id, err);
 	return r;

@@ -131,13 +131,36 @@ int image_store_load(struct image_store *s, const char *manifest_digest, struct 
 int image_store_rootfs(struct image_store *s, const char *manifest_digest, char **path,
                        struct hull_error **err);
 
+/* Layers reach the guest as erofs disks (root, mkfs.erofs present, unless
+ * HULL_IMAGE_BACKEND=9p) or as the unpacked tree over 9p. */
+bool image_backend_erofs(void);
+/* What a run of the image needs, made now: a load or pull validates every layer this
+ * way before the image is named. */
+int image_store_prepare(struct image_store *s, const char *manifest_digest,
+                        struct hull_error **err);
+
+/* Each layer of the image as a read-only erofs image in overlayfs form (whiteouts as
+ * 0/0 devices, opaque directories marked), made once per diff_id and kept in
+ * ROOT/layers/; *paths bottom layer first. Needs root (whiteout devices, trusted
+ * xattrs) and mkfs.erofs. */
+int image_store_layer_images(struct image_store *s, const char *manifest_digest, char ***paths,
+                             struct hull_error **err);
+int image_store_layer_image(struct image_store *s, const char *blob_digest, const char *diff_id,
+                            char **path, struct hull_error **err);
+
 /* ---- layers ---- */
 
 /* Apply one layer tar (gzip, zstd or plain) onto the directory dirfd: OCI whiteouts
- * and opaque directories, hard links and symlinks kept inside, no entry escaping the
- * directory ("..", absolute paths, through symlinks), device nodes skipped unless
- * privileged. *diff_id gets the digest of the uncompressed tar when non-NULL. */
-int image_apply_layer(int dirfd, const char *blob_path, bool privileged, char **diff_id,
+ * and opaque directories (applied to what is below, or kept in overlayfs form), hard
+ * links and symlinks kept inside, no entry escaping the directory ("..", absolute
+ * paths, through symlinks), device nodes skipped unless privileged. *diff_id gets the
+ * digest of the uncompressed tar when non-NULL. */
+enum {
+	IMAGE_LAYER_PRIVILEGED = 1, /* device nodes too */
+	IMAGE_LAYER_OVERLAY = 2,    /* keep the layer a layer: whiteouts become overlayfs ones
+	                             * (0/0 devices, trusted.overlay.opaque) */
+};
+int image_apply_layer(int dirfd, const char *blob_path, unsigned flags, char **diff_id,
                       struct hull_error **err);
 
 /* ---- registries ---- */

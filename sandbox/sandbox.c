@@ -355,6 +355,8 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		    (struct vmm_share){.tag = SANDBOX_SHARED_TAG, .path = sb->shared_dir};
 	}
 	vc.shares = sb->shares;
+	vc.disks = cfg->disks;
+	vc.n_disks = cfg->n_disks;
 	vc.debug = cfg->debug;
 	vc.sandbox = true;
 	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),

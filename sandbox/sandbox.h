@@ -17,6 +17,8 @@ struct sandbox_config {
 	uint64_t memory_mib;
 	const struct vmm_share *shares;
 	size_t n_shares;
+	const struct vmm_disk *disks; /* read-only block devices (image layers) */
+	size_t n_disks;
 	/* Host files copied into STATE/files/f<N> before boot and shared as tag
 	 * "hull-files" (9p shares directories, not single files). */
 	const char *const *files;

@@ -119,6 +119,10 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	for (size_t i = 0; i < cfg->n_shares; i++)
 		if (!valid_tag(cfg->shares[i].tag) || !cfg->shares[i].path)
 			return hull_error_set(err, -EINVAL, "share %zu: bad tag or path", i);
+	for (size_t i = 0; i < cfg->n_disks; i++)
+		if (!cfg->disks[i].path || !valid_tag(cfg->disks[i].serial) ||
+		    strlen(cfg->disks[i].serial) > 20)
+			return hull_error_set(err, -EINVAL, "disk %zu: bad path or serial", i);
 
 	state = opt_escape(cfg->state_dir);
 	kernel = opt_escape(cfg->kernel);
@@ -211,6 +215,14 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		      path, cfg->shares[i].readonly ? ",readonly=on" : "");
 		push(&argv, "-device");
 		pushf(&argv, "virtio-9p-%s,fsdev=fs%zu,mount_tag=%s", bus, i, cfg->shares[i].tag);
+	}
+	for (size_t i = 0; i < cfg->n_disks; i++) {
+		_cleanup_free_ char *path = opt_escape(cfg->disks[i].path);
+		/* Security: read-only at the device, whatever the guest asks. */
+		push(&argv, "-drive");
+		pushf(&argv, "file=%s,if=none,id=disk%zu,format=raw,readonly=on", path, i);
+		push(&argv, "-device");
+		pushf(&argv, "virtio-blk-%s,drive=disk%zu,serial=%s", bus, i, cfg->disks[i].serial);
 	}
 
 	*ret_argv = TAKE_PTR(argv);

@@ -34,6 +34,13 @@ struct vmm_share {
 	bool readonly;
 };
 
+/* A host file attached read-only as a virtio-blk disk; the guest finds it by serial
+ * (/sys/block/vdX/serial). */
+struct vmm_disk {
+	const char *path;
+	const char *serial; /* at most 20 characters */
+};
+
 /* Everything needed to describe one VM. Strings are borrowed from the caller. */
 struct vmm_config {
 	const char *qemu;          /* binary, e.g. "qemu-system-x86_64" (PATH lookup) */
@@ -50,6 +57,8 @@ struct vmm_config {
 	uint32_t vsock_cid;
 	const struct vmm_share *shares;
 	size_t n_shares;
+	const struct vmm_disk *disks;
+	size_t n_disks;
 	bool debug;   /* kernel messages on the console, agent debug logs */
 	bool sandbox; /* QEMU's own seccomp sandbox (-sandbox on,...) */
 };

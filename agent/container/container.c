@@ -72,6 +72,51 @@ char *container_share_path(const char *tag)
 	return xasprintf(CONTAINER_SHARES_DIR "/%s", tag);
 }
 
+#define CONTAINER_LAYERS_DIR "/run/hull/layers"
+
+static char *layer_path(const char *serial)
+{
+	return xasprintf(CONTAINER_LAYERS_DIR "/%s", serial);
+}
+
+/* The virtio-blk disk whose serial the host set, mounted once (read-only erofs) at
+ * /run/hull/layers/<serial> for every container that stacks it. */
+static int layer_mount(const char *serial, struct hull_error **err)
+{
+	_cleanup_free_ char *path = layer_path(serial);
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	struct stat st, parent;
+	int r = mkdir_p(path, 0711);
+
+	if (r < 0)
+		return hull_error_set_errno(err, r, "mkdir '%s'", path);
+	if (stat(path, &st) == 0 && stat(CONTAINER_LAYERS_DIR, &parent) == 0 &&
+	    st.st_dev != parent.st_dev)
+		return 0; /* mounted already */
+	d = opendir("/sys/block");
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *sp = xasprintf("/sys/block/%s/serial", de->d_name);
+		_cleanup_free_ char *dev = xasprintf("/dev/%s", de->d_name);
+		char buf[64];
+		_cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (strcmp(buf, serial) != 0)
+			continue;
+		/* Security: read-only, and the device is read-only at QEMU too. */
+		if (mount(dev, path, "erofs", MS_RDONLY | MS_NODEV, NULL) < 0)
+			return hull_error_set_errno(err, -errno, "mount layer '%s' (%s)", serial,
+			                            dev);
+		return 0;
+	}
+	(void)rmdir(path);
+	return hull_error_set(err, -ENODEV, "no disk with serial '%s'", serial);
+}
+
 int container_share_mount(const char *tag, bool readonly, struct hull_error **err)
 {
 	_cleanup_free_ char *path = container_share_path(tag);
@@ -122,6 +167,19 @@ static void child_mount_root(int sync_fd, const struct container_spec *spec, con
 	_cleanup_free_ char *tagdir = container_share_path(spec->root_tag);
 	_cleanup_free_ char *share =
 	    spec->root_subpath ? xasprintf("%s/%s", tagdir, spec->root_subpath) : xstrdup(tagdir);
+
+	if (spec->root_layers) {
+		/* overlayfs lists lower layers top first. */
+		size_t n = strv_length(spec->root_layers);
+		free(share);
+		share = xstrdup("");
+		for (size_t i = n; i-- > 0;) {
+			_cleanup_free_ char *lp = layer_path(spec->root_layers[i]);
+			char *j = xasprintf("%s%s%s", share, *share ? ":" : "", lp);
+			free(share);
+			share = j;
+		}
+	}
 
 	if (mkdir_p(root, 0755) < 0)
 		child_fail(sync_fd, STAGE_MOUNT_ROOT, errno, "mkdir '%s'", root);
@@ -664,9 +722,12 @@ int container_create(const struct container_spec *spec, struct container_process
 		return r;
 	/* An overlay's lower share is only read; a direct root is written unless read-only.
 	 * A share holding several roots (root_subpath) serves writable ones too. */
-	r = container_share_mount(
-	    spec->root_tag, !spec->root_subpath && (spec->root_overlay || spec->root_readonly),
-	    err);
+	for (char **l = spec->root_layers; l && *l && r >= 0; l++)
+		r = layer_mount(*l, err);
+	if (r >= 0 && !spec->root_layers)
+		r = container_share_mount(
+		    spec->root_tag,
+		    !spec->root_subpath && (spec->root_overlay || spec->root_readonly), err);
 	for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
 		/* A share of copied files serves read-only and writable binds alike. */
 		r = container_share_mount(

@@ -25,6 +25,7 @@ struct container_spec {
 	bool root_readonly;   /* mount the root read-only */
 	bool root_overlay;    /* writes go to a tmpfs overlay */
 	char *root_subpath;   /* the root is this directory inside the share, or NULL */
+	char **root_layers;   /* or: erofs layers by disk serial, bottom first (overlay) */
 	char **args;          /* argv, NULL-terminated, at least one */
 	char **env;           /* NULL-terminated */
 	char *cwd;            /* absolute */

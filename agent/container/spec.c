@@ -37,6 +37,7 @@ void container_spec_done(struct container_spec *spec)
 	free(spec->id);
 	free(spec->root_tag);
 	free(spec->root_subpath);
+	strv_free(spec->root_layers);
 	strv_free(spec->args);
 	strv_free(spec->env);
 	free(spec->cwd);

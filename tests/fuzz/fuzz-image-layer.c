@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	close(fd);
 	dirfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	(void)image_apply_layer(dirfd, blob, false, NULL, &err);
+	(void)image_apply_layer(dirfd, blob, size && (data[0] & 1) ? IMAGE_LAYER_OVERLAY : 0, NULL,
+	                        &err);
 	close(dirfd);
 	hull_error_free(err);
 	/* A layer may only ever write below root. */

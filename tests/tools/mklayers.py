@@ -53,8 +53,8 @@ layer("hardlink-out.tar", [{"name": "h", "type": "hardlink", "target": "../../..
 layer("hardlink-abs.tar", [{"name": "h", "type": "hardlink", "target": "/etc/passwd"}])
 layer("wh-escape.tar", [{"name": "root", "type": "symlink", "target": "/"},
                         {"name": "root/.wh.etc"}])
-layer("devices.tar", [{"name": "dev", "type": "dir"}, {"name": "dev/mem2", "type": "chr"},
-                      {"name": "dev/sda9", "type": "blk"}, {"name": "plain", "data": b"plain\n"}])
+layer("devices.tar", [{"name": "devs", "type": "dir"}, {"name": "devs/mem2", "type": "chr"},
+                      {"name": "devs/sda9", "type": "blk"}, {"name": "devs/plain", "data": b"plain\n"}])
 layer("base.tar", [{"name": "keep", "data": b"keep\n"}, {"name": "gone", "data": b"gone\n"},
                    {"name": "d", "type": "dir"}, {"name": "d/old1"}, {"name": "d/old2"}])
 layer("whiteouts.tar", [{"name": ".wh.gone"}, {"name": "d", "type": "dir"},

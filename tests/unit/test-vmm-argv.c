@@ -53,6 +53,31 @@ static const char *value_of(char **argv, const char *flag, const char *needle)
 	return NULL;
 }
 
+static void test_layer_disks(void **state)
+{
+	const struct vmm_disk disks[] = {{"/store/layers/a,b.erofs", "hull-l0"},
+	                                 {"/store/layers/c.erofs", "hull-l1"}};
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.disks = disks;
+	c.n_disks = 2;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	/* Read-only at the device; commas in paths escaped. */
+	assert_string_equal(
+	    value_of(argv, "-drive", "id=disk0"),
+	    "file=/store/layers/a,,b.erofs,if=none,id=disk0,format=raw,readonly=on");
+	assert_string_equal(value_of(argv, "-device", "drive=disk1"),
+	                    "virtio-blk-device,drive=disk1,serial=hull-l1");
+	const struct vmm_disk bad = {"/x", "a serial longer than twenty"};
+	c.disks = &bad;
+	c.n_disks = 1;
+	strv_free(argv);
+	argv = NULL;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), -EINVAL);
+}
+
 static void test_microvm_serial(void **state)
 {
 	struct vmm_config c = base_config();
@@ -224,9 +249,10 @@ static void test_accel_override(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_microvm_serial), cmocka_unit_test(test_comma_in_path_is_escaped),
-	    cmocka_unit_test(test_q35_kvm_vsock),  cmocka_unit_test(test_invalid_configs),
-	    cmocka_unit_test(test_kvm_detection),  cmocka_unit_test(test_accel_override),
+	    cmocka_unit_test(test_microvm_serial),           cmocka_unit_test(test_layer_disks),
+	    cmocka_unit_test(test_comma_in_path_is_escaped), cmocka_unit_test(test_q35_kvm_vsock),
+	    cmocka_unit_test(test_invalid_configs),          cmocka_unit_test(test_kvm_detection),
+	    cmocka_unit_test(test_accel_override),
 	};
 	return cmocka_run_group_tests_name("vmm-argv", tests, NULL, NULL);
 }
