@@ -6,7 +6,7 @@
 An OCI image archive (an OCI image layout in a tar: what `ctr images import`, `hull
 load` and `skopeo copy oci-archive:` read) with ROOTFS as its gzip layer (ROOTFS "-":
 no directory layer), then each --layer-tar FILE as a further layer as it is (the tests
-use this for hostile layers). --arch-too ARCH makes it a multi-platform image: an
+use this for hostile layers; a FILE ending in .zst is a zstd-compressed tar). --arch-too ARCH makes it a multi-platform image: an
 index of the linux/amd64 image and a linux/ARCH one (same layers, its own config).
 Deterministic: same input, same digests."""
 import gzip
@@ -79,8 +79,14 @@ def main():
         layers.append((raw, gz(raw), "application/vnd.oci.image.layer.v1.tar+gzip"))
     for path in o["layer-tar"]:
         with open(path, "rb") as f:
-            raw = f.read()
-        layers.append((raw, raw, "application/vnd.oci.image.layer.v1.tar"))
+            blob = f.read()
+        if path.endswith(".zst"):
+            # A zstd layer: its diff_id is the digest of the tar inside.
+            import subprocess
+            raw = subprocess.run(["zstd", "-dcq", path], check=True, capture_output=True).stdout
+            layers.append((raw, blob, "application/vnd.oci.image.layer.v1.tar+zstd"))
+        else:
+            layers.append((blob, blob, "application/vnd.oci.image.layer.v1.tar"))
     cfg = {"Env": o["env"] or ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}
     if o["cmd"] is not None or (o["entrypoint"] is None):
         cfg["Cmd"] = o["cmd"] if o["cmd"] is not None else ["sh"]

@@ -183,6 +183,15 @@ with tarfile.open(dst, "w") as tout:
 EOF
 }
 
+test_zstd_layer() {
+	command -v zstd >/dev/null || { echo "zstd is not installed (make deps)"; return 77; }
+	zstd -q -o "$T/base.tar.zst" "$work/layers/base.tar" || return 1
+	$MKIMAGE "$ROOTFS" "$T/z.tar" example.com/t/zstd:1 --layer-tar "$T/base.tar.zst" || return 1
+	h load -i "$T/z.tar" && want_rc 0 || return 1
+	h image inspect example.com/t/zstd:1 && want_rc 0 || return 1
+	h run example.com/t/zstd:1 -- cat /keep && want_rc 0 && want_out keep
+}
+
 test_bad_blobs() {
 	tamper "$T/flip.tar" flip && tamper "$T/trunc.tar" truncate && tamper "$T/huge.tar" huge-manifest || return 1
 	h load -i "$T/flip.tar" && want_rc 125 && want_err "its content hashes to sha256:" || return 1
@@ -399,7 +408,7 @@ for f in "$HULL" "$BUILD/images/busybox.tar" "$BUILD/guest/vmlinuz"; do
 	[ -e "$f" ] || { echo "not ok - prerequisites: $f missing (make)"; exit 1; }
 done
 for t in builtin_busybox image_config load_formats hostile_layers whiteouts bad_blobs \
-	many_files_bounded_memory rmi_and_prune save_roundtrip concurrent_loads pull_registry pull_auth \
+	zstd_layer many_files_bounded_memory rmi_and_prune save_roundtrip concurrent_loads pull_registry pull_auth \
 	pull_faults; do
 	run_test "$t"
 done
