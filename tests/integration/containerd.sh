@@ -101,23 +101,11 @@ leaks() {
 	fi
 }
 
-run_test() {
-	local name=$1 why rc leak
-	[ -n "$only" ] && [[ $name != *$only* ]] && return
-	T=$W/t.$name
-	mkdir -p "$T"
-	why=$("test_$name" 2>&1)
-	rc=$?
-	leak=$(leaks)
-	if [ "$rc" = 77 ]; then
-		echo "skip - $name: ${why##*$'\n'}"
-	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
-		echo "ok - $name"
-	else
-		echo "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
-		echo "--- containerd log (last lines) ---" >&2
-		grep -v 'level=info msg="loading\|skip loading' "$W/containerd.log" | tail -15 >&2
-	fi
+. "$top/tests/integration/lib.sh"
+work=$W
+after_failure() {
+	echo "--- containerd log (last lines) ---" >&2
+	grep -v 'level=info msg="loading\|skip loading' "$W/containerd.log" | tail -15 >&2
 }
 
 # Wait until "$@" succeeds (up to 60 s).

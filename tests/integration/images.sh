@@ -22,36 +22,17 @@ trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; pkill -f -- "$work/" 2>/dev/
 "$PY" "$top/tests/tools/mklayers.py" "$work/layers" "$OUTSIDE" ||
 	{ echo "not ok - make_layers: mklayers.py failed"; exit 1; }
 
+. "$top/tests/integration/lib.sh"
+
 leaks() {
-	local i
-	for i in $(seq 1 50); do
-		pgrep -f -- "$HULL_STATE_DIR" >/dev/null || break
-		sleep 0.1
-	done
-	pgrep -f -- "$HULL_STATE_DIR" >/dev/null && { echo "QEMU left"; pkill -9 -f -- "$HULL_STATE_DIR"; }
+	wait_gone "$HULL_STATE_DIR" || { echo "QEMU left"; pkill -9 -f -- "$HULL_STATE_DIR"; }
 	[ -z "$(ls -A "$HULL_STATE_DIR")" ] || { echo "state left"; rm -rf "${HULL_STATE_DIR:?}"/*; }
 	[ -z "$(ls -A "$HULL_IMAGE_ROOT/tmp" 2>/dev/null)" ] || echo "store tmp/ left: $(ls "$HULL_IMAGE_ROOT/tmp")"
 	[ -z "$(ls -A "$OUTSIDE")" ] || echo "written outside the store: $(ls -A "$OUTSIDE")"
 }
 
-run_test() {
-	local name=$1 why rc leak
-	[ -n "$only" ] && [[ $name != *$only* ]] && return
-	T=$work/t.$name
-	mkdir -p "$T"
-	export HULL_IMAGE_ROOT=$T/store
-	why=$("test_$name" 2>&1)
-	rc=$?
-	leak=$(leaks)
-	if [ "$rc" = 77 ]; then
-		echo "skip - $name: ${why##*$'\n'}"
-	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
-		echo "ok - $name"
-	else
-		echo "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
-	fi
-	rm -rf "$T"
-}
+# Each test gets its own store.
+before_test() { export HULL_IMAGE_ROOT=$T/store; }
 
 # run hull; stdout, stderr, status in $T/{out,err,rc}
 h() {

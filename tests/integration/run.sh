@@ -21,12 +21,7 @@ say() { printf '%s\n' "$*"; }
 
 # Nothing of ours may survive a test: QEMU processes naming our state dir, or entries in it.
 leaks() {
-	local i
-	for i in $(seq 1 50); do
-		pgrep -f -- "$HULL_STATE_DIR" >/dev/null || break
-		sleep 0.1
-	done
-	if pgrep -af -- "$HULL_STATE_DIR" >/dev/null; then
+	if ! wait_gone "$HULL_STATE_DIR"; then
 		echo "process left: $(pgrep -af -- "$HULL_STATE_DIR" | head -1)"
 		pkill -9 -f -- "$HULL_STATE_DIR"
 		return
@@ -37,25 +32,7 @@ leaks() {
 	fi
 }
 
-run_test() {
-	local name=$1 why
-	[ -n "$only" ] && [[ $name != *$only* ]] && return
-	T=$work/t.$name
-	mkdir -p "$T"
-	why=$("test_$name" 2>&1)
-	local rc=$?
-	local leak
-	leak=$(leaks)
-	if [ "$rc" = 77 ]; then
-		say "skip - $name: ${why##*$'\n'}"
-	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
-		say "ok - $name"
-	else
-		failed=1
-		say "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
-	fi
-	rm -rf "$T"
-}
+. "$top/tests/integration/lib.sh"
 
 # hull run with the demo rootfs; stdout/stderr/exit status into $T/{out,err,rc}.
 hrun() {

@@ -1,0 +1,36 @@
+# Shared by the integration suites (sourced). A suite defines test_NAME functions, a
+# `leaks` function that prints what a test left behind (nothing when clean), and
+# optionally `before_test` (runs in the suite's shell before each test) and
+# `after_failure`; it sets $work (where per-test dirs go) and $only (a filter).
+# run_test prints:  ok - NAME | not ok - NAME: why | skip - NAME: why (exit 77)
+
+# Wait up to 5 s for processes matching a pattern to go; 0 when none is left.
+wait_gone() {
+	local i
+	for i in $(seq 1 50); do
+		pgrep -f -- "$1" >/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+run_test() {
+	local name=$1 why rc leak
+	[ -n "${only:-}" ] && [[ $name != *$only* ]] && return
+	T=$work/t.$name
+	mkdir -p "$T"
+	declare -F before_test >/dev/null && before_test
+	why=$("test_$name" 2>&1)
+	rc=$?
+	leak=$(leaks)
+	if [ "$rc" = 77 ]; then
+		echo "skip - $name: ${why##*$'\n'}"
+	elif [ "$rc" = 0 ] && [ -z "$leak" ]; then
+		echo "ok - $name"
+	else
+		failed=1
+		echo "not ok - $name: ${leak:+[leak: $leak] }$(printf '%s' "$why" | tail -5 | tr '\n' '|')"
+		declare -F after_failure >/dev/null && after_failure
+	fi
+	rm -rf "$T"
+}
