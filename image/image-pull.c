@@ -135,7 +135,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 			return 0; /* over the cap: abort the transfer */
 		buf_append(&k->mem, ptr, n);
 	} else {
-		if (write_all(k->fd, ptr, n) < 0)
+		/* A blob never grows past the size its manifest gives. */
+		if (k->got + n > k->max || write_all(k->fd, ptr, n) < 0)
 			return 0;
 		if (k->hash)
 			sha256_update(k->hash, ptr, n);
@@ -416,7 +417,8 @@ static int job_start(struct pull *p, CURLM *m, struct job *j, struct hull_error 
 	while ((n = read(j->fd, buf, sizeof(buf))) > 0)
 		sha256_update(j->hash, buf, (size_t)n);
 	j->start = (uint64_t)lseek(j->fd, 0, SEEK_END);
-	j->k = (struct sink){.fd = j->fd, .hash = j->hash, .p = p};
+	j->k = (struct sink){
+	    .fd = j->fd, .hash = j->hash, .p = p, .max = (size_t)j->d->size - (size_t)j->start};
 	j->c = easy_new(p, url, &j->k, &j->h, NULL);
 	if (j->start > 0) {
 		char range[64];
@@ -440,7 +442,12 @@ static int job_finish(struct pull *p, CURLM *m, struct job *j, CURLcode rc, stru
 
 	curl_easy_getinfo(j->c, CURLINFO_RESPONSE_CODE, &status);
 	curl_multi_remove_handle(m, j->c);
-	if (rc != CURLE_OK || (status != 200 && status != 206)) {
+	if (rc == CURLE_WRITE_ERROR &&
+	    j->start + j->k.got + CURL_MAX_WRITE_SIZE > (uint64_t)j->d->size) {
+		r = hull_error_set(err, -EBADMSG, "blob %s: more bytes than the manifest's %lld",
+		                   j->d->digest, (long long)j->d->size);
+		(void)unlink(j->partial);
+	} else if (rc != CURLE_OK || (status != 200 && status != 206)) {
 		r = http_error(j->c, rc, status, j->d->digest, err);
 		hull_error_prefix(err, "blob");
 	} else if (status == 200 && j->start > 0) {
