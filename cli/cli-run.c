@@ -360,6 +360,9 @@ static int image_prepare(struct run_opts *o, const char *image, char **cmd)
 	r = cli_image_resolve(image, &o->image_store, &name, &digest, &err);
 	if (r >= 0)
 		r = image_store_load(o->image_store, digest, &m, &c, &err);
+	/* Device nodes in the image's layers only for a privileged container. */
+	if (r >= 0)
+		image_store_set_privileged(o->image_store, o->privileged);
 	/* Layers as erofs disks stacked in the guest (docs/images.md); the unpacked tree
 	 * over 9p for detached sandboxes, without root, or when asked. */
 	if (r >= 0 && !o->detach && image_backend_erofs())

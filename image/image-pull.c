@@ -369,6 +369,7 @@ struct job {
 	struct curl_slist *h;
 	CURL *c;
 	uint64_t start; /* bytes already in the partial file when this transfer began */
+	double t0;      /* when it began (CLOCK_MONOTONIC, s) */
 	bool done;
 	int attempts;
 };

@@ -21,7 +21,13 @@
 struct image_store {
 	char *root;
 	int lock_fd;
+	bool privileged; /* device nodes kept: trees and layer images of their own */
 };
+
+void image_store_set_privileged(struct image_store *s, bool on)
+{
+	s->privileged = on;
+}
 
 char *image_store_default_root(void)
 {
@@ -360,7 +366,8 @@ int image_store_load(struct image_store *s, const char *manifest_digest, struct 
 int image_store_rootfs(struct image_store *s, const char *manifest_digest, char **path,
                        struct hull_error **err)
 {
-	_cleanup_free_ char *dst = xasprintf("%s/rootfs/%s", s->root, manifest_digest + 7);
+	_cleanup_free_ char *dst =
+	    xasprintf("%s/rootfs/%s%s", s->root, manifest_digest + 7, s->privileged ? "-dev" : "");
 	_cleanup_free_ char *tmp = NULL;
 	struct image_manifest m = {0};
 	struct image_config c = {0};
@@ -386,7 +393,8 @@ int image_store_rootfs(struct image_store *s, const char *manifest_digest, char 
 	for (size_t i = 1; r >= 0 && i < m.n_entries; i++) {
 		_cleanup_free_ char *blob = image_store_blob_path(s, m.entries[i].digest);
 		_cleanup_free_ char *diff_id = NULL;
-		r = image_apply_layer(dirfd, blob, 0, &diff_id, err);
+		r = image_apply_layer(dirfd, blob, s->privileged ? IMAGE_LAYER_PRIVILEGED : 0,
+		                      &diff_id, err);
 		if (r >= 0 && strcmp(diff_id, c.diff_ids[i - 1]) != 0)
 			r = hull_error_set(
 			    err, -EBADMSG,
@@ -419,10 +427,11 @@ static void mark(char ***keep, const char *digest)
 
 static bool marked(char **keep, const char *name)
 {
-	/* "<hex>" or "<hex>.erofs" */
-	size_t n = strcspn(name, ".");
+	/* "<hex>", "<hex>-dev", "<hex>.erofs", "<hex>-dev.erofs" */
+	if (strlen(name) < 64 || (name[64] && name[64] != '.' && name[64] != '-'))
+		return false;
 	for (char **k = keep; k && *k; k++)
-		if (strlen(*k + 7) == n && strncmp(*k + 7, name, n) == 0)
+		if (strncmp(*k + 7, name, 64) == 0)
 			return true;
 	return false;
 }
@@ -564,7 +573,8 @@ static int run_mkfs_erofs(const char *image, const char *tree, struct hull_error
 int image_store_layer_image(struct image_store *s, const char *blob_digest, const char *diff_id,
                             char **path, struct hull_error **err)
 {
-	_cleanup_free_ char *dst = xasprintf("%s/layers/%s.erofs", s->root, diff_id + 7);
+	_cleanup_free_ char *dst =
+	    xasprintf("%s/layers/%s%s.erofs", s->root, diff_id + 7, s->privileged ? "-dev" : "");
 	_cleanup_free_ char *tmp = NULL, *tree = NULL, *img = NULL, *blob = NULL, *got = NULL;
 	_cleanup_close_ int dirfd = -1;
 	int r;
@@ -586,7 +596,9 @@ int image_store_layer_image(struct image_store *s, const char *blob_digest, cons
 		hull_error_set_errno(err, r, "'%s'", tree);
 		goto out;
 	}
-	r = image_apply_layer(dirfd, blob, IMAGE_LAYER_OVERLAY, &got, err);
+	r = image_apply_layer(dirfd, blob,
+	                      IMAGE_LAYER_OVERLAY | (s->privileged ? IMAGE_LAYER_PRIVILEGED : 0),
+	                      &got, err);
 	if (r >= 0 && strcmp(got, diff_id) != 0)
 		r = hull_error_set(err, -EBADMSG, "layer %s: uncompressed it hashes to %s, not %s",
 		                   blob_digest, got, diff_id);

@@ -94,6 +94,9 @@ char *image_store_default_root(void);
 int image_store_open(const char *root, struct image_store **ret, struct hull_error **err);
 void image_store_close(struct image_store *s);
 const char *image_store_root(const struct image_store *s);
+/* Trees and layer images made from now on keep device nodes (a --privileged run);
+ * they are cached apart from the unprivileged ones. */
+void image_store_set_privileged(struct image_store *s, bool on);
 /* Hold the store shared until it is closed (also across fork): prune waits for no one
  * and skips a store in use; a running job keeps its image. */
 void image_store_hold(struct image_store *s);

@@ -117,6 +117,9 @@ test_hostile_layers() {
 	for b in erofs 9p; do
 		HULL_IMAGE_BACKEND=$b h run example.com/bad/dev:1 -- ls /devs
 		want_rc 0 && want_out plain || { echo "backend $b"; return 1; }
+		# A privileged container gets them (from trees and layer images of their own).
+		HULL_IMAGE_BACKEND=$b h run --privileged example.com/bad/dev:1 -- sh -c 'ls /devs | tr "\n" " "; test -c /devs/mem2 && echo chr'
+		want_rc 0 && want_out "mem2 plain sda9 chr" || { echo "backend $b, privileged"; return 1; }
 	done
 }
 
