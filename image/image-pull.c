@@ -374,15 +374,29 @@ struct job {
 	int attempts;
 };
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void draw(struct pull *p, struct job *jobs, size_t n, bool final)
 {
 	if (p->o->quiet || !p->tty)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
-		uint64_t have = j->start + j->k.got;
-		fprintf(stderr, "\r\033[K%.19s  %7.1f / %.1f MB%s\n", j->d->digest,
-		        (double)have / 1e6, (double)j->d->size / 1e6, j->done ? "  done" : "");
+		uint64_t have = j->done ? (uint64_t)j->d->size : j->start + j->k.got;
+		double dt = j->t0 > 0 ? now_s() - j->t0 : 0;
+		fprintf(stderr, "\r\033[K%.19s  %7.1f / %.1f MB", j->d->digest, (double)have / 1e6,
+		        (double)j->d->size / 1e6);
+		if (j->done)
+			fputs("  done\n", stderr);
+		else if (dt > 0.05)
+			fprintf(stderr, "  %.1f MB/s\n", (double)j->k.got / 1e6 / dt);
+		else
+			fputc('\n', stderr);
 	}
 	if (!final)
 		fprintf(stderr, "\033[%zuA", n);
@@ -431,6 +445,7 @@ static int job_start(struct pull *p, CURLM *m, struct job *j, struct hull_error 
 	}
 	curl_easy_setopt(j->c, CURLOPT_PRIVATE, j);
 	curl_multi_add_handle(m, j->c);
+	j->t0 = now_s();
 	return 0;
 }
 
@@ -549,9 +564,7 @@ static int fetch_blobs(struct pull *p, struct image_desc *descs, size_t n, struc
 				fprintf(stderr, "%.19s: done (%.1f MB)\n", j->d->digest,
 				        (double)j->d->size / 1e6);
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		double now = now_s();
 		if (now - last > 0.2) {
 			draw(p, jobs, n, false);
 			last = now;
