@@ -33,6 +33,7 @@
 #define STDIO_WINDOW (4u << 20)
 #define STDIO_CHUNK (256u << 10)
 #define CALL_TIMEOUT_MS 60000
+#define MICROVM_VIRTIO_SLOTS 24 /* QEMU 7.2's microvm: virtio-mmio transports */
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static void run_opts_done(struct run_opts *o)
@@ -365,7 +366,17 @@ static int image_prepare(struct run_opts *o, const char *image, char **cmd)
 		image_store_set_privileged(o->image_store, o->privileged);
 	/* Layers as erofs disks stacked in the guest (docs/images.md); the unpacked tree
 	 * over 9p for detached sandboxes, without root, or when asked. */
-	if (r >= 0 && !o->detach && image_backend_erofs())
+	bool erofs = r >= 0 && !o->detach && image_backend_erofs();
+	/* microvm has 24 virtio-mmio slots: rng, the agent channel and the volumes come
+	 * first; an image with more layers than fit goes the 9p way. */
+	if (erofs && o->machine == VMM_MACHINE_MICROVM &&
+	    (m.n_entries - 1) + o->n_vols + 3 > MICROVM_VIRTIO_SLOTS) {
+		log_info("%zu layers do not fit microvm's virtio slots: the image goes over 9p "
+		         "(or use --machine q35)",
+		         m.n_entries - 1);
+		erofs = false;
+	}
+	if (erofs)
 		r = image_store_layer_images(o->image_store, digest, &o->layers, &err);
 	/* The tree also serves to look the image's user up by name. */
 	if (r >= 0 && (!o->layers || (c.user && *c.user && !o->user_set)))

@@ -176,6 +176,24 @@ test_zstd_layer() {
 	h run example.com/t/zstd:1 -- cat /keep && want_rc 0 && want_out keep
 }
 
+test_deep_image() {
+	# 23 layers: more than microvm's virtio slots hold as disks (the 9p way then);
+	# q35 takes them all as disks.
+	local i args=()
+	for i in $(seq 1 22); do
+		"$PY" -c 'import io, sys, tarfile
+t = tarfile.open(sys.argv[1], "w")
+ti = tarfile.TarInfo("l%s" % sys.argv[2]); data = ("layer %s\n" % sys.argv[2]).encode(); ti.size = len(data)
+t.addfile(ti, io.BytesIO(data)); t.close()' "$T/l$i.tar" "$i" || return 1
+		args+=(--layer-tar "$T/l$i.tar")
+	done
+	$MKIMAGE "$ROOTFS" "$T/deep.tar" example.com/t/deep:1 "${args[@]}" && h load -i "$T/deep.tar" && want_rc 0 || return 1
+	h run example.com/t/deep:1 -- sh -c 'cat /l1 /l22; grep -o "lowerdir=/run/hull/shares/hull-root" /proc/mounts'
+	want_rc 0 && want_out $'layer 1\nlayer 22\nlowerdir=/run/hull/shares/hull-root' || { echo "microvm"; return 1; }
+	HULL_IMAGE_BACKEND=erofs h run --machine q35 example.com/t/deep:1 -- sh -c 'cat /l22; grep -o "hull-l[0-9]*" /proc/mounts | sort -u | wc -l'
+	want_rc 0 && want_out $'layer 22\n23' || { echo "q35"; return 1; }
+}
+
 test_bad_blobs() {
 	tamper "$T/flip.tar" flip && tamper "$T/trunc.tar" truncate && tamper "$T/huge.tar" huge-manifest || return 1
 	h load -i "$T/flip.tar" && want_rc 125 && want_err "its content hashes to sha256:" || return 1
@@ -392,7 +410,7 @@ for f in "$HULL" "$BUILD/images/busybox.tar" "$BUILD/guest/vmlinuz"; do
 	[ -e "$f" ] || { echo "not ok - prerequisites: $f missing (make)"; exit 1; }
 done
 for t in builtin_busybox image_config load_formats hostile_layers whiteouts bad_blobs \
-	zstd_layer many_files_bounded_memory rmi_and_prune save_roundtrip concurrent_loads pull_registry pull_auth \
+	zstd_layer deep_image many_files_bounded_memory rmi_and_prune save_roundtrip concurrent_loads pull_registry pull_auth \
 	pull_faults; do
 	run_test "$t"
 done
