@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "agent-net.h"
 #include "agent.h"
 #include "log.h"
 #include "util.h"
@@ -64,6 +65,14 @@ int main(void)
 	}
 	if (cmdline_has("hull.debug=1"))
 		log_set_level(LOG_LEVEL_DEBUG);
+	{
+		/* Loopback for every sandbox, networked or not. */
+		struct hull_error *e = NULL;
+		if (net_loopback_up(&e) < 0) {
+			log_warn("%s", e->msg);
+			hull_error_free(e);
+		}
+	}
 
 	/* PID 1 gets no default signal actions; all arrive through the signalfd. */
 	sigemptyset(&mask);

@@ -13,6 +13,7 @@
 #include <sys/timerfd.h>
 #include <termios.h>
 
+#include "agent-net.h"
 #include "agent.pb-c.h"
 #include "container/oci-spec.h"
 #include "log.h"
@@ -984,6 +985,23 @@ static int do_pids(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
 	return 0;
 }
 
+static int do_network(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                      ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__ConfigureNetworkRequest *req =
+	    hull__agent__v1__configure_network_request__unpack(NULL, in->len, in->data);
+	int r;
+	(void)a, (void)sid;
+	if (!req)
+		return hull_error_set(err, -EINVAL, "ConfigureNetwork: request does not decode");
+	r = net_configure(req, err);
+	hull__agent__v1__configure_network_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return r;
+	*ret = empty_reply();
+	return 0;
+}
+
 static int do_destroy(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                       ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -1015,6 +1033,7 @@ static const struct {
     {"ResizePty", do_resize},
     {"RemoveContainer", do_remove},
     {"DestroySandbox", do_destroy},
+    {"ConfigureNetwork", do_network},
 };
 
 static void handle_request(struct agent *a, const struct ttrpc_frame *f)

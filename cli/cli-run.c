@@ -13,7 +13,10 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <linux/openat2.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <termios.h>
@@ -61,6 +64,11 @@ static void run_opts_done(struct run_opts *o)
 	free(o->entrypoint);
 	strv_free(o->image_env);
 	strv_free(o->layers);
+	strv_free(o->hostfwd);
+	if (o->resolv_conf) {
+		(void)unlink(o->resolv_conf);
+		free(o->resolv_conf);
+	}
 	image_store_close(o->image_store);
 }
 
@@ -192,6 +200,53 @@ static int parse_user(const char *s, struct run_opts *o)
 	return 0;
 }
 
+/* -p [IP:]HOST:CONTAINER[/tcp|udp] -> QEMU's hostfwd "tcp:IP:HOST-:CONTAINER". The host
+ * port is tried here first, so a port in use is a clear error before anything boots. */
+static int parse_publish(const char *s, struct run_opts *o)
+{
+	_cleanup_free_ char *copy = xstrdup(s);
+	char *proto = strchr(copy, '/'), *parts[3] = {0}, *ip = NULL, *end;
+	int n = 0, udp = 0;
+	unsigned long host, ctr;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+
+	if (proto) {
+		*proto++ = '\0';
+		if (strcmp(proto, "udp") == 0)
+			udp = 1;
+		else if (strcmp(proto, "tcp") != 0)
+			return usage_error("-p '%s': the protocol is tcp or udp", s);
+	}
+	for (char *p = copy, *save = NULL, *t; (t = strtok_r(p, ":", &save)); p = NULL) {
+		if (n == 3)
+			return usage_error("-p '%s': want [IP:]HOST:CONTAINER[/tcp|udp]", s);
+		parts[n++] = t;
+	}
+	if (n < 2)
+		return usage_error("-p '%s': want [IP:]HOST:CONTAINER[/tcp|udp]", s);
+	if (n == 3)
+		ip = parts[0];
+	host = strtoul(parts[n - 2], &end, 10);
+	if (*end || host < 1 || host > 65535)
+		return usage_error("-p '%s': host port '%s' is not 1-65535", s, parts[n - 2]);
+	ctr = strtoul(parts[n - 1], &end, 10);
+	if (*end || ctr < 1 || ctr > 65535)
+		return usage_error("-p '%s': container port '%s' is not 1-65535", s, parts[n - 1]);
+	if (ip && inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return usage_error("-p '%s': '%s' is not an IPv4 address", s, ip);
+	sa.sin_port = htons((uint16_t)host);
+	{
+		_cleanup_close_ int fd =
+		    socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			return usage_error("-p '%s': host port %lu is in use (%s)", s, host,
+			                   strerror(errno));
+	}
+	strv_push(&o->hostfwd,
+	          xasprintf("%s:%s:%lu-:%lu", udp ? "udp" : "tcp", ip ? ip : "", host, ctr));
+	return 0;
+}
+
 static int parse_volume(const char *s, struct run_opts *o)
 {
 	_cleanup_free_ char *copy = xstrdup(s);
@@ -251,6 +306,7 @@ enum {
 	OPT_CHANNEL,
 	OPT_LOG_LEVEL,
 	OPT_PRIVILEGED,
+	OPT_NET,
 	OPT_NAME,
 };
 
@@ -279,6 +335,8 @@ static const struct option long_opts[] = {
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"privileged", no_argument, NULL, OPT_PRIVILEGED},
+    {"net", required_argument, NULL, OPT_NET},
+    {"publish", required_argument, NULL, 'p'},
     {"detach", no_argument, NULL, 'd'},
     {"name", required_argument, NULL, OPT_NAME},
     {"help", no_argument, NULL, 'h'},
@@ -441,7 +499,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	                       .machine = VMM_MACHINE_MICROVM};
 	optind = 1;
 	/* '+': options end at the first non-option (CMD), as with docker run. */
-	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:hd", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+e:w:u:v:itm:hdp:", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ROOTFS:
 			free(o->rootfs);
@@ -583,6 +641,24 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			log_set_level((enum log_level)r);
 			o->debug = r == LOG_LEVEL_DEBUG;
 			break;
+		case OPT_NET:
+			if (strcmp(optarg, "none") == 0) {
+				o->net_user = false;
+			} else if (strcmp(optarg, "user") == 0) {
+				o->net_user = true;
+			} else {
+				r = usage_error(
+				    "--net '%s': want none or user (CNI networks are not "
+				    "there yet)",
+				    optarg);
+				goto fail;
+			}
+			break;
+		case 'p':
+			r = parse_publish(optarg, o);
+			if (r < 0)
+				goto fail;
+			break;
 		case OPT_PRIVILEGED:
 			o->privileged = true;
 			break;
@@ -607,6 +683,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			r = usage_error("unknown option");
 			goto fail;
 		}
+	}
+	if (o->hostfwd && !o->net_user) {
+		r = usage_error("-p publishes ports of a networked sandbox: add --net=user");
+		goto fail;
 	}
 	if (o->bundle_dir) {
 		/* The spec decides the process: flags that would contradict it are refused. */
@@ -958,7 +1038,7 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	Hull__Agent__V1__Mount *mounts = xcalloc(n_mounts, sizeof(*mounts));
 	Hull__Agent__V1__Storage *stores = xcalloc(n_mounts, sizeof(*stores));
 	Hull__Agent__V1__Mount **mptrs = xcalloc(n_mounts, sizeof(*mptrs));
-	struct cli_spec_volume *vols = xcalloc(o->n_vols, sizeof(*vols));
+	struct cli_spec_volume *vols = xcalloc(o->n_vols + o->n_files + 1, sizeof(*vols));
 	_cleanup_strv_free_ char **tags = xcalloc(n_mounts + 1, sizeof(char *));
 	_cleanup_free_ char *generated = NULL;
 	int r;
@@ -990,6 +1070,8 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	/* Host files: copies in the sandbox's "hull-files" share, f0, f1, ... */
 	for (size_t i = 0; i < o->n_files; i++) {
 		size_t k = o->n_vols + i;
+		vols[k] = (struct cli_spec_volume){.source = o->files[i].host,
+		                                   .destination = o->files[i].container};
 		hull__agent__v1__storage__init(&stores[k]);
 		hull__agent__v1__mount__init(&mounts[k]);
 		tags[k] = xasprintf("f%zu", i);
@@ -1015,7 +1097,7 @@ static int create_container(struct run_state *s, struct hull_error **err)
 		    .terminal = o->tty,
 		    .privileged = o->privileged,
 		    .volumes = vols,
-		    .n_volumes = o->n_vols,
+		    .n_volumes = o->n_vols + o->n_files,
 		};
 		if (o->tty)
 			tty_size(&in.rows, &in.cols);
@@ -1144,6 +1226,8 @@ static void vm_config(const struct run_opts *o, struct sandbox_config *sc)
 	sc->memory_mib = o->memory_mib;
 	sc->boot_timeout_ms = o->boot_timeout_ms;
 	sc->debug = o->debug;
+	sc->net_user = o->net_user;
+	sc->hostfwd = o->hostfwd;
 }
 
 /* hull run -d, in the per-sandbox process: the containerd shim's Task service runs the
@@ -1170,8 +1254,16 @@ static int run_detached(struct run_opts *o)
 	if (o->bundle_dir) {
 		b = o->bundle; /* borrowed: run_opts_done frees it */
 	} else {
-		struct cli_spec_volume *vols = xcalloc(o->n_vols + 1, sizeof(*vols));
-		b.binds = xcalloc(o->n_vols + 1, sizeof(*b.binds));
+		struct cli_spec_volume *vols = xcalloc(o->n_vols + o->n_files + 1, sizeof(*vols));
+		b.binds = xcalloc(o->n_vols + o->n_files + 1, sizeof(*b.binds));
+		for (size_t i = 0; i < o->n_files; i++) {
+			size_t k = o->n_vols + i;
+			vols[k] = (struct cli_spec_volume){.source = o->files[i].host,
+			                                   .destination = o->files[i].container};
+			b.binds[k] = (struct bundle_bind){.source = o->files[i].host,
+			                                  .destination = o->files[i].container,
+			                                  .is_file = true};
+		}
 		for (size_t i = 0; i < o->n_vols; i++) {
 			vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
 			                                   .destination = o->vols[i].container,
@@ -1180,7 +1272,7 @@ static int run_detached(struct run_opts *o)
 			                                  .destination = o->vols[i].container,
 			                                  .readonly = o->vols[i].readonly};
 		}
-		b.n_binds = o->n_vols;
+		b.n_binds = o->n_vols + o->n_files;
 		struct cli_spec_input in = {
 		    .args = o->cmd,
 		    .env = o->env,
@@ -1190,7 +1282,7 @@ static int run_detached(struct run_opts *o)
 		    .gid = o->gid,
 		    .privileged = o->privileged,
 		    .volumes = vols,
-		    .n_volumes = o->n_vols,
+		    .n_volumes = o->n_vols + o->n_files,
 		};
 		generated = cli_build_oci_spec(&in, &b.config_len);
 		b.config = generated;
@@ -1349,6 +1441,26 @@ int cli_run(int argc, char **argv)
 			free(o.rootfs);
 			o.rootfs = real;
 		}
+	}
+	if (o.net_user && !o.bundle_dir) {
+		/* QEMU's NAT answers DNS at 10.0.2.3: the container's resolv.conf says so (a
+		 * copy in the sandbox, as with a bundle's host files). */
+		char tmpl[] = "/tmp/hull-resolv.XXXXXX";
+		int fd = mkstemp(tmpl);
+		const char *text = "nameserver " SANDBOX_NAT_DNS "\n";
+		if (fd < 0 || write_all(fd, text, strlen(text)) < 0) {
+			fprintf(stderr, "hull: resolv.conf: %s\n", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			run_opts_done(&o);
+			return EXIT_HULL_ERROR;
+		}
+		close(fd);
+		(void)chmod(tmpl, 0644);
+		o.resolv_conf = xstrdup(tmpl);
+		o.files = xrealloc(o.files, (o.n_files + 1) * sizeof(*o.files));
+		o.files[o.n_files++] = (struct volume){.host = xstrdup(tmpl),
+		                                       .container = xstrdup("/etc/resolv.conf")};
 	}
 	if (o.detach) {
 		code = run_detached(&o);

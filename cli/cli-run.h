@@ -31,7 +31,10 @@ struct run_opts {
 	int stop_signal;                 /* the image's StopSignal: sent for a SIGTERM, or 0 */
 	bool user_set;                   /* -u given */
 	struct image_store *image_store; /* held while an image's rootfs is in use */
-	char **layers; /* an image's layers as erofs disks (bottom first), or NULL */
+	char **layers;     /* an image's layers as erofs disks (bottom first), or NULL */
+	bool net_user;     /* --net=user: QEMU's NAT */
+	char **hostfwd;    /* -p, as QEMU's hostfwd */
+	char *resolv_conf; /* --net=user: a temp resolv.conf copied into the sandbox */
 	char **env;
 	char *workdir;
 	uint32_t uid, gid;

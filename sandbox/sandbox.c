@@ -14,6 +14,7 @@
 #include "util.h"
 
 #define DEFAULT_BOOT_TIMEOUT_MS 30000
+#define NAT_MAC "52:54:00:12:34:56"
 
 uint64_t sandbox_now_ns(void)
 {
@@ -357,6 +358,9 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.shares = sb->shares;
 	vc.disks = cfg->disks;
 	vc.n_disks = cfg->n_disks;
+	vc.net_user = cfg->net_user;
+	vc.net_mac = NAT_MAC;
+	vc.hostfwd = cfg->hostfwd;
 	vc.debug = cfg->debug;
 	vc.sandbox = true;
 	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),
@@ -388,6 +392,32 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	}
 	log_debug("agent %s ready", ((Hull__Agent__V1__CheckResponse *)reply)->version);
 	protobuf_c_message_free_unpacked(reply, NULL);
+	if (cfg->net_user) {
+		/* QEMU's NAT network, as its built-in DHCP would hand it out. */
+		Hull__Agent__V1__ConfigureNetworkRequest net =
+		    HULL__AGENT__V1__CONFIGURE_NETWORK_REQUEST__INIT;
+		Hull__Agent__V1__NetworkInterface nic = HULL__AGENT__V1__NETWORK_INTERFACE__INIT;
+		Hull__Agent__V1__Route route = HULL__AGENT__V1__ROUTE__INIT;
+		Hull__Agent__V1__NetworkInterface *nics[] = {&nic};
+		Hull__Agent__V1__Route *routes[] = {&route};
+		char *addrs[] = {(char *)SANDBOX_NAT_GUEST "/24"};
+		nic.mac = (char *)NAT_MAC;
+		nic.addresses = addrs;
+		nic.n_addresses = 1;
+		route.destination = (char *)"default";
+		route.gateway = (char *)"10.0.2.2";
+		net.interfaces = nics;
+		net.n_interfaces = 1;
+		net.routes = routes;
+		net.n_routes = 1;
+		r = agent_client_call_sync(
+		    sb->ac, "ConfigureNetwork", &net.base, NULL, NULL,
+		    cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS, err);
+		if (r < 0) {
+			hull_error_prefix(err, "configure the guest's network");
+			goto fail;
+		}
+	}
 	sb->t_ready_ns = sandbox_now_ns();
 	*ret = sb;
 	return 0;

@@ -19,6 +19,10 @@ struct sandbox_config {
 	size_t n_shares;
 	const struct vmm_disk *disks; /* read-only block devices (image layers) */
 	size_t n_disks;
+	/* --net=user: QEMU's NAT (guest 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3),
+	 * configured in the guest once it is up; hostfwd as QEMU spells it. */
+	bool net_user;
+	char *const *hostfwd;
 	/* Host files copied into STATE/files/f<N> before boot and shared as tag
 	 * "hull-files" (9p shares directories, not single files). */
 	const char *const *files;
@@ -53,6 +57,8 @@ char *sandbox_console_tail(struct sandbox *sb, size_t max);
 uint64_t sandbox_now_ns(void);
 #define SANDBOX_FILES_TAG "hull-files"
 #define SANDBOX_SHARED_TAG "hull-shared"
+#define SANDBOX_NAT_GUEST "10.0.2.15"
+#define SANDBOX_NAT_DNS "10.0.2.3"
 /* Copy host file src to a new file dst (at most 16 MiB: resolv.conf-sized files). */
 int sandbox_copy_file(const char *src, const char *dst, struct hull_error **err);
 /* Remove the state dirs under root whose owning process is gone. */

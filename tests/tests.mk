@@ -24,7 +24,7 @@ FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
 	agent/container/oci-spec.c \
-	tests/fuzz/container-stub.c $(FUZZ_COMMON)
+	agent/agent-net-check.c tests/fuzz/container-stub.c $(FUZZ_COMMON)
 FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)
 FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
 FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)

@@ -119,6 +119,12 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	for (size_t i = 0; i < cfg->n_shares; i++)
 		if (!valid_tag(cfg->shares[i].tag) || !cfg->shares[i].path)
 			return hull_error_set(err, -EINVAL, "share %zu: bad tag or path", i);
+	if (cfg->net_user && (!cfg->net_mac || strlen(cfg->net_mac) != 17 ||
+	                      strspn(cfg->net_mac, "0123456789abcdef:") != 17))
+		return hull_error_set(err, -EINVAL, "net: bad MAC");
+	for (char *const *f = cfg->hostfwd; f && *f; f++)
+		if (strpbrk(*f, ", \n"))
+			return hull_error_set(err, -EINVAL, "net: bad port forward '%.64s'", *f);
 	for (size_t i = 0; i < cfg->n_disks; i++)
 		if (!cfg->disks[i].path || !valid_tag(cfg->disks[i].serial) ||
 		    strlen(cfg->disks[i].serial) > 20)
@@ -215,6 +221,18 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		      path, cfg->shares[i].readonly ? ",readonly=on" : "");
 		push(&argv, "-device");
 		pushf(&argv, "virtio-9p-%s,fsdev=fs%zu,mount_tag=%s", bus, i, cfg->shares[i].tag);
+	}
+	if (cfg->net_user) {
+		_cleanup_free_ char *netdev = xstrdup("user,id=net0");
+		for (char *const *f = cfg->hostfwd; f && *f; f++) {
+			char *n = xasprintf("%s,hostfwd=%s", netdev, *f);
+			free(netdev);
+			netdev = n;
+		}
+		push(&argv, "-netdev");
+		strv_push(&argv, TAKE_PTR(netdev));
+		push(&argv, "-device");
+		pushf(&argv, "virtio-net-%s,netdev=net0,mac=%s", bus, cfg->net_mac);
 	}
 	for (size_t i = 0; i < cfg->n_disks; i++) {
 		_cleanup_free_ char *path = opt_escape(cfg->disks[i].path);

@@ -59,6 +59,11 @@ struct vmm_config {
 	size_t n_shares;
 	const struct vmm_disk *disks;
 	size_t n_disks;
+	/* User-mode networking (QEMU's NAT): one virtio-net NIC with this MAC, and host
+	 * ports forwarded into the guest ("tcp:127.0.0.1:8080-:80", QEMU's hostfwd). */
+	bool net_user;
+	const char *net_mac;
+	char *const *hostfwd;
 	bool debug;   /* kernel messages on the console, agent debug logs */
 	bool sandbox; /* QEMU's own seccomp sandbox (-sandbox on,...) */
 };

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Stand-in for the container engine in the agent fuzzer: requests get all the way
  * through validation, then creation is refused; no process, mount or signal happens. */
+#include "agent-net.h"
 #include "container/container.h"
 
 int container_create(const struct container_spec *spec, struct container_process *ret,
@@ -63,5 +64,18 @@ int container_cgroup_pids(const char *id, uint32_t **ret, size_t *ret_n)
 	(void)id;
 	*ret = NULL;
 	*ret_n = 0;
+	return 0;
+}
+
+/* The guest network: checked as the agent checks it, never applied to the host's. */
+int net_configure(const Hull__Agent__V1__ConfigureNetworkRequest *req, struct hull_error **err)
+{
+	int idx[NET_MAX_IFACES];
+	return net_validate(req, idx, err);
+}
+
+int net_loopback_up(struct hull_error **err)
+{
+	(void)err;
 	return 0;
 }

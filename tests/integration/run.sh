@@ -549,6 +549,53 @@ test_detached_sandbox() {
 	expect_rc 125 && expect_err_has "no detached sandbox 'nosuch'"
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+test_net_user() {
+	# The guest reaches a server on the host's loopback through QEMU's NAT gateway,
+	# and its resolv.conf names the NAT's DNS.
+	local port pid
+	port=$(free_port)
+	mkdir -p "$T/www" && echo "hello from the host" >"$T/www/index.html"
+	(cd "$T/www" && exec python3 -m http.server "$port" --bind 127.0.0.1) >/dev/null 2>&1 &
+	pid=$!
+	sleep 0.5
+	hrun --net=user -- sh -c "cat /etc/resolv.conf; ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; wget -qO- http://10.0.2.2:$port/index.html"
+	kill "$pid"
+	wait "$pid" 2>/dev/null
+	expect_rc 0 && expect_out $'nameserver 10.0.2.3\ninet 10.0.2.15/24\nhello from the host' || return 1
+	# Without --net the VM has loopback only.
+	hrun -- sh -c 'ip -o link | grep -c "eth0" || true; ip -o -4 addr show lo | grep -o "127.0.0.1"'
+	expect_rc 0 && expect_out $'0\n127.0.0.1'
+}
+
+test_net_publish() {
+	# -p reaches a server in the VM from the host.
+	local port i
+	port=$(free_port)
+	"$HULL" run --rootfs "$ROOTFS" --net=user -p "127.0.0.1:$port:8080" -- \
+		sh -c 'mkdir -p /www; echo served-from-vm >/www/x; exec httpd -f -p 8080 -h /www' \
+		>"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	for i in $(seq 1 120); do
+		curl -sf "http://127.0.0.1:$port/x" >"$T/got" 2>/dev/null && break
+		sleep 0.5
+	done
+	kill -INT "$pid"; sleep 0.2; kill -INT "$pid"
+	wait "$pid"
+	[ "$(cat "$T/got")" = served-from-vm ] || { echo "curl got '$(cat "$T/got")'; $(cat "$T/err")"; return 1; }
+	# Clear errors for a port in use, -p without a network, an unknown network.
+	python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
+	local holder=$!
+	sleep 0.3
+	hrun --net=user -p "127.0.0.1:$port:80" -- true
+	kill "$holder"; wait "$holder" 2>/dev/null
+	expect_rc 125 && expect_err_has "host port $port is in use" || return 1
+	hrun -p 8080:80 -- true && expect_rc 125 && expect_err_has "add --net=user" || return 1
+	hrun --net=bridge -- true && expect_rc 125 && expect_err_has "--net 'bridge': want none or user" || return 1
+	hrun --net=user -p 80:99999 -- true && expect_rc 125 && expect_err_has "container port '99999'"
+}
+
 test_q35_machine() {
 	hrun --machine q35 -- echo q35 && expect_rc 0 && expect_out q35
 }
@@ -603,7 +650,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
 	default_security seccomp_kill_like_runc pod_and_exec container_life detached_sandbox \
-	bad_kernel_boot_timeout q35_machine qmp_schema; do
+	bad_kernel_boot_timeout net_user net_publish q35_machine qmp_schema; do
 	run_test "$t"
 done
 exit $failed

@@ -78,6 +78,29 @@ static void test_layer_disks(void **state)
 	assert_int_equal(vmm_build_argv(&c, &argv, NULL), -EINVAL);
 }
 
+static void test_user_network(void **state)
+{
+	char *fwd[] = {(char *)"tcp:127.0.0.1:8080-:80", (char *)"udp::5353-:53", NULL};
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.net_user = true;
+	c.net_mac = "52:54:00:12:34:56";
+	c.hostfwd = fwd;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-netdev", "user"),
+	                    "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp::5353-:53");
+	assert_string_equal(value_of(argv, "-device", "virtio-net"),
+	                    "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56");
+	/* A forward that would smuggle another option in is refused. */
+	char *bad[] = {(char *)"tcp::1-:2,guestfwd=x", NULL};
+	c.hostfwd = bad;
+	strv_free(argv);
+	argv = NULL;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), -EINVAL);
+}
+
 static void test_microvm_serial(void **state)
 {
 	struct vmm_config c = base_config();
@@ -252,7 +275,7 @@ int main(void)
 	    cmocka_unit_test(test_microvm_serial),           cmocka_unit_test(test_layer_disks),
 	    cmocka_unit_test(test_comma_in_path_is_escaped), cmocka_unit_test(test_q35_kvm_vsock),
 	    cmocka_unit_test(test_invalid_configs),          cmocka_unit_test(test_kvm_detection),
-	    cmocka_unit_test(test_accel_override),
+	    cmocka_unit_test(test_accel_override),           cmocka_unit_test(test_user_network),
 	};
 	return cmocka_run_group_tests_name("vmm-argv", tests, NULL, NULL);
 }
