@@ -79,19 +79,23 @@ int net_validate(const Hull__Agent__V1__ConfigureNetworkRequest *req, int idx[NE
 	for (size_t i = 0; i < req->n_interfaces; i++) {
 		const Hull__Agent__V1__NetworkInterface *it = req->interfaces[i];
 		if (!mac_ok(it->mac))
-			return hull_error_set(err, -EINVAL, "interfaces[%zu].mac: '%.32s'", i, it->mac);
-		if (it->n_addresses > NET_MAX_ADDRS || (it->mtu && (it->mtu < 68 || it->mtu > 65535)))
-			return hull_error_set(err, -EINVAL, "interfaces[%zu]: bad addresses or mtu", i);
+			return hull_error_set(err, -EINVAL, "interfaces[%zu].mac: '%.32s'", i,
+			                      it->mac);
+		if (it->n_addresses > NET_MAX_ADDRS ||
+		    (it->mtu && (it->mtu < 68 || it->mtu > 65535)))
+			return hull_error_set(err, -EINVAL, "interfaces[%zu]: bad addresses or mtu",
+			                      i);
 		for (size_t k = 0; k < it->n_addresses; k++)
 			if (net_parse_cidr(it->addresses[k], &fam, a, &prefix) < 0)
-				return hull_error_set(err, -EINVAL,
-				                      "interfaces[%zu].addresses[%zu]: '%.64s' is not "
-				                      "an address/prefix",
-				                      i, k, it->addresses[k]);
+				return hull_error_set(
+				    err, -EINVAL,
+				    "interfaces[%zu].addresses[%zu]: '%.64s' is not "
+				    "an address/prefix",
+				    i, k, it->addresses[k]);
 		idx[i] = ifindex_by_mac(it->mac);
 		if (!idx[i])
-			return hull_error_set(err, -ENODEV, "interfaces[%zu]: no interface with MAC %s",
-			                      i, it->mac);
+			return hull_error_set(
+			    err, -ENODEV, "interfaces[%zu]: no interface with MAC %s", i, it->mac);
 	}
 	for (size_t i = 0; i < req->n_routes; i++) {
 		const Hull__Agent__V1__Route *rt = req->routes[i];

@@ -13,7 +13,6 @@
 
 #include "util.h"
 
-
 struct nlreq {
 	struct nlmsghdr h;
 	union {
@@ -59,8 +58,8 @@ static int talk(struct nlreq *r)
 
 static int link_up(int index, unsigned mtu)
 {
-	struct nlreq r = {.h = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg)),
-	                        .nlmsg_type = RTM_NEWLINK}};
+	struct nlreq r = {
+	    .h = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg)), .nlmsg_type = RTM_NEWLINK}};
 	r.ifi.ifi_family = AF_UNSPEC;
 	r.ifi.ifi_index = index;
 	r.ifi.ifi_flags = IFF_UP;
