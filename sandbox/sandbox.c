@@ -165,37 +165,53 @@ static void write_owner(const char *state_dir)
 
 /* Remove state dirs whose owning process is gone (a hull or shim killed with SIGKILL:
  * its QEMU died with it through PDEATHSIG, but nobody removed the directory). */
+/* The owner file's pid when that process still runs (same start time), 0 when it is
+ * gone, -ENOENT without an owner file, -EBADMSG while it is being written. */
+static int owner_of(const char *state_dir)
+{
+	_cleanup_free_ char *path = xasprintf("%s/owner", state_dir);
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	unsigned long long start = 0;
+	int pid = 0;
+	if (!f)
+		return -errno;
+	if (fscanf(f, "%d %llu", &pid, &start) != 2 || pid <= 0)
+		return -EBADMSG;
+	return proc_start_time(pid) == start ? pid : 0;
+}
+
+int sandbox_owner(const char *state_dir)
+{
+	int pid = owner_of(state_dir);
+	return pid > 0 ? pid : 0;
+}
+
 void sandbox_sweep_stale(const char *root)
 {
 	_cleanup_(closedirp) DIR *d = opendir(root);
 	struct dirent *de;
 
 	while (d && (de = readdir(d))) {
-		_cleanup_free_ char *dir = NULL, *owner = NULL;
-		_cleanup_fclose_ FILE *f = NULL;
-		unsigned long long start = 0;
-		int pid = 0;
+		_cleanup_free_ char *dir = NULL;
 		struct stat st;
+		int owner;
 
+		/* Dot entries are not sandboxes (the shim's sockets live in .s/). */
 		if (de->d_name[0] == '.')
 			continue;
 		dir = xasprintf("%s/%s", root, de->d_name);
-		owner = xasprintf("%s/owner", dir);
-		f = fopen(owner, "re");
-		if (!f) {
+		owner = owner_of(dir);
+		if (owner == -ENOENT) {
 			/* No owner file: being created right now, or half-made by a process
 			 * killed before it wrote one. Only old directories go. */
-			bool no_owner = errno == ENOENT;
-			if (no_owner && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+			if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
 			    st.st_mtime + 60 < time(NULL))
 				rm_tree(dir);
 			continue;
 		}
-		if (fscanf(f, "%d %llu", &pid, &start) != 2 || pid <= 0)
-			continue;
-		if (proc_start_time(pid) == start)
-			continue; /* alive */
-		log_debug("removing stale sandbox state '%s' (owner %d gone)", dir, pid);
+		if (owner != 0)
+			continue; /* alive, or its owner file is being written */
+		log_debug("removing stale sandbox state '%s' (owner gone)", dir);
 		sandbox_remove_state(dir);
 	}
 }

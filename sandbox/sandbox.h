@@ -61,6 +61,8 @@ uint64_t sandbox_now_ns(void);
 #define SANDBOX_NAT_DNS "10.0.2.3"
 /* Copy host file src to a new file dst (at most 16 MiB: resolv.conf-sized files). */
 int sandbox_copy_file(const char *src, const char *dst, struct hull_error **err);
+/* The live process that owns state_dir (a hull or shim), or 0 when it is gone. */
+int sandbox_owner(const char *state_dir);
 /* Remove the state dirs under root whose owning process is gone. */
 void sandbox_sweep_stale(const char *root);
 /* Unmount everything mounted below dir (deepest first, lazily). Returns how many. */

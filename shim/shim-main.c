@@ -53,7 +53,8 @@ static char *socket_path(const struct shim_args *a, const char *group)
 {
 	_cleanup_free_ char *root = sandbox_default_state_root();
 	_cleanup_free_ char *key = xasprintf("%s/%s", a->namespace ? a->namespace : "", group);
-	return xasprintf("%s/s/%016llx.sock", root, (unsigned long long)fnv1a(key));
+	/* A dot directory: the stale-state sweep leaves it alone. */
+	return xasprintf("%s/.s/%016llx.sock", root, (unsigned long long)fnv1a(key));
 }
 
 /* The bundle's config.json, parsed for what the host acts on (no paths checked). */
@@ -207,8 +208,23 @@ static int do_delete(const struct shim_args *a)
 		if (read_bundle_config(a->bundle, &b, NULL) == 0) {
 			group = group_of(a, &b);
 			sock = socket_path(a, group);
-			if (!socket_alive(sock))
+			if (!socket_alive(sock)) {
+				/* The pod's shim does not answer: it is gone, or going (stopping
+				 * its VM after Shutdown; containerd calls us as soon as the socket
+				 * closes). Give it time to finish, kill it only if it hangs, then
+				 * sweep what it left. */
+				_cleanup_free_ char *dir = xasprintf("%s/%s", root, group);
+				bool ours = id_is_valid(group) && access(dir, F_OK) == 0;
+				for (int i = 0; ours && i < 150 && access(dir, F_OK) == 0; i++) {
+					int pid = sandbox_owner(dir);
+					if (i == 100 && pid > 1 && pid != getpid())
+						(void)kill(pid, SIGKILL); /* 10 s: it hangs */
+					sandbox_sweep_stale(root);
+					if (access(dir, F_OK) == 0)
+						usleep(100000);
+				}
 				(void)unlink(sock);
+			}
 		}
 		bundle_done(&b);
 	}

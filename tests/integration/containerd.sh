@@ -35,15 +35,16 @@ W=$(mktemp -d /tmp/hull-ctd.XXXXXX)
 export HULL_STATE_DIR=$W/hull
 export CRI_PB2_DIR=$BUILD/tests/cri
 SOCK=$W/c.sock
-CTD_PID=
 CTR="ctr -a $SOCK"
 
 mkdir -p "$W/logs" "$HULL_STATE_DIR"
 "$top/tests/tools/ctd-config.sh" "$W"
 
+# containerd's pid lives in a file: tests run in subshells ($(...)), and a test that
+# restarts containerd must leave the new pid where the final cleanup finds it.
 ctd_start() {
 	PATH=$BUILD:$PATH setsid containerd --config "$W/config.toml" >>"$W/containerd.log" 2>&1 &
-	CTD_PID=$!
+	echo $! >"$W/containerd.pid"
 	local i
 	for i in $(seq 1 100); do
 		$CTR version >/dev/null 2>&1 && return 0
@@ -53,16 +54,17 @@ ctd_start() {
 	return 1
 }
 ctd_stop() {
-	[ -n "$CTD_PID" ] || return 0
-	kill "$CTD_PID" 2>/dev/null
-	local i
+	local pid i
+	pid=$(cat "$W/containerd.pid" 2>/dev/null) || return 0
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null
 	for i in $(seq 1 100); do
-		kill -0 "$CTD_PID" 2>/dev/null || break
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -9 "$CTD_PID" 2>/dev/null
-	wait "$CTD_PID" 2>/dev/null
-	CTD_PID=
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	rm -f "$W/containerd.pid"
 }
 cleanup() {
 	ctd_stop
@@ -96,8 +98,8 @@ leaks() {
 	if grep -q " $W/state/io.containerd.runtime.v2.task/" /proc/mounts; then
 		echo "bundle mount left: $(grep -o " $W/state/io.containerd.runtime.v2.task/[^ ]*" /proc/mounts | head -1)"
 	fi
-	if [ -n "$(ls -A "$HULL_STATE_DIR" | grep -v '^s$')" ] || [ -n "$(ls -A "$HULL_STATE_DIR/s" 2>/dev/null)" ]; then
-		echo "state left: $(ls -A "$HULL_STATE_DIR" "$HULL_STATE_DIR/s" 2>/dev/null | tr '\n' ' ')"
+	if [ -n "$(ls -A "$HULL_STATE_DIR" | grep -v '^\.s$')" ] || [ -n "$(ls -A "$HULL_STATE_DIR/.s" 2>/dev/null)" ]; then
+		echo "state left: $(ls -A "$HULL_STATE_DIR" "$HULL_STATE_DIR/.s" 2>/dev/null | tr '\n' ' ')"
 	fi
 }
 
@@ -261,8 +263,8 @@ test_cri_pod() {
 	cri StopPodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "StopPodSandbox failed"; return 1; }
 	cri RemovePodSandbox '{"pod_sandbox_id":"'$sid'"}' >/dev/null || { echo "RemovePodSandbox failed"; return 1; }
 	until_ok no_vm "$sid" || return 1
-	sleep 0.5
-	[ ! -e "$mem$parent/$sid" ] || { echo "the pod's cgroup $mem$parent/$sid is left"; return 1; }
+	# The shim leaves the pod's cgroup last, as it exits.
+	until_ok test ! -e "$mem$parent/$sid" || { echo "the pod's cgroup $mem$parent/$sid is left"; return 1; }
 	# The parent is the kubelet's to make and remove; here the test's.
 	local h
 	for h in /sys/fs/cgroup/*$parent /sys/fs/cgroup$parent; do
