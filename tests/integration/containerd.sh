@@ -68,6 +68,8 @@ ctd_stop() {
 }
 cleanup() {
 	ctd_stop
+	# A containerd whose pid file was lost (a test killed midway): ours by its config.
+	pkill -f -- "containerd --config $W/config.toml" 2>/dev/null
 	pkill -9 -f -- "-address $SOCK" 2>/dev/null
 	pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null
 	sleep 0.2
