@@ -2,11 +2,8 @@
 /* What the host asks of the guest's network, checked before anything changes (pure
  * but for finding interfaces by MAC in /sys; fuzzed through the agent's requests). */
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <net/if.h>
 #include <string.h>
-#include <strings.h>
 
 #include "agent-net.h"
 #include "util.h"
@@ -40,21 +37,8 @@ int net_parse_cidr(const char *s, int *family, unsigned char addr[16], unsigned 
 
 static int ifindex_by_mac(const char *mac)
 {
-	_cleanup_(closedirp) DIR *d = opendir("/sys/class/net");
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		_cleanup_free_ char *p = xasprintf("/sys/class/net/%s/address", de->d_name);
-		char buf[64];
-		_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		if (strcasecmp(buf, mac) == 0)
-			return (int)if_nametoindex(de->d_name);
-	}
-	return 0;
+	_cleanup_free_ char *name = sysfs_find("/sys/class/net", "address", mac);
+	return name ? (int)if_nametoindex(name) : 0;
 }
 
 static bool mac_ok(const char *m)

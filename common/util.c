@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 void *xmalloc(size_t n)
@@ -337,4 +339,24 @@ int signal_from_string(const char *s)
 		if (strcmp(s, names[i].name) == 0)
 			return names[i].sig;
 	return -EINVAL;
+}
+
+char *sysfs_find(const char *dir, const char *attr, const char *value)
+{
+	_cleanup_(closedirp) DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *p = xasprintf("%s/%s/%s", dir, de->d_name, attr);
+		_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+		char buf[128];
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (strcasecmp(buf, value) == 0)
+			return xstrdup(de->d_name);
+	}
+	return NULL;
 }

@@ -34,5 +34,9 @@ void rm_tree(const char *path);
 bool id_is_valid(const char *s);
 /* A relative path inside a share: 1-8 id_is_valid() names joined by '/'. */
 bool subpath_is_valid(const char *s);
+/* The entry of a sysfs class directory (/sys/block, /sys/class/net) whose attribute
+ * file (serial, address) holds value, compared without case; NULL when none does.
+ * Caller frees. */
+char *sysfs_find(const char *dir, const char *attr, const char *value);
 /* "TERM", "SIGTERM" or "15" -> 15; -EINVAL for anything else. */
 int signal_from_string(const char *s);

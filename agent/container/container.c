@@ -84,8 +84,7 @@ static char *layer_path(const char *serial)
 static int layer_mount(const char *serial, struct hull_error **err)
 {
 	_cleanup_free_ char *path = layer_path(serial);
-	_cleanup_(closedirp) DIR *d = NULL;
-	struct dirent *de;
+	_cleanup_free_ char *name = NULL, *dev = NULL;
 	struct stat st, parent;
 	int r = mkdir_p(path, 0711);
 
@@ -94,27 +93,16 @@ static int layer_mount(const char *serial, struct hull_error **err)
 	if (stat(path, &st) == 0 && stat(CONTAINER_LAYERS_DIR, &parent) == 0 &&
 	    st.st_dev != parent.st_dev)
 		return 0; /* mounted already */
-	d = opendir("/sys/block");
-	while (d && (de = readdir(d))) {
-		_cleanup_free_ char *sp = xasprintf("/sys/block/%s/serial", de->d_name);
-		_cleanup_free_ char *dev = xasprintf("/dev/%s", de->d_name);
-		char buf[64];
-		_cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		if (strcmp(buf, serial) != 0)
-			continue;
-		/* Security: read-only, and the device is read-only at QEMU too. */
-		if (mount(dev, path, "erofs", MS_RDONLY | MS_NODEV, NULL) < 0)
-			return hull_error_set_errno(err, -errno, "mount layer '%s' (%s)", serial,
-			                            dev);
-		return 0;
+	name = sysfs_find("/sys/block", "serial", serial);
+	if (!name) {
+		(void)rmdir(path);
+		return hull_error_set(err, -ENODEV, "no disk with serial '%s'", serial);
 	}
-	(void)rmdir(path);
-	return hull_error_set(err, -ENODEV, "no disk with serial '%s'", serial);
+	dev = xasprintf("/dev/%s", name);
+	/* Security: read-only, and the device is read-only at QEMU too. */
+	if (mount(dev, path, "erofs", MS_RDONLY | MS_NODEV, NULL) < 0)
+		return hull_error_set_errno(err, -errno, "mount layer '%s' (%s)", serial, dev);
+	return 0;
 }
 
 int container_share_mount(const char *tag, bool readonly, struct hull_error **err)
