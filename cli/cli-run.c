@@ -1028,6 +1028,36 @@ static int check_binary_in_path(const char *name)
 	return -ENOENT;
 }
 
+/* The config.json of a --rootfs or IMAGE job: docker's defaults, the options, and a
+ * bind mount for each -v directory and each host file (resolv.conf of --net=user). */
+static char *generated_spec(const struct run_opts *o, const char *default_hostname, size_t *len)
+{
+	_cleanup_free_ struct cli_spec_volume *vols =
+	    xcalloc(o->n_vols + o->n_files + 1, sizeof(*vols));
+	for (size_t i = 0; i < o->n_vols; i++)
+		vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
+		                                   .destination = o->vols[i].container,
+		                                   .readonly = o->vols[i].readonly};
+	for (size_t i = 0; i < o->n_files; i++)
+		vols[o->n_vols + i] = (struct cli_spec_volume){
+		    .source = o->files[i].host, .destination = o->files[i].container};
+	struct cli_spec_input in = {
+	    .args = o->cmd,
+	    .env = o->env,
+	    .cwd = o->workdir ? o->workdir : "/",
+	    .hostname = o->hostname ? o->hostname : default_hostname,
+	    .uid = o->uid,
+	    .gid = o->gid,
+	    .terminal = o->tty,
+	    .privileged = o->privileged,
+	    .volumes = vols,
+	    .n_volumes = o->n_vols + o->n_files,
+	};
+	if (o->tty)
+		tty_size(&in.rows, &in.cols);
+	return cli_build_oci_spec(&in, len);
+}
+
 static int create_container(struct run_state *s, struct hull_error **err)
 {
 	Hull__Agent__V1__CreateContainerRequest req =
@@ -1038,7 +1068,6 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	Hull__Agent__V1__Mount *mounts = xcalloc(n_mounts, sizeof(*mounts));
 	Hull__Agent__V1__Storage *stores = xcalloc(n_mounts, sizeof(*stores));
 	Hull__Agent__V1__Mount **mptrs = xcalloc(n_mounts, sizeof(*mptrs));
-	struct cli_spec_volume *vols = xcalloc(o->n_vols + o->n_files + 1, sizeof(*vols));
 	_cleanup_strv_free_ char **tags = xcalloc(n_mounts + 1, sizeof(char *));
 	_cleanup_free_ char *generated = NULL;
 	int r;
@@ -1063,15 +1092,10 @@ static int create_container(struct run_state *s, struct hull_error **err)
 		mounts[i].destination = o->vols[i].container;
 		mounts[i].readonly = o->vols[i].readonly;
 		mptrs[i] = &mounts[i];
-		vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
-		                                   .destination = o->vols[i].container,
-		                                   .readonly = o->vols[i].readonly};
 	}
 	/* Host files: copies in the sandbox's "hull-files" share, f0, f1, ... */
 	for (size_t i = 0; i < o->n_files; i++) {
 		size_t k = o->n_vols + i;
-		vols[k] = (struct cli_spec_volume){.source = o->files[i].host,
-		                                   .destination = o->files[i].container};
 		hull__agent__v1__storage__init(&stores[k]);
 		hull__agent__v1__mount__init(&mounts[k]);
 		tags[k] = xasprintf("f%zu", i);
@@ -1087,21 +1111,7 @@ static int create_container(struct run_state *s, struct hull_error **err)
 		req.oci_config.data = (uint8_t *)o->bundle.config;
 		req.oci_config.len = o->bundle.config_len;
 	} else {
-		struct cli_spec_input in = {
-		    .args = o->cmd,
-		    .env = o->env,
-		    .cwd = o->workdir ? o->workdir : "/",
-		    .hostname = o->hostname ? o->hostname : s->sb->id,
-		    .uid = o->uid,
-		    .gid = o->gid,
-		    .terminal = o->tty,
-		    .privileged = o->privileged,
-		    .volumes = vols,
-		    .n_volumes = o->n_vols + o->n_files,
-		};
-		if (o->tty)
-			tty_size(&in.rows, &in.cols);
-		generated = cli_build_oci_spec(&in, &req.oci_config.len);
+		generated = generated_spec(o, s->sb->id, &req.oci_config.len);
 		req.oci_config.data = (uint8_t *)generated;
 	}
 	req.id = (char *)CONTAINER_ID;
@@ -1122,7 +1132,6 @@ static int create_container(struct run_state *s, struct hull_error **err)
 	for (size_t i = 0; i < root.n_layers; i++)
 		free(root.layers[i]);
 	free(root.layers);
-	free(vols);
 	free(mptrs);
 	free(stores);
 	free(mounts);
@@ -1254,40 +1263,22 @@ static int run_detached(struct run_opts *o)
 	if (o->bundle_dir) {
 		b = o->bundle; /* borrowed: run_opts_done frees it */
 	} else {
-		struct cli_spec_volume *vols = xcalloc(o->n_vols + o->n_files + 1, sizeof(*vols));
 		b.binds = xcalloc(o->n_vols + o->n_files + 1, sizeof(*b.binds));
 		for (size_t i = 0; i < o->n_files; i++) {
 			size_t k = o->n_vols + i;
-			vols[k] = (struct cli_spec_volume){.source = o->files[i].host,
-			                                   .destination = o->files[i].container};
 			b.binds[k] = (struct bundle_bind){.source = o->files[i].host,
 			                                  .destination = o->files[i].container,
 			                                  .is_file = true};
 		}
 		for (size_t i = 0; i < o->n_vols; i++) {
-			vols[i] = (struct cli_spec_volume){.source = o->vols[i].host,
-			                                   .destination = o->vols[i].container,
-			                                   .readonly = o->vols[i].readonly};
 			b.binds[i] = (struct bundle_bind){.source = o->vols[i].host,
 			                                  .destination = o->vols[i].container,
 			                                  .readonly = o->vols[i].readonly};
 		}
 		b.n_binds = o->n_vols + o->n_files;
-		struct cli_spec_input in = {
-		    .args = o->cmd,
-		    .env = o->env,
-		    .cwd = o->workdir ? o->workdir : "/",
-		    .hostname = o->hostname ? o->hostname : name,
-		    .uid = o->uid,
-		    .gid = o->gid,
-		    .privileged = o->privileged,
-		    .volumes = vols,
-		    .n_volumes = o->n_vols + o->n_files,
-		};
-		generated = cli_build_oci_spec(&in, &b.config_len);
+		generated = generated_spec(o, name, &b.config_len);
 		b.config = generated;
 		b.rootfs = o->rootfs;
-		free(vols);
 	}
 	sc.id = name;
 	vm_config(o, &sc);
