@@ -7,6 +7,8 @@
  * credentials of a docker-style auth file). docs/images.md. */
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -60,35 +62,26 @@ static char *auth_for(const char *host)
 		const char *b64 = json_get_string(entry, "auth");
 		if (!b64)
 			continue;
-		/* base64 decode */
-		size_t len = strlen(b64), o = 0;
+		/* libcrypto's decoder (padding decodes to NULs, cut by the terminator). */
+		size_t len = strlen(b64);
 		char *out = xmalloc(len + 1);
-		uint32_t acc = 0;
-		int bits = 0;
-		for (size_t k = 0; k < len; k++) {
-			const char *tbl =
-			    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-			const char *c = strchr(tbl, b64[k]);
-			if (b64[k] == '=' || !c || !b64[k])
-				break;
-			acc = (acc << 6) | (uint32_t)(c - tbl);
-			bits += 6;
-			if (bits >= 8) {
-				bits -= 8;
-				out[o++] = (char)((acc >> bits) & 0xff);
-			}
+		int dn = len % 4 == 0 && len <= INT_MAX
+		             ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b64,
+		                               (int)len)
+		             : -1;
+		if (dn >= 0) {
+			out[dn] = '\0';
+			if (strchr(out, ':'))
+				return out;
 		}
-		out[o] = '\0';
-		if (strchr(out, ':'))
-			return out;
 		free(out);
 	}
 	return NULL;
 }
 
-/* Plain HTTP for loopback registries and those named in $HULL_INSECURE_REGISTRIES
- * (comma-separated); a mirror from $HULL_REGISTRY_MIRROR_<host> is not our business:
- * HULL_REGISTRY_MIRRORS="docker.io=http://127.0.0.1:5001,..." maps a registry to one. */
+/* Where a registry's API is: its mirror from HULL_REGISTRY_MIRRORS
+ * ("docker.io=http://127.0.0.1:5001,..."), else plain HTTP for loopback registries and
+ * those named in $HULL_INSECURE_REGISTRIES (comma-separated), HTTPS otherwise. */
 static char *registry_base(const char *registry)
 {
 	const char *mirrors = getenv("HULL_REGISTRY_MIRRORS");
