@@ -273,7 +273,6 @@ test_concurrent_loads() {
 # ---- registries ----------------------------------------------------------------------
 
 REG_PID=
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # A real registry (Debian's docker-registry) on loopback; $1: "htpasswd" for basic auth.
 reg_start() {
 	command -v docker-registry >/dev/null && command -v skopeo >/dev/null ||

@@ -34,3 +34,6 @@ run_test() {
 	fi
 	rm -rf "$T"
 }
+
+# A TCP port free on loopback right now (for servers and -p in tests).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

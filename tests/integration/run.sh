@@ -549,7 +549,6 @@ test_detached_sandbox() {
 	expect_rc 125 && expect_err_has "no detached sandbox 'nosuch'"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 test_net_user() {
 	# The guest reaches a server on the host's loopback through QEMU's NAT gateway,
