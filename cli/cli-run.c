@@ -90,6 +90,8 @@ static void usage(FILE *f)
 	        "  -u, --user UID[:GID]  run as this numeric uid/gid (default 0:0)\n"
 	        "  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
 	        "      --hostname NAME   container hostname (default: the sandbox id)\n"
+	        "      --net none|user   network: loopback only (default), or QEMU's NAT\n"
+	        "  -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]  with --net=user: forward a port\n"
 	        "  -i, --interactive     feed our stdin to CMD\n"
 	        "      --privileged      all capabilities, no seccomp filter, no masked paths\n"
 	        "  -d, --detach          keep running in the background; prints the sandbox name\n"
