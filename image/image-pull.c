@@ -208,7 +208,8 @@ static int http_error(CURL *c, CURLcode rc, long status, const char *url, struct
  * when we have some). */
 static int get_token(struct pull *p, const char *challenge, struct hull_error **err)
 {
-	char realm[1024] = "", service[1024] = "", scope[1024] = "";
+	struct auth_challenge ch;
+	char *realm = ch.realm, *service = ch.service, *scope = ch.scope;
 	struct sink k = {.fd = -1, .max = 1 << 20};
 	struct curl_slist *h = NULL;
 	_cleanup_(json_object_putp) json_object *o = NULL;
@@ -218,25 +219,11 @@ static int get_token(struct pull *p, const char *challenge, struct hull_error **
 	CURL *c;
 	CURLcode rc;
 
-	for (const char *q = challenge + 7; *q;) {
-		char key[32], val[1024];
-		int used = 0;
-		if (sscanf(q, " %31[^=]=\"%1023[^\"]\"%n", key, val, &used) != 2 || used == 0)
-			break;
-		if (strcmp(key, "realm") == 0)
-			snprintf(realm, sizeof(realm), "%s", val);
-		else if (strcmp(key, "service") == 0)
-			snprintf(service, sizeof(service), "%s", val);
-		else if (strcmp(key, "scope") == 0)
-			snprintf(scope, sizeof(scope), "%s", val);
-		q += used;
-		q += strspn(q, ", ");
-	}
-	if (!*realm || (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0))
+	if (image_parse_challenge(challenge, &ch) < 0)
 		return hull_error_set(err, -EACCES, "registry auth: no usable realm in '%.200s'",
 		                      challenge);
 	if (!*scope)
-		snprintf(scope, sizeof(scope), "repository:%s:pull", p->ref.repository);
+		snprintf(ch.scope, sizeof(ch.scope), "repository:%s:pull", p->ref.repository);
 	c = curl_easy_init();
 	char *es = curl_easy_escape(c, service, 0), *esc = curl_easy_escape(c, scope, 0);
 	url = xasprintf("%s?service=%s&scope=%s", realm, es, esc);

@@ -3,6 +3,7 @@
  * structs with every field checked (fuzzed: tests/fuzz/fuzz-image-spec.c). */
 #include <openssl/evp.h>
 #include <string.h>
+#include <strings.h>
 
 #include "image.h"
 #include "json.h"
@@ -487,4 +488,30 @@ char *sha256_of(const void *data, size_t len)
 	struct sha256 *h = sha256_new();
 	sha256_update(h, data, len);
 	return sha256_finish(h);
+}
+
+/* ---- registry auth challenges ---- */
+
+int image_parse_challenge(const char *challenge, struct auth_challenge *ret)
+{
+	*ret = (struct auth_challenge){0};
+	if (strncasecmp(challenge, "Bearer ", 7) != 0)
+		return -EINVAL;
+	for (const char *q = challenge + 7; *q;) {
+		char key[32], val[1024];
+		int used = 0;
+		if (sscanf(q, " %31[^=]=\"%1023[^\"]\"%n", key, val, &used) != 2 || used == 0)
+			break;
+		if (strcmp(key, "realm") == 0)
+			snprintf(ret->realm, sizeof(ret->realm), "%s", val);
+		else if (strcmp(key, "service") == 0)
+			snprintf(ret->service, sizeof(ret->service), "%s", val);
+		else if (strcmp(key, "scope") == 0)
+			snprintf(ret->scope, sizeof(ret->scope), "%s", val);
+		q += used;
+		q += strspn(q, ", ");
+	}
+	if (strncmp(ret->realm, "https://", 8) != 0 && strncmp(ret->realm, "http://", 7) != 0)
+		return -EINVAL;
+	return 0;
 }

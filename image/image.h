@@ -168,6 +168,13 @@ int image_apply_layer(int dirfd, const char *blob_path, unsigned flags, char **d
 
 /* ---- registries ---- */
 
+/* A registry's 401 answer: WWW-Authenticate: Bearer realm="URL",service="S",scope="S". */
+struct auth_challenge {
+	char realm[1024], service[1024], scope[1024];
+};
+/* 0 with an http(s) realm, -EINVAL otherwise. */
+int image_parse_challenge(const char *challenge, struct auth_challenge *ret);
+
 struct pull_opts {
 	bool quiet;            /* no progress, only errors */
 	const char *os, *arch; /* the platform an index is resolved to */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* What a registry or an archive hands the image code: references, manifests and
- * indexes, image configs. The first byte picks the parser. */
+ * indexes, image configs, auth challenges. The first byte picks the parser. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	text = (const char *)data + 1;
 	size--;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
+	case 3: {
+		/* A registry's WWW-Authenticate challenge. */
+		struct auth_challenge ch;
+		char *s = strndup(text, size);
+		if (s)
+			(void)image_parse_challenge(s, &ch);
+		free(s);
+		break;
+	}
 	case 0: {
 		struct image_manifest m;
 		if (image_parse_manifest(text, size, &m, &err) == 0) {

@@ -392,6 +392,8 @@ def write_images():
                                                         "WorkingDir": "/w", "StopSignal": "SIGTERM"},
                                              "rootfs": {"type": "layers", "diff_ids": [d]}}).encode())
     write(s, "config-null", b"\x01" + b'{"config":null,"rootfs":{"diff_ids":null}}')
+    write(s, "challenge", b"\x03" + b'Bearer realm="https://auth.example/token",service="reg",scope="repository:x:pull"')
+    write(s, "challenge-odd", b"\x03" + b'Bearer realm="ftp://x",scope="' + b"a" * 2000 + b'"')
     for i, ref in enumerate(["busybox", "localhost:5000/a/b:c", "ghcr.io/o/r@" + d, "UPPER", "a//b", "x:" + "t" * 200]):
         write(s, "ref%d" % i, b"\x02" + ref.encode())
 

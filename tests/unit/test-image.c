@@ -123,6 +123,23 @@ static void test_config(void **state)
 	hull_error_free(err);
 }
 
+static void test_challenge(void **state)
+{
+	struct auth_challenge ch;
+	(void)state;
+	assert_int_equal(
+	    image_parse_challenge("Bearer realm=\"https://auth.io/token\",service=\"reg\","
+	                          "scope=\"repository:a/b:pull\"",
+	                          &ch),
+	    0);
+	assert_string_equal(ch.realm, "https://auth.io/token");
+	assert_string_equal(ch.service, "reg");
+	assert_string_equal(ch.scope, "repository:a/b:pull");
+	/* A realm that is not http(s), or no bearer challenge at all, is refused. */
+	assert_true(image_parse_challenge("Bearer realm=\"file:///etc/passwd\"", &ch) < 0);
+	assert_true(image_parse_challenge("Basic realm=\"x\"", &ch) < 0);
+}
+
 static void test_sha256(void **state)
 {
 	char *d = sha256_of("abc", 3);
@@ -138,10 +155,9 @@ static void test_sha256(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_refs),
-	    cmocka_unit_test(test_manifest_and_index),
-	    cmocka_unit_test(test_config),
-	    cmocka_unit_test(test_sha256),
+	    cmocka_unit_test(test_refs),      cmocka_unit_test(test_manifest_and_index),
+	    cmocka_unit_test(test_config),    cmocka_unit_test(test_sha256),
+	    cmocka_unit_test(test_challenge),
 	};
 	return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }
