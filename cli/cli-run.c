@@ -29,6 +29,7 @@
 #include "image.h"
 #include "log.h"
 #include "bundle.h"
+#include "cni.h"
 #include "sandbox.h"
 #include "shim.h"
 #include "util.h"
@@ -65,6 +66,8 @@ static void run_opts_done(struct run_opts *o)
 	strv_free(o->image_env);
 	strv_free(o->layers);
 	strv_free(o->hostfwd);
+	free(o->netns);
+	free(o->cni_net);
 	if (o->resolv_conf) {
 		(void)unlink(o->resolv_conf);
 		free(o->resolv_conf);
@@ -90,7 +93,9 @@ static void usage(FILE *f)
 	        "  -u, --user UID[:GID]  run as this numeric uid/gid (default 0:0)\n"
 	        "  -v, --volume H:C[:ro] share host directory H at C (read-only with :ro)\n"
 	        "      --hostname NAME   container hostname (default: the sandbox id)\n"
-	        "      --net none|user   network: loopback only (default), or QEMU's NAT\n"
+	        "      --net MODE        network: none (loopback only, default), user (QEMU's\n"
+	        "                        NAT), cni:NAME (a CNI network from $HULL_CNI_CONF_DIR,\n"
+	        "                        default /etc/cni/net.d), ns:/PATH (a namespace's NICs)\n"
 	        "  -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]  with --net=user: forward a port\n"
 	        "  -i, --interactive     feed our stdin to CMD\n"
 	        "      --privileged      all capabilities, no seccomp filter, no masked paths\n"
@@ -644,15 +649,19 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->debug = r == LOG_LEVEL_DEBUG;
 			break;
 		case OPT_NET:
-			if (strcmp(optarg, "none") == 0) {
-				o->net_user = false;
-			} else if (strcmp(optarg, "user") == 0) {
+			o->net_user = false;
+			free(o->netns);
+			free(o->cni_net);
+			o->netns = o->cni_net = NULL;
+			if (strcmp(optarg, "user") == 0) {
 				o->net_user = true;
-			} else {
-				r = usage_error(
-				    "--net '%s': want none or user (CNI networks are not "
-				    "there yet)",
-				    optarg);
+			} else if (strncmp(optarg, "ns:", 3) == 0 && optarg[3] == '/') {
+				o->netns = xstrdup(optarg + 3);
+			} else if (strncmp(optarg, "cni:", 4) == 0 && id_is_valid(optarg + 4)) {
+				o->cni_net = xstrdup(optarg + 4);
+			} else if (strcmp(optarg, "none") != 0) {
+				r = usage_error("--net '%s': want none, user, cni:NAME or ns:/PATH",
+				                optarg);
 				goto fail;
 			}
 			break;
@@ -685,6 +694,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			r = usage_error("unknown option");
 			goto fail;
 		}
+	}
+	if (o->hostfwd && o->cni_net) {
+		r = usage_error(
+		    "-p with --net=cni: reach the sandbox at its CNI address (publishing "
+		    "through the portmap plugin is not wired yet)");
+		goto fail;
 	}
 	if (o->hostfwd && !o->net_user) {
 		r = usage_error("-p publishes ports of a networked sandbox: add --net=user");
@@ -1239,6 +1254,50 @@ static void vm_config(const struct run_opts *o, struct sandbox_config *sc)
 	sc->debug = o->debug;
 	sc->net_user = o->net_user;
 	sc->hostfwd = o->hostfwd;
+	sc->netns = o->netns;
+}
+
+/* A sandbox name when none is given: 12 hex digits. */
+static char *random_name(void)
+{
+	uint8_t rnd[6];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		abort();
+	return xasprintf("%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+	                 rnd[5]);
+}
+
+/* The container's /etc/resolv.conf: text (NULL: the host's), as a file copied into the
+ * sandbox like a bundle's host files. */
+static int add_resolv_conf(struct run_opts *o, const char *text, struct hull_error **err)
+{
+	char tmpl[] = "/tmp/hull-resolv.XXXXXX";
+	int fd;
+
+	if (o->bundle_dir)
+		return 0;
+	if (!text) {
+		o->files = xrealloc(o->files, (o->n_files + 1) * sizeof(*o->files));
+		o->files[o->n_files++] = (struct volume){.host = xstrdup("/etc/resolv.conf"),
+		                                         .container = xstrdup("/etc/resolv.conf")};
+		return 0;
+	}
+	fd = mkstemp(tmpl);
+	if (fd < 0 || write_all(fd, text, strlen(text)) < 0) {
+		int e = -errno;
+		if (fd >= 0) {
+			close(fd);
+			(void)unlink(tmpl);
+		}
+		return hull_error_set_errno(err, e, "resolv.conf");
+	}
+	close(fd);
+	(void)chmod(tmpl, 0644);
+	o->resolv_conf = xstrdup(tmpl);
+	o->files = xrealloc(o->files, (o->n_files + 1) * sizeof(*o->files));
+	o->files[o->n_files++] =
+	    (struct volume){.host = xstrdup(tmpl), .container = xstrdup("/etc/resolv.conf")};
+	return 0;
 }
 
 /* hull run -d, in the per-sandbox process: the containerd shim's Task service runs the
@@ -1250,16 +1309,12 @@ static int run_detached(struct run_opts *o)
 	struct bundle b = {0};
 	struct shim_args a = {.namespace = "hull"};
 	_cleanup_free_ char *generated = NULL, *name = NULL;
-	uint8_t rnd[6];
 	int code;
 
 	if (o->name) {
 		name = xstrdup(o->name);
 	} else {
-		if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
-			abort();
-		name = xasprintf("%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-		                 rnd[5]);
+		name = random_name();
 	}
 	a.id = name;
 	if (o->bundle_dir) {
@@ -1322,6 +1377,7 @@ int cli_run(int argc, char **argv)
 	    .o = &o, .sig_fd = -1, .winch_fd = -1, .timeout_fd = -1, .kill_fd = -1};
 	struct vmm_share *shares = NULL;
 	struct sandbox_config sc = {0};
+	struct cni *cni = NULL;
 	struct stat st;
 	sigset_t mask;
 	int r, code;
@@ -1435,28 +1491,39 @@ int cli_run(int argc, char **argv)
 			o.rootfs = real;
 		}
 	}
-	if (o.net_user && !o.bundle_dir) {
-		/* QEMU's NAT answers DNS at 10.0.2.3: the container's resolv.conf says so (a
-		 * copy in the sandbox, as with a bundle's host files). */
-		char tmpl[] = "/tmp/hull-resolv.XXXXXX";
-		int fd = mkstemp(tmpl);
-		const char *text = "nameserver " SANDBOX_NAT_DNS "\n";
-		if (fd < 0 || write_all(fd, text, strlen(text)) < 0) {
-			fprintf(stderr, "hull: resolv.conf: %s\n", strerror(errno));
-			if (fd >= 0)
-				close(fd);
+	if (o.cni_net) {
+		/* Our own namespace with the network's plugins run on it; the VM joins it
+		 * as it joins a pod's. Removed (CNI DEL) when the sandbox ends. */
+		_cleanup_free_ char *root = sandbox_default_state_root();
+		_cleanup_free_ char *dns = NULL;
+		if (!o.name)
+			o.name = random_name();
+		r = cni_setup(o.cni_net, o.name, root, &cni, &err);
+		if (r == 0) {
+			o.netns = xstrdup(cni->netns);
+			dns = cni_resolv_conf(&cni->res);
+			/* No DNS in the result: the host's, as CRI does. */
+			r = add_resolv_conf(&o, dns, &err);
+		}
+		if (r < 0) {
+			fprintf(stderr, "hull: %s\n", err->msg);
+			cni = cni_teardown(cni);
 			run_opts_done(&o);
 			return EXIT_HULL_ERROR;
 		}
-		close(fd);
-		(void)chmod(tmpl, 0644);
-		o.resolv_conf = xstrdup(tmpl);
-		o.files = xrealloc(o.files, (o.n_files + 1) * sizeof(*o.files));
-		o.files[o.n_files++] = (struct volume){.host = xstrdup(tmpl),
-		                                       .container = xstrdup("/etc/resolv.conf")};
+	}
+	if (o.net_user && !o.bundle_dir) {
+		/* QEMU's NAT answers DNS at 10.0.2.3: the container's resolv.conf says so. */
+		r = add_resolv_conf(&o, "nameserver " SANDBOX_NAT_DNS "\n", &err);
+		if (r < 0) {
+			fprintf(stderr, "hull: %s\n", err->msg);
+			run_opts_done(&o);
+			return EXIT_HULL_ERROR;
+		}
 	}
 	if (o.detach) {
 		code = run_detached(&o);
+		cni = cni_teardown(cni);
 		run_opts_done(&o);
 		return code;
 	}
@@ -1539,6 +1606,7 @@ int cli_run(int argc, char **argv)
 			fprintf(stderr, "hull-phases: teardown_ms=%.1f\n",
 			        (double)(sandbox_now_ns() - t0) / 1e6);
 	}
+	cni = cni_teardown(cni);
 	s.loop = event_loop_free(s.loop);
 	for (int *fd = &s.sig_fd; fd <= &s.kill_fd; fd++)
 		if (*fd >= 0)

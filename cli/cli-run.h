@@ -35,6 +35,8 @@ struct run_opts {
 	bool net_user;     /* --net=user: QEMU's NAT */
 	char **hostfwd;    /* -p, as QEMU's hostfwd */
 	char *resolv_conf; /* --net=user: a temp resolv.conf copied into the sandbox */
+	char *netns;       /* --net=ns:PATH, or the namespace made for --net=cni:NAME */
+	char *cni_net;     /* --net=cni:NAME */
 	char **env;
 	char *workdir;
 	uint32_t uid, gid;

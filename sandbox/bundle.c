@@ -24,6 +24,7 @@ void bundle_done(struct bundle *b)
 	free(b->container_type);
 	free(b->sandbox_id);
 	free(b->cgroups_path);
+	free(b->netns_path);
 	*b = (struct bundle){0};
 }
 
@@ -76,6 +77,17 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 	json_object_object_get_ex(root, "linux", &o);
 	if ((path = json_get_string(o, "cgroupsPath")) && *path)
 		b->cgroups_path = xstrdup(path);
+	if (o && json_object_object_get_ex(o, "namespaces", &o) &&
+	    json_object_is_type(o, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(o); i++) {
+			json_object *ns = json_object_array_get_idx(o, i);
+			const char *type = json_get_string(ns, "type");
+			if (type && strcmp(type, "network") == 0 &&
+			    (path = json_get_string(ns, "path")) && *path) {
+				free(b->netns_path);
+				b->netns_path = xstrdup(path);
+			}
+		}
 
 	if (json_object_object_get_ex(root, "mounts", &mounts) &&
 	    json_object_is_type(mounts, json_type_array)) {

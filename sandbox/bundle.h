@@ -26,10 +26,12 @@ struct bundle {
 	size_t n_binds;
 	/* What the containerd shim groups and places by (NULL when absent): the CRI
 	 * annotations io.kubernetes.cri.container-type ("sandbox" or "container") and
-	 * io.kubernetes.cri.sandbox-id, and linux.cgroupsPath. */
+	 * io.kubernetes.cri.sandbox-id, linux.cgroupsPath, and the path of the network
+	 * namespace (CNI's, which the VM joins: docs/networking.md). */
 	char *container_type;
 	char *sandbox_id;
 	char *cgroups_path;
+	char *netns_path;
 };
 
 /* Read DIR/config.json (at most 1 MiB) and resolve what it names on the host. */

@@ -230,6 +230,9 @@ static void sandbox_free(struct sandbox *sb)
 		return;
 	sb->ac = agent_client_free(sb->ac);
 	sb->vm = vmm_free(sb->vm);
+	/* QEMU is gone: the taps can go. */
+	sandbox_net_detach(sb->net);
+	free(sb->nics);
 	if (sb->state_dir)
 		sandbox_remove_state(sb->state_dir);
 	free(sb->state_dir);
@@ -277,6 +280,45 @@ static int boot_error(struct sandbox *sb, struct hull_error **err)
 		(*err)->msg = msg;
 	}
 	return hull_error_prefix(err, "boot VM");
+}
+
+/* Tell the guest about its NICs: QEMU's NAT as its built-in DHCP would hand it out,
+ * and the pod namespace's interfaces as CNI made them. */
+static int configure_guest_net(struct sandbox *sb, const struct sandbox_config *cfg,
+                               struct hull_error **err)
+{
+	int timeout = cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS;
+	int r = 0;
+
+	if (cfg->net_user) {
+		Hull__Agent__V1__ConfigureNetworkRequest net =
+		    HULL__AGENT__V1__CONFIGURE_NETWORK_REQUEST__INIT;
+		Hull__Agent__V1__NetworkInterface nic = HULL__AGENT__V1__NETWORK_INTERFACE__INIT;
+		Hull__Agent__V1__Route route = HULL__AGENT__V1__ROUTE__INIT;
+		Hull__Agent__V1__NetworkInterface *nics[] = {&nic};
+		Hull__Agent__V1__Route *routes[] = {&route};
+		char *addrs[] = {(char *)SANDBOX_NAT_GUEST "/24"};
+		nic.mac = (char *)NAT_MAC;
+		nic.addresses = addrs;
+		nic.n_addresses = 1;
+		route.destination = (char *)"default";
+		route.gateway = (char *)"10.0.2.2";
+		net.interfaces = nics;
+		net.n_interfaces = 1;
+		net.routes = routes;
+		net.n_routes = 1;
+		r = agent_client_call_sync(sb->ac, "ConfigureNetwork", &net.base, NULL, NULL,
+		                           timeout, err);
+	}
+	if (r >= 0 && sb->net && sb->net->n_nics) {
+		Hull__Agent__V1__ConfigureNetworkRequest *net = sandbox_net_request(sb->net);
+		r = agent_client_call_sync(sb->ac, "ConfigureNetwork", &net->base, NULL, NULL,
+		                           timeout, err);
+		sandbox_net_request_free(net);
+	}
+	if (r < 0)
+		hull_error_prefix(err, "configure the guest's network");
+	return r;
 }
 
 int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct hull_error **err)
@@ -377,6 +419,19 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	vc.net_user = cfg->net_user;
 	vc.net_mac = NAT_MAC;
 	vc.hostfwd = cfg->hostfwd;
+	if (cfg->netns) {
+		r = sandbox_net_attach(cfg->netns, &sb->net, err);
+		if (r < 0)
+			goto fail;
+		sb->nics = xcalloc(sb->net->n_nics + 1, sizeof(*sb->nics));
+		for (size_t i = 0; i < sb->net->n_nics; i++)
+			sb->nics[i] = (struct vmm_nic){.fd = sb->net->nics[i].tap_fd,
+			                               .mac = sb->net->nics[i].mac,
+			                               .mtu = sb->net->nics[i].mtu};
+		vc.nics = sb->nics;
+		vc.n_nics = sb->net->n_nics;
+		vc.vhost_net = accel == VMM_ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0;
+	}
 	vc.debug = cfg->debug;
 	vc.sandbox = true;
 	log_debug("accel %s, machine %s, channel %s", vmm_accel_to_string(accel),
@@ -408,32 +463,9 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 	}
 	log_debug("agent %s ready", ((Hull__Agent__V1__CheckResponse *)reply)->version);
 	protobuf_c_message_free_unpacked(reply, NULL);
-	if (cfg->net_user) {
-		/* QEMU's NAT network, as its built-in DHCP would hand it out. */
-		Hull__Agent__V1__ConfigureNetworkRequest net =
-		    HULL__AGENT__V1__CONFIGURE_NETWORK_REQUEST__INIT;
-		Hull__Agent__V1__NetworkInterface nic = HULL__AGENT__V1__NETWORK_INTERFACE__INIT;
-		Hull__Agent__V1__Route route = HULL__AGENT__V1__ROUTE__INIT;
-		Hull__Agent__V1__NetworkInterface *nics[] = {&nic};
-		Hull__Agent__V1__Route *routes[] = {&route};
-		char *addrs[] = {(char *)SANDBOX_NAT_GUEST "/24"};
-		nic.mac = (char *)NAT_MAC;
-		nic.addresses = addrs;
-		nic.n_addresses = 1;
-		route.destination = (char *)"default";
-		route.gateway = (char *)"10.0.2.2";
-		net.interfaces = nics;
-		net.n_interfaces = 1;
-		net.routes = routes;
-		net.n_routes = 1;
-		r = agent_client_call_sync(
-		    sb->ac, "ConfigureNetwork", &net.base, NULL, NULL,
-		    cfg->boot_timeout_ms > 0 ? cfg->boot_timeout_ms : DEFAULT_BOOT_TIMEOUT_MS, err);
-		if (r < 0) {
-			hull_error_prefix(err, "configure the guest's network");
-			goto fail;
-		}
-	}
+	r = configure_guest_net(sb, cfg, err);
+	if (r < 0)
+		goto fail;
 	sb->t_ready_ns = sandbox_now_ns();
 	*ret = sb;
 	return 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "agent-client.h"
+#include "sandbox-net.h"
 #include "vmm.h"
 
 /* One sandbox: a VM booted with the agent, its state dir, the agent channel. `hull run`
@@ -23,6 +24,9 @@ struct sandbox_config {
 	 * configured in the guest once it is up; hostfwd as QEMU spells it. */
 	bool net_user;
 	char *const *hostfwd;
+	/* A network namespace made by CNI (a pod's, or --net=cni): its interfaces are
+	 * joined to the VM by taps and configured in the guest (docs/networking.md). */
+	const char *netns;
 	/* Host files copied into STATE/files/f<N> before boot and shared as tag
 	 * "hull-files" (9p shares directories, not single files). */
 	const char *const *files;
@@ -43,6 +47,8 @@ struct sandbox {
 	char *shared_dir;         /* STATE/shared, with cfg->shared_dir */
 	struct vmm *vm;
 	struct agent_client *ac;
+	struct sandbox_net *net; /* with cfg->netns */
+	struct vmm_nic *nics;
 	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
 };
 

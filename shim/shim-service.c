@@ -601,7 +601,7 @@ static char *options_config_path(const Hull__Task__Any *opts)
 	return path;
 }
 
-static int boot_sandbox(const char *config_path, struct hull_error **err)
+static int boot_sandbox(const char *config_path, const char *netns, struct hull_error **err)
 {
 	struct sandbox_config sc = {0};
 	_cleanup_free_ char *kernel = NULL, *initrd = NULL, *name = NULL;
@@ -628,6 +628,7 @@ static int boot_sandbox(const char *config_path, struct hull_error **err)
 	sc.cpus = S->cfg.cpus;
 	sc.memory_mib = S->cfg.memory_mib;
 	sc.shared_dir = true;
+	sc.netns = netns;
 	sc.boot_timeout_ms = S->cfg.boot_timeout_ms;
 	sc.debug = log_get_level() >= LOG_LEVEL_DEBUG;
 	sc.interrupt_fd = S->sig_fd;
@@ -809,7 +810,7 @@ static int t_create(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 		/* The pod's cgroup first: QEMU inherits it. */
 		r = shim_cgroup_join(b.cgroups_path, &S->cgroups, err);
 		if (r >= 0)
-			r = boot_sandbox(cfg, err);
+			r = boot_sandbox(cfg, b.netns_path, err);
 		if (r < 0)
 			goto fail;
 	} else if ((r = vm_check(err)) < 0) {

@@ -85,6 +85,17 @@ _printf_(2, 3) static void pushf(char ***argv, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* "52:54:00:12:34:56", lower case: safe inside an option string. */
+static bool mac_valid(const char *m)
+{
+	if (!m || strlen(m) != 17)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? m[i] != ':' : !strchr("0123456789abcdef", m[i]) || !m[i])
+			return false;
+	return true;
+}
+
 static bool valid_tag(const char *t)
 {
 	size_t n = strlen(t);
@@ -119,12 +130,15 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	for (size_t i = 0; i < cfg->n_shares; i++)
 		if (!valid_tag(cfg->shares[i].tag) || !cfg->shares[i].path)
 			return hull_error_set(err, -EINVAL, "share %zu: bad tag or path", i);
-	if (cfg->net_user && (!cfg->net_mac || strlen(cfg->net_mac) != 17 ||
-	                      strspn(cfg->net_mac, "0123456789abcdef:") != 17))
+	if (cfg->net_user && !mac_valid(cfg->net_mac))
 		return hull_error_set(err, -EINVAL, "net: bad MAC");
 	for (char *const *f = cfg->hostfwd; f && *f; f++)
 		if (strpbrk(*f, ", \n"))
 			return hull_error_set(err, -EINVAL, "net: bad port forward '%.64s'", *f);
+	for (size_t i = 0; i < cfg->n_nics; i++)
+		if (cfg->nics[i].fd < 3 || !mac_valid(cfg->nics[i].mac) ||
+		    (cfg->nics[i].mtu && (cfg->nics[i].mtu < 68 || cfg->nics[i].mtu > 65535)))
+			return hull_error_set(err, -EINVAL, "nic %zu: bad fd, MAC or MTU", i);
 	for (size_t i = 0; i < cfg->n_disks; i++)
 		if (!cfg->disks[i].path || !valid_tag(cfg->disks[i].serial) ||
 		    strlen(cfg->disks[i].serial) > 20)
@@ -233,6 +247,18 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		strv_push(&argv, TAKE_PTR(netdev));
 		push(&argv, "-device");
 		pushf(&argv, "virtio-net-%s,netdev=net0,mac=%s", bus, cfg->net_mac);
+	}
+	for (size_t i = 0; i < cfg->n_nics; i++) {
+		push(&argv, "-netdev");
+		pushf(&argv, "tap,id=nic%zu,fd=%d%s", i, cfg->nics[i].fd,
+		      cfg->vhost_net ? ",vhost=on" : "");
+		push(&argv, "-device");
+		if (cfg->nics[i].mtu)
+			pushf(&argv, "virtio-net-%s,netdev=nic%zu,mac=%s,host_mtu=%u", bus, i,
+			      cfg->nics[i].mac, cfg->nics[i].mtu);
+		else
+			pushf(&argv, "virtio-net-%s,netdev=nic%zu,mac=%s", bus, i,
+			      cfg->nics[i].mac);
 	}
 	for (size_t i = 0; i < cfg->n_disks; i++) {
 		_cleanup_free_ char *path = opt_escape(cfg->disks[i].path);

@@ -130,6 +130,9 @@ static int qemu_start(struct vmm *vm, struct hull_error **err)
 		dup2(devnull, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		/* The taps are ours until QEMU has them. */
+		for (size_t i = 0; i < vm->cfg.n_nics; i++)
+			(void)fcntl(vm->cfg.nics[i].fd, F_SETFD, 0);
 		execvp(argv[0], argv);
 		dprintf(2, "exec '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);

@@ -41,6 +41,14 @@ struct vmm_disk {
 	const char *serial; /* at most 20 characters */
 };
 
+/* A tap the caller opened (a pod's interface): QEMU inherits fd as -netdev tap,fd=,
+ * and the guest sees a virtio-net NIC with this MAC and MTU. */
+struct vmm_nic {
+	int fd;
+	const char *mac;
+	unsigned mtu;
+};
+
 /* Everything needed to describe one VM. Strings are borrowed from the caller. */
 struct vmm_config {
 	const char *qemu;          /* binary, e.g. "qemu-system-x86_64" (PATH lookup) */
@@ -64,8 +72,11 @@ struct vmm_config {
 	bool net_user;
 	const char *net_mac;
 	char *const *hostfwd;
-	bool debug;   /* kernel messages on the console, agent debug logs */
-	bool sandbox; /* QEMU's own seccomp sandbox (-sandbox on,...) */
+	const struct vmm_nic *nics;
+	size_t n_nics;
+	bool vhost_net; /* the taps' data path in the host kernel (KVM only) */
+	bool debug;     /* kernel messages on the console, agent debug logs */
+	bool sandbox;   /* QEMU's own seccomp sandbox (-sandbox on,...) */
 };
 
 const char *vmm_accel_to_string(enum vmm_accel a);

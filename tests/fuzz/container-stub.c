@@ -70,8 +70,8 @@ int container_cgroup_pids(const char *id, uint32_t **ret, size_t *ret_n)
 /* The guest network: checked as the agent checks it, never applied to the host's. */
 int net_configure(const Hull__Agent__V1__ConfigureNetworkRequest *req, struct hull_error **err)
 {
-	int idx[NET_MAX_IFACES];
-	return net_validate(req, idx, err);
+	struct net_plan plan;
+	return net_validate(req, &plan, err);
 }
 
 int net_loopback_up(struct hull_error **err)

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* CNI for `hull run --net=cni:NAME`: a network namespace of our own, the network's
+ * plugins run on it (ADD, and DEL in reverse at the end), as the CNI spec has a runtime
+ * do. The VM then joins the namespace like a pod's (sandbox-net.c). */
+#pragma once
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* What a plugin's result says that hull uses. */
+struct cni_result {
+	char **ips;         /* "10.88.0.5/16", "fd00::5/64" */
+	char **nameservers; /* dns.nameservers */
+	char **search;      /* dns.search */
+	char **options;     /* dns.options */
+};
+
+/* Parse a plugin's stdout (a CNI result, spec 0.3.0 to 1.0.0). Outside input: fuzzed. */
+int cni_parse_result(const char *json, size_t len, struct cni_result *ret, struct hull_error **err);
+/* A plugin's error output ({"code":N,"msg":...,"details":...}) as one line; NULL when it
+ * is not one. Caller frees. */
+char *cni_parse_error(const char *json, size_t len);
+void cni_result_done(struct cni_result *r);
+/* resolv.conf text for the result's DNS; NULL when it names no nameserver. */
+char *cni_resolv_conf(const struct cni_result *r);
+
+struct cni {
+	char *name, *file;   /* the network and the file it came from */
+	json_object *list;   /* the conflist (a single .conf is made one) */
+	char *netns;         /* the namespace we made */
+	char *container_id;  /* CNI_CONTAINERID: the sandbox's name */
+	char *ifname;        /* CNI_IFNAME: eth0 */
+	json_object *result; /* the last plugin's result, prevResult of the next */
+	size_t n_added;      /* plugins ADD ran on, for DEL */
+	struct cni_result res;
+};
+
+/* Find network name in conf_dir ($HULL_CNI_CONF_DIR or /etc/cni/net.d), make a network
+ * namespace under state_root/netns/, run every plugin's ADD (binaries from $CNI_PATH,
+ * else /usr/lib/cni and /opt/cni/bin). On failure everything done is undone. */
+int cni_setup(const char *name, const char *id, const char *state_root, struct cni **ret,
+              struct hull_error **err);
+/* DEL in reverse order, remove the namespace, free. Accepts NULL; returns NULL. */
+struct cni *cni_teardown(struct cni *c);
