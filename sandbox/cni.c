@@ -496,8 +496,13 @@ struct cni *cni_teardown(struct cni *c)
 			log_warn("%s", e->msg);
 		hull_error_free(e);
 	}
-	if (c->netns)
+	if (c->netns) {
 		netns_remove(c->netns);
+		/* The last sandbox out takes the directory (another may be making one). */
+		char *slash = strrchr(c->netns, '/');
+		*slash = '\0';
+		(void)rmdir(c->netns);
+	}
 	cni_result_done(&c->res);
 	json_object_put(c->result);
 	json_object_put(c->list);

@@ -67,6 +67,7 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
 	}
 	suite "integration tests (real QEMU)" tests/integration/run.sh
 	suite "images (store, load, hull run IMAGE)" tests/integration/images.sh
+	suite "networking (netns, CNI bridge, real QEMU)" tests/integration/net.sh
 	suite "containerd shim (real containerd: ctr and CRI)" tests/integration/containerd.sh
 fi
 

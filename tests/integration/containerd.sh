@@ -11,10 +11,11 @@ BUILD=${BUILD:-$top/build}
 only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
+TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod cri_pod_network
+	fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
-	for t in ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
-		fault_containerd_restart fault_shim_killed; do
+	for t in $TESTS; do
 		[ -n "$only" ] && [[ $t != *$only* ]] && continue
 		echo "skip - $t: $1"
 	done
@@ -74,6 +75,7 @@ cleanup() {
 	pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null
 	sleep 0.2
 	grep -o " $W[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	[ -s "$W/cni/bridge" ] && ip link del "$(cat "$W/cni/bridge")" 2>/dev/null
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -275,6 +277,60 @@ test_cri_pod() {
 	return 0
 }
 
+# A pod with its own network (POD namespace option): prints its sandbox id.
+net_pod() {
+	local pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"default"},"hostname":"'$1'","log_directory":"'$W/logs/$1'","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
+	mkdir -p "$W/logs/$1"
+	cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id
+}
+net_ctr() { # SANDBOX NAME SHELL-COMMAND: prints the started container's id
+	local pod='{"metadata":{"name":"'$2'","uid":"u-'$2'","namespace":"default"},"log_directory":"'$W/logs/$2'"}' id
+	id=$(cri CreateContainer '{"pod_sandbox_id":"'$1'","config":{"metadata":{"name":"'$2'"},"image":{"image":"'$BB'"},"command":["sh","-c","'"$3"'"],"log_path":"'$2'.log"},"sandbox_config":'"$pod"'}' | jget container_id) &&
+		[ -n "$id" ] && cri StartContainer '{"container_id":"'$id'"}' >/dev/null && echo "$id"
+}
+pod_gone() {
+	cri StopPodSandbox '{"pod_sandbox_id":"'$1'"}' >/dev/null
+	cri RemovePodSandbox '{"pod_sandbox_id":"'$1'"}' >/dev/null
+}
+
+test_cri_pod_network() {
+	# CNI (bridge + host-local, v4 and v6) through the CRI plugin: the pod VM has the
+	# pod's addresses; a server in one pod answers the host and a second pod VM.
+	local s1 s2 c1 c2 ip4 ip6 out i netns_before
+	netns_before=$(ip netns list | wc -l)
+	s1=$(net_pod n1) && [ -n "$s1" ] || { echo "RunPodSandbox n1 failed"; return 1; }
+	s2=$(net_pod n2) && [ -n "$s2" ] || { echo "RunPodSandbox n2 failed"; pod_gone "$s1"; return 1; }
+	out=$(cri PodSandboxStatus '{"pod_sandbox_id":"'$s1'"}')
+	ip4=$(echo "$out" | jget status.network.ip)
+	ip6=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["status"]["network"]["additional_ips"][0]["ip"])' 2>/dev/null)
+	c1=$(net_ctr "$s1" web 'mkdir -p /www; echo served-by-pod >/www/x; exec httpd -f -p 8080 -h /www')
+	c2=$(net_ctr "$s2" client 'exec sleep 600')
+	local ok=0
+	if [ -n "$ip4" ] && [ -n "$ip6" ] && [ -n "$c1" ] && [ -n "$c2" ]; then
+		for i in $(seq 1 120); do
+			curl -sf --max-time 5 "http://$ip4:8080/x" >"$T/got" 2>/dev/null && break
+			sleep 0.5
+		done
+		out=$(cri ExecSync '{"container_id":"'$c2'","cmd":["wget","-qO-","http://'$ip4':8080/x"],"timeout":60}' | jget stdout | b64)
+		local addrs
+		addrs=$(cri ExecSync '{"container_id":"'$c1'","cmd":["ip","-o","addr","show","eth0"],"timeout":60}' | jget stdout | b64)
+		if [ "$(cat "$T/got")" != served-by-pod ]; then echo "host -> $ip4: '$(cat "$T/got")'"
+		elif [ "$out" != served-by-pod ]; then echo "pod n2 -> $ip4: '$out'"
+		elif ! grep -q "inet $ip4/" <<<"$addrs" || ! grep -q "inet6 $ip6/" <<<"$addrs"; then echo "eth0 in the VM: $addrs (want $ip4 and $ip6)"
+		else ok=1
+		fi
+	else
+		echo "pod addresses '$ip4' '$ip6', containers '$c1' '$c2'"
+	fi
+	pod_gone "$s1"
+	pod_gone "$s2"
+	until_ok no_vm "$s1" && until_ok no_vm "$s2" || return 1
+	# CNI DEL ran and the CRI removed the namespaces; nothing of ours is left in them.
+	[ "$(ip netns list | wc -l)" = "$netns_before" ] || { echo "netns left: $(ip netns list | tr '\n' ' ')"; return 1; }
+	[ "$(ls "$W/ipam/hullpods" 2>/dev/null | grep -cE "^[0-9]+[.]|:")" = 0 ] || { echo "IPs still leased: $(ls "$W/ipam/hullpods")"; return 1; }
+	[ "$ok" = 1 ]
+}
+
 # ---- faults ---------------------------------------------------------------------------
 
 test_fault_qemu_killed() {
@@ -318,7 +374,6 @@ for ns in default k8s.io; do
 			{ echo "not ok - image_import: $(cat "$W/import.err")"; exit 1; }
 	done
 done
-for t in ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod fault_qemu_killed \
-	fault_containerd_restart fault_shim_killed; do
+for t in $TESTS; do
 	run_test "$t"
 done

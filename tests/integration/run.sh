@@ -591,7 +591,7 @@ test_net_publish() {
 	kill "$holder"; wait "$holder" 2>/dev/null
 	expect_rc 125 && expect_err_has "host port $port is in use" || return 1
 	hrun -p 8080:80 -- true && expect_rc 125 && expect_err_has "add --net=user" || return 1
-	hrun --net=bridge -- true && expect_rc 125 && expect_err_has "--net 'bridge': want none or user" || return 1
+	hrun --net=bridge -- true && expect_rc 125 && expect_err_has "--net 'bridge': want none, user, cni:NAME or ns:/PATH" || return 1
 	hrun --net=user -p 80:99999 -- true && expect_rc 125 && expect_err_has "container port '99999'"
 }
 

@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # ctd-config.sh DIR: a private containerd configuration in DIR/config.toml (root,
 # state and sockets under DIR; CRI with runtime handlers "runc" and "hull", the hull
-# handler reading DIR/shim.toml) for the containerd tests and the pod benchmark.
+# handler reading DIR/shim.toml) for the containerd tests and the pod benchmark. Pods
+# with their own network get it from DIR/cni/10-hullpods.conflist: Debian's bridge and
+# host-local plugins, IPv4 and IPv6, on a bridge named in DIR/cni/bridge.
 set -eu
 W=$1
-mkdir -p "$W"
+mkdir -p "$W/cni"
+n=$(printf %s "$W" | cksum | cut -d' ' -f1)
+br=hullc$((n % 100000)) sub=$((n % 250))
+echo "$br" >"$W/cni/bridge"
+cat >"$W/cni/10-hullpods.conflist" <<EOT
+{"cniVersion": "1.0.0", "name": "hullpods", "plugins": [
+  {"type": "bridge", "bridge": "$br", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$W/ipam",
+            "ranges": [[{"subnet": "10.215.$sub.0/24"}], [{"subnet": "fd13:215:$sub::/64"}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}]}
+EOT
 cat >"$W/config.toml" <<EOT
 version = 2
 root = "$W/root"
@@ -24,7 +36,7 @@ state = "$W/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
         ConfigPath = "$W/shim.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$W/cni-bin"
+    bin_dir = "/usr/lib/cni"
     conf_dir = "$W/cni"
 EOT
 printf '# written by tests/tools/ctd-config.sh\nmemory = "256M"\nboot_timeout = "60s"\n' >"$W/shim.toml"
