@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -142,4 +143,28 @@ int net_configure(const Hull__Agent__V1__ConfigureNetworkRequest *req, struct hu
 			                                           : rt->interface_mac);
 	}
 	return 0;
+}
+
+int net_dial_local(unsigned port, struct hull_error **err)
+{
+	struct sockaddr_in v4 = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6,
+	                          .sin6_port = htons((uint16_t)port),
+	                          .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	int e = 0;
+
+	for (int i = 0; i < 2; i++) {
+		int fd = socket(i ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* Loopback: connect answers at once, yes or no. */
+		if (fd >= 0 && connect(fd, i ? (struct sockaddr *)&v6 : (struct sockaddr *)&v4,
+		                       i ? sizeof(v6) : sizeof(v4)) == 0)
+			return fd;
+		if (!e || errno != EAFNOSUPPORT)
+			e = errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	return hull_error_set_errno(err, -e, "port %u in the sandbox", port);
 }

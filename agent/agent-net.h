@@ -25,6 +25,9 @@ int net_validate(const Hull__Agent__V1__ConfigureNetworkRequest *req, struct net
                  struct hull_error **err);
 /* An IPv4 or IPv6 address (no prefix) into family and bytes. */
 int net_parse_ip(const char *s, int *family, unsigned char addr[16]);
+/* A TCP connection to port on the guest's loopback (127.0.0.1, then ::1): a socket fd,
+ * or -errno with *err saying why. */
+int net_dial_local(unsigned port, struct hull_error **err);
 /* Bring the loopback interface up (every sandbox has one). */
 int net_loopback_up(struct hull_error **err);
 /* Interfaces (by MAC), addresses, routes and static neighbours as the host asks, with rtnetlink.

@@ -6,9 +6,11 @@
  */
 #include "agent.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/timerfd.h>
 #include <termios.h>
@@ -78,16 +80,26 @@ static struct agent_container *container_find(struct agent *a, const char *id)
 	for (struct agent_container *c = (a)->containers; c; c = c->next) \
 		for (struct agent_process *p = c->procs; p; p = p->next)
 
+static bool uses_fd(const struct agent_process *p, int fd)
+{
+	return p->proc.stdin_fd == fd || p->proc.stdout_fd == fd || p->proc.stderr_fd == fd;
+}
+
 static struct agent_process *process_by_sid(struct agent *a, uint32_t sid)
 {
 	for_each_process(a, c, p) if (p->attach_sid == sid) return p;
+	for (struct agent_process *p = a->forwards.procs; p; p = p->next)
+		if (p->attach_sid == sid)
+			return p;
 	return NULL;
 }
 
 static struct agent_process *process_by_fd(struct agent *a, int fd)
 {
-	for_each_process(a, c, p) if (p->proc.stdin_fd == fd || p->proc.stdout_fd == fd ||
-	                              p->proc.stderr_fd == fd) return p;
+	for_each_process(a, c, p) if (uses_fd(p, fd)) return p;
+	for (struct agent_process *p = a->forwards.procs; p; p = p->next)
+		if (uses_fd(p, fd))
+			return p;
 	return NULL;
 }
 
@@ -137,8 +149,20 @@ static void container_free(struct agent *a, struct agent_container *c)
 	free(c);
 }
 
+static void forward_free(struct agent *a, struct agent_process *p)
+{
+	for (struct agent_process **pp = &a->forwards.procs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	process_free(a, p);
+}
+
 void agent_free_containers(struct agent *a)
 {
+	while (a->forwards.procs)
+		forward_free(a, a->forwards.procs);
 	while (a->containers) {
 		struct agent_container *c = a->containers;
 		a->containers = c->next;
@@ -182,6 +206,8 @@ static void stdio_maybe_finish(struct agent *a, struct agent_process *c)
 		return;
 	agent_reply(a, c->attach_sid, &e.base);
 	c->attach_sid = 0;
+	if (c->container == &a->forwards)
+		forward_free(a, c);
 }
 
 /* Read up to want bytes from fd straight into a DATA frame at the tail of the output
@@ -273,7 +299,10 @@ static void stdin_grant(struct agent *a, struct agent_process *c, bool force)
 static void stdin_close(struct agent *a, struct agent_process *c)
 {
 	/* With a terminal the stdin fd is a dup of the master: closing it does not hang
-	 * up the terminal, as with docker -t. */
+	 * up the terminal, as with docker -t. A forward's is a dup of its socket: the
+	 * server is told the client is done. */
+	if (c->container == &a->forwards && c->proc.stdin_fd >= 0)
+		(void)shutdown(c->proc.stdin_fd, SHUT_WR);
 	close_fd_ev(a, &c->proc.stdin_fd);
 	c->in_unacked += c->stdin_buf.len;
 	buf_consume(&c->stdin_buf, c->stdin_buf.len);
@@ -302,7 +331,12 @@ static void stdin_pump(struct agent *a, struct agent_process *c)
 		return;
 	}
 	while (c->stdin_buf.len > 0) {
-		ssize_t n = write(c->proc.stdin_fd, buf_head(&c->stdin_buf), c->stdin_buf.len);
+		/* A forward's server may be gone: EPIPE, not SIGPIPE. */
+		ssize_t n =
+		    c->container == &a->forwards
+		        ? send(c->proc.stdin_fd, buf_head(&c->stdin_buf), c->stdin_buf.len,
+		               MSG_NOSIGNAL)
+		        : write(c->proc.stdin_fd, buf_head(&c->stdin_buf), c->stdin_buf.len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
@@ -336,7 +370,7 @@ static void handle_data(struct agent *a, const struct ttrpc_frame *f)
 	}
 	d = hull__agent__v1__stdio_data__unpack(NULL, f->length, f->payload);
 	if (!d) {
-		log_warn("container '%s': undecodable stdio frame dropped", c->container->id);
+		log_warn("%s: undecodable stdio frame dropped", c->container->id);
 		return;
 	}
 	if (d->credit > 0) {
@@ -1002,6 +1036,43 @@ static int do_network(struct agent *a, uint32_t sid, const ProtobufCBinaryData *
 	return 0;
 }
 
+static int do_port_forward(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
+                           ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__PortForwardRequest *req =
+	    hull__agent__v1__port_forward_request__unpack(NULL, in->len, in->data);
+	struct container_process proc = {.pid = 0, .sync_fd = -1, .stderr_fd = -1};
+	struct agent_process *p;
+	unsigned port;
+	int fd;
+
+	(void)ret;
+	if (!req)
+		return hull_error_set(err, -EINVAL, "PortForward: request does not decode");
+	port = req->port;
+	hull__agent__v1__port_forward_request__free_unpacked(req, NULL);
+	if (port < 1 || port > 65535)
+		return hull_error_set(err, -EINVAL, "port %u: want 1..65535", port);
+	if (process_by_sid(a, sid))
+		return hull_error_set(err, -EBUSY, "stream %u already in use", sid);
+	fd = net_dial_local(port, err);
+	if (fd < 0)
+		return fd;
+	proc.stdout_fd = fd;
+	proc.stdin_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (proc.stdin_fd < 0) {
+		close(fd);
+		return hull_error_set_errno(err, -errno, "dup");
+	}
+	a->forwards.id = (char *)"port-forward";
+	p = process_add(a, &a->forwards, "", &proc);
+	p->started = true;
+	p->attach_sid = sid;
+	/* As AttachStdio: the host's window first, ours comes with its first frame. */
+	stdio_send(a, p, 0, NULL, 0, false, AGENT_STDIO_WINDOW);
+	return 1;
+}
+
 static int do_destroy(struct agent *a, uint32_t sid, const ProtobufCBinaryData *in,
                       ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -1034,6 +1105,7 @@ static const struct {
     {"RemoveContainer", do_remove},
     {"DestroySandbox", do_destroy},
     {"ConfigureNetwork", do_network},
+    {"PortForward", do_port_forward},
 };
 
 static void handle_request(struct agent *a, const struct ttrpc_frame *f)

@@ -52,6 +52,8 @@ struct agent {
 	struct ttrpc_decoder dec;
 	struct buf out;
 	struct agent_container *containers;
+	/* Port forwards: processes of no container, a connected socket as stdio. */
+	struct agent_container forwards;
 	uint64_t start_ms;
 	bool shutdown_requested;
 };

@@ -19,7 +19,7 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 
 # ---- fuzzers: one per untrusted surface ----
 FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server \
-	shim-config shim-spec shim-task image-spec image-layer
+	shim-config shim-spec shim-task image-spec image-layer cni-result
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
@@ -32,6 +32,7 @@ FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
 FUZZ_SRC_ttrpc-server := $(FUZZ_COMMON)
 FUZZ_SRC_shim-config := shim/shim-config.c $(VMM_SRC) $(FUZZ_COMMON)
 FUZZ_SRC_image-spec := image/image-spec.c $(FUZZ_COMMON)
+FUZZ_SRC_cni-result := sandbox/cni.c $(FUZZ_COMMON)
 FUZZ_SRC_image-layer := image/image-unpack.c image/image-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_shim-spec := shim/shim-spec.c sandbox/bundle.c $(FUZZ_COMMON)
 # shim-service.c is built into the fuzzer itself (it reaches the service's state).

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Stand-in for the container engine in the agent fuzzer: requests get all the way
  * through validation, then creation is refused; no process, mount or signal happens. */
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "agent-net.h"
 #include "container/container.h"
 
@@ -72,6 +75,18 @@ int net_configure(const Hull__Agent__V1__ConfigureNetworkRequest *req, struct hu
 {
 	struct net_plan plan;
 	return net_validate(req, &plan, err);
+}
+
+/* A forward connects to nothing real: one end of a socketpair, the other end closed,
+ * so the forward sees its server hang up. */
+int net_dial_local(unsigned port, struct hull_error **err)
+{
+	int sv[2];
+	(void)port;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return hull_error_set_errno(err, -errno, "socketpair");
+	close(sv[1]);
+	return sv[0];
 }
 
 int net_loopback_up(struct hull_error **err)

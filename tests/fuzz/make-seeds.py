@@ -78,6 +78,12 @@ def main():
     write(a, "create-volume", request(3, "CreateContainer", create(mounts=(("vol0", "/ws"),))))
     nic = ld(1, "52:54:00:12:34:56") + ld(2, "10.0.2.15/24") + ld(2, "fd00::15/64") + vi(3, 1500)
     write(a, "network", request(3, "ConfigureNetwork", ld(1, nic) + ld(2, ld(1, "default") + ld(2, "10.0.2.2")) + ld(2, ld(1, "10.1.0.0/16"))))
+    nic_mac = ld(1, "52:54:00:12:34:56")
+    routes = ld(2, ld(1, "10.1.1.1/32") + ld(3, "52:54:00:12:34:56")) + ld(2, ld(1, "default") + ld(2, "fd00::1") + ld(3, "52:54:00:12:34:56"))
+    neighs = ld(3, ld(1, "10.1.1.1") + ld(2, "aa:bb:cc:dd:ee:ff") + ld(3, "52:54:00:12:34:56")) + ld(3, ld(1, "fd00::1") + ld(2, "zz") + ld(3, "52:54:00:12:34:56"))
+    write(a, "network-pod", request(3, "ConfigureNetwork", ld(1, nic_mac + ld(2, "10.1.1.2/24")) + routes + neighs))
+    write(a, "port-forward", request(9, "PortForward", vi(1, 8080)) + frame(9, 3, vi(4, 1 << 20) + ld(2, "GET / HTTP/1.0\r\n\r\n") + vi(3, 1)) + request(11, "PortForward", vi(1, 8080)) + request(11, "PortForward", vi(1, 80)))
+    write(a, "port-forward-bad", request(9, "PortForward", vi(1, 0)) + request(11, "PortForward", vi(1, 70000)) + request(13, "PortForward", b"\xff"))
     write(a, "network-bad", request(3, "ConfigureNetwork", ld(1, ld(1, "zz:zz") + ld(2, "10.0.2.15")) + ld(2, ld(1, "x") + ld(2, "gw"))))
     erofs_root = ld(2, "erofs") + ld(6, "hull-l0") + ld(6, "hull-l1")
     write(a, "create-erofs-layers", request(3, "CreateContainer", ld(1, "job") + ld(2, erofs_root) + ld(6, oci(("true",)))))
@@ -431,4 +437,15 @@ def write_images():
     write(L, "garbage", b"\x1f\x8b\x08\x00" + b"\xff" * 40)
 
 
+def write_cni():
+    c = "cni-result"
+    write(c, "result-1.0", json.dumps({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": "aa:bb:cc:dd:ee:ff", "sandbox": "/run/netns/x"}],
+                                       "ips": [{"address": "10.88.0.5/16", "gateway": "10.88.0.1", "interface": 0}, {"address": "fd00::5/64"}],
+                                       "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.88.0.1"], "search": ["svc.cluster.local"], "options": ["ndots:5"]}}).encode())
+    write(c, "result-newline", json.dumps({"ips": [{"address": "x"}], "dns": {"nameservers": ["1.1.1.1\nnameserver 6.6.6.6", "8.8.8.8"], "search": [1, None]}}).encode())
+    write(c, "error", json.dumps({"cniVersion": "1.0.0", "code": 7, "msg": "invalid subnet", "details": "not-a-subnet"}).encode())
+    write(c, "not-json", b'{"ips": [')
+
+
 write_images()
+write_cni()

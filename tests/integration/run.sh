@@ -487,6 +487,33 @@ test_pod_and_exec() {
 		{ echo "joining a dead container's namespace: $(tail -1 "$out")"; return 1; }
 }
 
+test_port_forward() {
+	# The port-forward API (kubectl port-forward's path into a VM): an HTTP request to
+	# httpd on the guest's loopback, a 9 MiB reply (over two credit windows), and a
+	# closed or bad port refused clearly.
+	local out=$T/out
+	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" forward-script) >"$out" 2>"$T/err" ||
+		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	tr -d '\r' <"$out" >"$T/clean"
+	local want=(
+		"started w"
+		"forward> HTTP/1.1 200 OK"
+		"forward> served-in-guest"
+		"forward done"
+		"error forward 9 http-get.txt: port 9 in the sandbox: Connection refused"
+		"error forward 0 http-get.txt: port 0: want 1..65535"
+		"exit w 137"
+	)
+	for line in "${want[@]}"; do
+		grep -qxF -- "$line" "$T/clean" || { echo "missing '$line' in: $(tr '\n' '|' <"$T/clean")"; return 1; }
+	done
+	# The big reply: its 9 MiB body and headers, all of it.
+	local big
+	big=$(grep '^forward bytes ' "$T/clean" | sed -n 2p | cut -d' ' -f3)
+	[ "${big:-0}" -gt $((9 * 1048576)) ] && [ "$big" -lt $((9 * 1048576 + 1024)) ] ||
+		{ echo "big reply: $big bytes"; return 1; }
+}
+
 test_container_life() {
 	local out=$T/out
 	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" life-script) >"$out" 2>"$T/err" ||
@@ -648,7 +675,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc pod_and_exec container_life detached_sandbox \
+	default_security seccomp_kill_like_runc pod_and_exec container_life port_forward detached_sandbox \
 	bad_kernel_boot_timeout net_user net_publish q35_machine qmp_schema; do
 	run_test "$t"
 done

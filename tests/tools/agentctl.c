@@ -17,15 +17,22 @@
  *   update ID RES.json      UpdateContainer with an OCI linux.resources object
  *   pause ID / resume ID    PauseContainer / ResumeContainer
  *   ps ID                   prints "ps ID N" (how many processes it has)
+ *   forward PORT FILE       PortForward: FILE's bytes to PORT on the guest's loopback,
+ *                           then half-close; prints the reply ("forward> line", up to
+ *                           a NUL), "forward bytes N" and "forward done" (or "error")
  *   sleep MS
  * A failing call prints "error LINE: message" and the script goes on. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "agent.pb-c.h"
+#include "event.h"
 #include "log.h"
+#include "port-forward.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -161,6 +168,95 @@ static void call(const char *line, const char *method, const ProtobufCMessage *m
 	}
 }
 
+struct fwd {
+	bool done;
+	int err;
+	char *msg;
+};
+
+static void on_fwd_done(struct port_forward *pf, int e, const char *msg, void *userdata)
+{
+	struct fwd *f = userdata;
+	(void)pf;
+	f->done = true;
+	f->err = e;
+	f->msg = msg ? xstrdup(msg) : NULL;
+}
+
+static void on_agent_io(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	(void)loop, (void)fd, (void)revents, (void)userdata;
+	if (agent_client_io(sb->ac, NULL) < 0) {
+		printf("error: agent channel lost\n");
+		exit(1);
+	}
+}
+
+/* The client's end: read the reply as it comes (the forward waits for room). */
+static void on_client(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct buf *got = userdata;
+	ssize_t n = read(fd, buf_reserve(got, 65536), 65536);
+	(void)revents;
+	if (n > 0)
+		buf_commit(got, (size_t)n);
+	else if (n == 0 || errno != EAGAIN)
+		event_mod(loop, fd, 0);
+}
+
+/* The port-forward API as a CRI server would drive it: an event loop pumping the agent
+ * client, a socket per client connection (here one end of a socketpair). */
+static void forward(const char *line, unsigned port, const char *file)
+{
+	_cleanup_free_ char *req = read_config(file);
+	struct event_loop *loop = event_loop_new();
+	struct fwd f = {0};
+	struct buf got = {0};
+	struct port_forward *pf;
+	int sv[2];
+
+	if (!req || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		printf("error %s: cannot read request\n", line);
+		event_loop_free(loop);
+		return;
+	}
+	(void)write_all(sv[1], req, strlen(req));
+	shutdown(sv[1], SHUT_WR);
+	event_add(loop, agent_client_fd(sb->ac), EPOLLIN, on_agent_io, NULL);
+	fd_set_nonblock(sv[1], 1);
+	event_add(loop, sv[1], EPOLLIN, on_client, &got);
+	pf = port_forward_start(loop, sb->ac, port, sv[0], on_fwd_done, &f);
+	while (!f.done) {
+		event_mod(loop, agent_client_fd(sb->ac),
+		          EPOLLIN | (agent_client_wants_write(sb->ac) ? EPOLLOUT : 0));
+		if (event_loop_once(loop, 60000) < 0)
+			break;
+	}
+	port_forward_free(pf);
+	event_del(loop, agent_client_fd(sb->ac));
+	event_del(loop, sv[1]);
+	event_loop_free(loop);
+	close(sv[0]);
+	fd_set_nonblock(sv[1], 0);
+	for (ssize_t n; (n = read(sv[1], buf_reserve(&got, 65536), 65536)) > 0;)
+		buf_commit(&got, (size_t)n);
+	close(sv[1]);
+	printf("forward bytes %zu\n", got.len);
+	buf_append(&got, "", 1);
+	for (char *s = (char *)buf_head(&got), *nl; *s; s = nl + 1) {
+		nl = strchrnul(s, '\n');
+		printf("forward> %.*s\n", (int)(nl - s), s);
+		if (!*nl)
+			break;
+	}
+	if (f.err)
+		printf("error %s: %s\n", line, f.msg ? f.msg : strerror(-f.err));
+	else
+		printf("forward done\n");
+	free(f.msg);
+	buf_release(&got);
+}
+
 static void run_line(char *line)
 {
 	char *w[8] = {0}, *save = NULL, copy[1024];
@@ -291,6 +387,8 @@ static void run_line(char *line)
 			printf("ps %s %zu\n", w[1], ((Hull__Agent__V1__PidsResponse *)ret)->n_pids);
 			protobuf_c_message_free_unpacked(ret, NULL);
 		}
+	} else if (strcmp(w[0], "forward") == 0 && n == 3) {
+		forward(copy, (unsigned)atoi(w[1]), w[2]);
 	} else if (strcmp(w[0], "sleep") == 0 && n == 2) {
 		usleep((useconds_t)atoi(w[1]) * 1000);
 	} else {

@@ -101,6 +101,39 @@ static void test_user_network(void **state)
 	assert_int_equal(vmm_build_argv(&c, &argv, NULL), -EINVAL);
 }
 
+static void test_tap_nics(void **state)
+{
+	const struct vmm_nic nics[] = {{7, "aa:bb:cc:dd:ee:01", 1450}, {9, "aa:bb:cc:dd:ee:02", 0}};
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.nics = nics;
+	c.n_nics = 2;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	/* The inherited tap fd, the pod interface's MAC, its MTU offered to the guest. */
+	assert_string_equal(value_of(argv, "-netdev", "id=nic0"), "tap,id=nic0,fd=7");
+	assert_string_equal(value_of(argv, "-device", "netdev=nic0"),
+	                    "virtio-net-device,netdev=nic0,mac=aa:bb:cc:dd:ee:01,host_mtu=1450");
+	assert_string_equal(value_of(argv, "-device", "netdev=nic1"),
+	                    "virtio-net-device,netdev=nic1,mac=aa:bb:cc:dd:ee:02");
+	strv_free(argv);
+	argv = NULL;
+	c.vhost_net = true;
+	c.n_nics = 1;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-netdev", "id=nic0"), "tap,id=nic0,fd=7,vhost=on");
+	/* A MAC that could carry another option, a stdio fd, an MTU out of range. */
+	const struct vmm_nic bad[] = {
+	    {7, "aa:bb:cc:dd:ee:0,", 0}, {1, "aa:bb:cc:dd:ee:01", 0}, {7, "aa:bb:cc:dd:ee:01", 9}};
+	for (size_t i = 0; i < 3; i++) {
+		c.nics = &bad[i];
+		strv_free(argv);
+		argv = NULL;
+		assert_int_equal(vmm_build_argv(&c, &argv, NULL), -EINVAL);
+	}
+}
+
 static void test_microvm_serial(void **state)
 {
 	struct vmm_config c = base_config();
@@ -272,10 +305,15 @@ static void test_accel_override(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_microvm_serial),           cmocka_unit_test(test_layer_disks),
-	    cmocka_unit_test(test_comma_in_path_is_escaped), cmocka_unit_test(test_q35_kvm_vsock),
-	    cmocka_unit_test(test_invalid_configs),          cmocka_unit_test(test_kvm_detection),
-	    cmocka_unit_test(test_accel_override),           cmocka_unit_test(test_user_network),
+	    cmocka_unit_test(test_microvm_serial),
+	    cmocka_unit_test(test_layer_disks),
+	    cmocka_unit_test(test_comma_in_path_is_escaped),
+	    cmocka_unit_test(test_q35_kvm_vsock),
+	    cmocka_unit_test(test_invalid_configs),
+	    cmocka_unit_test(test_kvm_detection),
+	    cmocka_unit_test(test_accel_override),
+	    cmocka_unit_test(test_user_network),
+	    cmocka_unit_test(test_tap_nics),
 	};
 	return cmocka_run_group_tests_name("vmm-argv", tests, NULL, NULL);
 }
