@@ -68,10 +68,9 @@ static void run_opts_done(struct run_opts *o)
 	strv_free(o->hostfwd);
 	free(o->netns);
 	free(o->cni_net);
-	if (o->resolv_conf) {
-		(void)unlink(o->resolv_conf);
-		free(o->resolv_conf);
-	}
+	for (char **t = o->temp_files; t && *t; t++)
+		(void)unlink(*t);
+	strv_free(o->temp_files);
 	image_store_close(o->image_store);
 }
 
@@ -550,8 +549,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 				goto fail;
 			break;
 		case OPT_HOSTNAME:
-			if (strlen(optarg) == 0 || strlen(optarg) > 64) {
-				r = usage_error("--hostname '%s': want 1 to 64 characters", optarg);
+			/* It also lands in /etc/hosts: no spaces or control characters. */
+			if (strlen(optarg) == 0 || strlen(optarg) > 64 ||
+			    strcspn(optarg, " \t\r\n\v\f") != strlen(optarg)) {
+				r = usage_error("--hostname '%s': want 1 to 64 characters, no spaces",
+				                optarg);
 				goto fail;
 			}
 			free(o->hostname);
@@ -1267,19 +1269,20 @@ static char *random_name(void)
 	                 rnd[5]);
 }
 
-/* The container's /etc/resolv.conf: text (NULL: the host's), as a file copied into the
- * sandbox like a bundle's host files. */
-static int add_resolv_conf(struct run_opts *o, const char *text, struct hull_error **err)
+/* A file of the container's /etc (path): text, or the host's own file when text is
+ * NULL, copied into the sandbox like a bundle's host files. A bundle keeps its own. */
+static int add_etc_file(struct run_opts *o, const char *path, const char *text,
+                        struct hull_error **err)
 {
-	char tmpl[] = "/tmp/hull-resolv.XXXXXX";
+	char tmpl[] = "/tmp/hull-etc.XXXXXX";
 	int fd;
 
 	if (o->bundle_dir)
 		return 0;
 	if (!text) {
 		o->files = xrealloc(o->files, (o->n_files + 1) * sizeof(*o->files));
-		o->files[o->n_files++] = (struct volume){.host = xstrdup("/etc/resolv.conf"),
-		                                         .container = xstrdup("/etc/resolv.conf")};
+		o->files[o->n_files++] =
+		    (struct volume){.host = xstrdup(path), .container = xstrdup(path)};
 		return 0;
 	}
 	fd = mkstemp(tmpl);
@@ -1289,15 +1292,26 @@ static int add_resolv_conf(struct run_opts *o, const char *text, struct hull_err
 			close(fd);
 			(void)unlink(tmpl);
 		}
-		return hull_error_set_errno(err, e, "resolv.conf");
+		return hull_error_set_errno(err, e, "%s", path);
 	}
 	close(fd);
 	(void)chmod(tmpl, 0644);
-	o->resolv_conf = xstrdup(tmpl);
+	strv_push(&o->temp_files, xstrdup(tmpl));
 	o->files = xrealloc(o->files, (o->n_files + 1) * sizeof(*o->files));
-	o->files[o->n_files++] =
-	    (struct volume){.host = xstrdup(tmpl), .container = xstrdup("/etc/resolv.conf")};
+	o->files[o->n_files++] = (struct volume){.host = xstrdup(tmpl), .container = xstrdup(path)};
 	return 0;
+}
+
+/* /etc/hosts as docker writes it: localhost, and the sandbox's name at its addresses. */
+static char *hosts_text(const char *name, char *const *cidrs)
+{
+	char *text = xstrdup("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+	for (char *const *c = cidrs; c && *c; c++) {
+		char *n = xasprintf("%s%.*s\t%s\n", text, (int)strcspn(*c, "/"), *c, name);
+		free(text);
+		text = n;
+	}
+	return text;
 }
 
 /* hull run -d, in the per-sandbox process: the containerd shim's Task service runs the
@@ -1495,15 +1509,18 @@ int cli_run(int argc, char **argv)
 		/* Our own namespace with the network's plugins run on it; the VM joins it
 		 * as it joins a pod's. Removed (CNI DEL) when the sandbox ends. */
 		_cleanup_free_ char *root = sandbox_default_state_root();
-		_cleanup_free_ char *dns = NULL;
+		_cleanup_free_ char *dns = NULL, *hosts = NULL;
 		if (!o.name)
 			o.name = random_name();
 		r = cni_setup(o.cni_net, o.name, root, &cni, &err);
 		if (r == 0) {
 			o.netns = xstrdup(cni->netns);
 			dns = cni_resolv_conf(&cni->res);
+			hosts = hosts_text(o.hostname ? o.hostname : o.name, cni->res.ips);
 			/* No DNS in the result: the host's, as CRI does. */
-			r = add_resolv_conf(&o, dns, &err);
+			r = add_etc_file(&o, "/etc/resolv.conf", dns, &err);
+			if (r == 0)
+				r = add_etc_file(&o, "/etc/hosts", hosts, &err);
 		}
 		if (r < 0) {
 			fprintf(stderr, "hull: %s\n", err->msg);
@@ -1514,7 +1531,7 @@ int cli_run(int argc, char **argv)
 	}
 	if (o.net_user && !o.bundle_dir) {
 		/* QEMU's NAT answers DNS at 10.0.2.3: the container's resolv.conf says so. */
-		r = add_resolv_conf(&o, "nameserver " SANDBOX_NAT_DNS "\n", &err);
+		r = add_etc_file(&o, "/etc/resolv.conf", "nameserver " SANDBOX_NAT_DNS "\n", &err);
 		if (r < 0) {
 			fprintf(stderr, "hull: %s\n", err->msg);
 			run_opts_done(&o);

@@ -34,7 +34,7 @@ struct run_opts {
 	char **layers;     /* an image's layers as erofs disks (bottom first), or NULL */
 	bool net_user;     /* --net=user: QEMU's NAT */
 	char **hostfwd;    /* -p, as QEMU's hostfwd */
-	char *resolv_conf; /* --net=user: a temp resolv.conf copied into the sandbox */
+	char **temp_files; /* made for the sandbox (resolv.conf, hosts), removed at the end */
 	char *netns;       /* --net=ns:PATH, or the namespace made for --net=cni:NAME */
 	char *cni_net;     /* --net=cni:NAME */
 	char **env;

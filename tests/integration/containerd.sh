@@ -279,7 +279,7 @@ test_cri_pod() {
 
 # A pod with its own network (POD namespace option): prints its sandbox id.
 net_pod() {
-	local pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"default"},"hostname":"'$1'","log_directory":"'$W/logs/$1'","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
+	local pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"default"},"hostname":"'$1'","log_directory":"'$W/logs/$1'","dns_config":{"servers":["192.0.2.53"],"searches":["hull.test"]},"linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	mkdir -p "$W/logs/$1"
 	cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id
 }
@@ -314,9 +314,13 @@ test_cri_pod_network() {
 		out=$(cri ExecSync '{"container_id":"'$c2'","cmd":["wget","-qO-","http://'$ip4':8080/x"],"timeout":60}' | jget stdout | b64)
 		local addrs
 		addrs=$(cri ExecSync '{"container_id":"'$c1'","cmd":["ip","-o","addr","show","eth0"],"timeout":60}' | jget stdout | b64)
+		# DNS and hostname: the CRI's files for the pod, bind-mounted into the guest.
+		local etc
+		etc=$(cri ExecSync '{"container_id":"'$c1'","cmd":["sh","-c","hostname; cat /etc/resolv.conf"],"timeout":60}' | jget stdout | b64)
 		if [ "$(cat "$T/got")" != served-by-pod ]; then echo "host -> $ip4: '$(cat "$T/got")'"
 		elif [ "$out" != served-by-pod ]; then echo "pod n2 -> $ip4: '$out'"
 		elif ! grep -q "inet $ip4/" <<<"$addrs" || ! grep -q "inet6 $ip6/" <<<"$addrs"; then echo "eth0 in the VM: $addrs (want $ip4 and $ip6)"
+		elif ! grep -qx n1 <<<"$etc" || ! grep -qx "nameserver 192.0.2.53" <<<"$etc" || ! grep -q "^search hull.test" <<<"$etc"; then echo "hostname and resolv.conf: $etc"
 		else ok=1
 		fi
 	else

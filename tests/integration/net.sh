@@ -156,8 +156,9 @@ test_ns_bad() {
 
 test_cni_run() {
 	# --net=cni: the plugins' address (v4 and v6), routes and DNS, gone after the run.
-	hrun --net=cni:hulltest -- sh -c 'ip -o addr show eth0; ip route; ip -6 route; cat /etc/resolv.conf; ping -c 1 -W 5 '$NET4'.1 >/dev/null && echo gw-ok'
+	hrun --net=cni:hulltest --hostname cni-box -- sh -c 'ip -o addr show eth0; ip route; ip -6 route; cat /etc/resolv.conf /etc/hosts; ping -c 1 -W 5 '$NET4'.1 >/dev/null && echo gw-ok; ping -c 1 -W 5 cni-box >/dev/null && echo self-ok'
 	expect_rc 0 && expect_out_has "inet $NET4." && expect_out_has "inet6 $NET6::" &&
+		grep -q "^$NET4\.[0-9]*	cni-box$" "$T/out" && expect_out_has self-ok &&
 		expect_out_has "default via $NET4.1 dev eth0" && expect_out_has "default via $NET6::1 dev eth0" &&
 		expect_out_has "nameserver $NET4.1" && expect_out_has "search hull.test" &&
 		expect_out_has gw-ok || return 1
