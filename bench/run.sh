@@ -20,3 +20,5 @@ elif ! /usr/bin/python3 -c 'import grpc' 2>/dev/null; then
 else
 	/usr/bin/python3 "$top/bench/pods.py" "$top"
 fi
+# Networking: host <-> pod VM beside host <-> plain namespace (root: namespaces, taps).
+/usr/bin/python3 "$top/bench/net.py" "$top"

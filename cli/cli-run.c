@@ -552,8 +552,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			/* It also lands in /etc/hosts: no spaces or control characters. */
 			if (strlen(optarg) == 0 || strlen(optarg) > 64 ||
 			    strcspn(optarg, " \t\r\n\v\f") != strlen(optarg)) {
-				r = usage_error("--hostname '%s': want 1 to 64 characters, no spaces",
-				                optarg);
+				r = usage_error(
+				    "--hostname '%s': want 1 to 64 characters, no spaces", optarg);
 				goto fail;
 			}
 			free(o->hostname);
