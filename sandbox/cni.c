@@ -435,19 +435,50 @@ static int run_plugin(struct cni *c, size_t i, const char *cmd, struct hull_erro
 	return status;
 }
 
+/* Where a run's namespace and record live: a dot directory, which the sandbox sweep
+ * leaves alone (cni_sweep has its own rules). */
+static char *netns_dir(const char *state_root)
+{
+	return xasprintf("%s/.netns", state_root);
+}
+
+/* Write c's record (network, config dir, plugins tried, last result), atomically:
+ * before each plugin runs, so a crash at any point leaves enough to DEL. */
+static void write_record(const struct cni *c)
+{
+	json_object *o = json_object_new_object();
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", c->record);
+	const char *text;
+	int fd;
+
+	json_object_object_add(o, "network", json_object_new_string(c->name));
+	json_object_object_add(o, "conf_dir", json_object_new_string(c->conf_dir));
+	json_object_object_add(o, "added", json_object_new_int((int)c->n_added));
+	if (c->result)
+		json_object_object_add(o, "result", json_object_get(c->result));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || rename(tmp, c->record) < 0)
+		log_warn("CNI record '%s': %s", c->record, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	json_object_put(o);
+}
+
 int cni_setup(const char *name, const char *id, const char *state_root, struct cni **ret,
               struct hull_error **err)
 {
 	struct cni *c = xcalloc(1, sizeof(*c));
 	const char *dir = getenv("HULL_CNI_CONF_DIR");
-	_cleanup_free_ char *nsdir = xasprintf("%s/netns", state_root);
+	_cleanup_free_ char *nsdir = netns_dir(state_root);
 	json_object *plugins;
 	int r;
 
 	c->name = xstrdup(name);
 	c->container_id = xstrdup(id);
 	c->ifname = xstrdup("eth0");
-	r = find_network(c, dir && *dir ? dir : CNI_CONF_DIR, err);
+	c->conf_dir = xstrdup(dir && *dir ? dir : CNI_CONF_DIR);
+	r = find_network(c, c->conf_dir, err);
 	if (r < 0)
 		goto fail;
 	if (mkdir_p(nsdir, 0700) < 0) {
@@ -461,14 +492,17 @@ int cni_setup(const char *name, const char *id, const char *state_root, struct c
 		c->netns = NULL;
 		goto fail;
 	}
+	c->record = xasprintf("%s.cni", c->netns);
 	json_object_object_get_ex(c->list, "plugins", &plugins);
 	for (size_t i = 0; i < json_object_array_length(plugins); i++) {
 		/* A failed ADD is DELeted too: it may have done half its work. */
 		c->n_added = i + 1;
+		write_record(c);
 		r = run_plugin(c, i, "ADD", err);
 		if (r < 0)
 			goto fail;
 	}
+	write_record(c);
 	if (c->result) {
 		const char *text =
 		    json_object_to_json_string_ext(c->result, JSON_C_TO_STRING_PLAIN);
@@ -496,6 +530,8 @@ struct cni *cni_teardown(struct cni *c)
 			log_warn("%s", e->msg);
 		hull_error_free(e);
 	}
+	if (c->record)
+		(void)unlink(c->record);
 	if (c->netns) {
 		netns_remove(c->netns);
 		/* The last sandbox out takes the directory (another may be making one). */
@@ -509,8 +545,64 @@ struct cni *cni_teardown(struct cni *c)
 	free(c->name);
 	free(c->file);
 	free(c->netns);
+	free(c->record);
+	free(c->conf_dir);
 	free(c->container_id);
 	free(c->ifname);
 	free(c);
 	return NULL;
+}
+
+/* Rebuild a run's struct cni from its record and tear it down. */
+static void sweep_one(const char *nsdir, const char *id)
+{
+	struct cni *c = xcalloc(1, sizeof(*c));
+	json_object *rec = NULL, *v;
+	const char *network, *conf_dir;
+
+	c->netns = xasprintf("%s/%s", nsdir, id);
+	c->record = xasprintf("%s.cni", c->netns);
+	c->container_id = xstrdup(id);
+	c->ifname = xstrdup("eth0");
+	if (read_conf(c->record, &rec, NULL) == 0 && (network = json_get_string(rec, "network")) &&
+	    (conf_dir = json_get_string(rec, "conf_dir"))) {
+		c->name = xstrdup(network);
+		c->conf_dir = xstrdup(conf_dir);
+		if (find_network(c, conf_dir, NULL) == 0 &&
+		    json_object_object_get_ex(rec, "added", &v)) {
+			json_object *plugins;
+			json_object_object_get_ex(c->list, "plugins", &plugins);
+			c->n_added = (size_t)MIN((int64_t)json_object_array_length(plugins),
+			                         MAX(json_object_get_int64(v), 0));
+			if (json_object_object_get_ex(rec, "result", &v))
+				c->result = json_object_get(v);
+		}
+	}
+	/* Without its config the plugins cannot be asked; the namespace still goes. */
+	log_info("CNI: tearing down what sandbox '%s' left (%zu plugins)", id, c->n_added);
+	json_object_put(rec);
+	cni_teardown(c);
+}
+
+void cni_sweep(const char *state_root, int (*owner)(const char *state_dir))
+{
+	_cleanup_free_ char *nsdir = netns_dir(state_root);
+	_cleanup_(closedirp) DIR *d = opendir(nsdir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *id = NULL, *owner_dir = NULL, *path = NULL;
+		size_t n = strlen(de->d_name);
+		struct stat st;
+
+		if (n < 5 || strcmp(de->d_name + n - 4, ".cni") != 0)
+			continue;
+		id = xstrndup(de->d_name, n - 4);
+		owner_dir = xasprintf("%s/%s", state_root, id);
+		path = xasprintf("%s/%s", nsdir, de->d_name);
+		if (!id_is_valid(id) || owner(owner_dir) != 0 || stat(path, &st) < 0 ||
+		    st.st_mtime + 120 > time(NULL))
+			continue;
+		sweep_one(nsdir, id);
+	}
 }

@@ -27,9 +27,11 @@ void cni_result_done(struct cni_result *r);
 char *cni_resolv_conf(const struct cni_result *r);
 
 struct cni {
-	char *name, *file;   /* the network and the file it came from */
-	json_object *list;   /* the conflist (a single .conf is made one) */
-	char *netns;         /* the namespace we made */
+	char *name, *file; /* the network and the file it came from */
+	json_object *list; /* the conflist (a single .conf is made one) */
+	char *netns;       /* the namespace we made */
+	char *record;      /* netns + ".cni": what a sweep needs to DEL after a crash */
+	char *conf_dir;
 	char *container_id;  /* CNI_CONTAINERID: the sandbox's name */
 	char *ifname;        /* CNI_IFNAME: eth0 */
 	json_object *result; /* the last plugin's result, prevResult of the next */
@@ -44,3 +46,8 @@ int cni_setup(const char *name, const char *id, const char *state_root, struct c
               struct hull_error **err);
 /* DEL in reverse order, remove the namespace, free. Accepts NULL; returns NULL. */
 struct cni *cni_teardown(struct cni *c);
+/* Tear down what a killed `hull run --net=cni` left under state_root/.netns: DEL from
+ * its record, the namespace removed. Only where owner(state_root/ID) says the sandbox's
+ * owner is gone (0) and the record is over two minutes old (a run may be between ADD
+ * and boot). */
+void cni_sweep(const char *state_root, int (*owner)(const char *state_dir));

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent.pb-c.h"
+#include "cni.h"
 #include "log.h"
 #include "util.h"
 
@@ -348,6 +349,7 @@ int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct
 		goto fail;
 	}
 	sandbox_sweep_stale(root);
+	cni_sweep(root, sandbox_owner);
 	/* A fresh id (or the name asked for) whose directory does not exist yet: mkdir is
 	 * the claim. */
 	for (int i = 0;; i++) {

@@ -11,7 +11,7 @@ BUILD=${BUILD:-$top/build}
 only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
-TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config cri_pod cri_pod_network
+TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
 	fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
@@ -208,6 +208,25 @@ test_ctr_bad_config() {
 		$BB badcfg true >"$T/out" 2>&1 && { echo "ran with a bad config"; return 1; }
 	grep -q "bad.toml:2: cpus: bad value 'many'" "$T/out" || { echo "error: $(cat "$T/out")"; return 1; }
 	$CTR container rm badcfg 2>/dev/null
+	return 0
+}
+
+test_ctr_netns() {
+	# ctr --with-ns network:PATH: the shim joins that namespace to the VM (a veth made
+	# here); a namespace that does not exist is a clear error and leaves nothing.
+	local ns=hullctr$$ hv=hvc$$ out
+	ip netns add $ns && ip link add $hv type veth peer name eth0 netns $ns &&
+		ip addr add 10.217.0.1/24 dev $hv && ip link set $hv up &&
+		ip netns exec $ns ip addr add 10.217.0.2/24 dev eth0 && ip netns exec $ns ip link set eth0 up || return 1
+	out=$(timeout 120 $CTR run --rm --runtime io.containerd.hull.v2 --with-ns network:/run/netns/$ns \
+		$BB nsj sh -c 'ip -o -4 addr show eth0; ping -c 1 -W 5 10.217.0.1 >/dev/null && echo ping-ok' 2>&1)
+	ip link del $hv; ip netns del $ns
+	grep -q "inet 10.217.0.2/24" <<<"$out" && grep -q ping-ok <<<"$out" || { echo "in the VM: $out"; return 1; }
+	timeout 60 $CTR run --rm --runtime io.containerd.hull.v2 --with-ns network:/run/netns/nonexistent-$$ \
+		$BB nsbad true >"$T/out" 2>&1 && { echo "ran without its namespace"; return 1; }
+	grep -q "network namespace '/run/netns/nonexistent-$$': No such file or directory" "$T/out" ||
+		{ echo "error: $(cat "$T/out")"; return 1; }
+	$CTR container rm nsbad 2>/dev/null
 	return 0
 }
 

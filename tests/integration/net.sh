@@ -11,7 +11,7 @@ HULL=$BUILD/hull
 ROOTFS=$BUILD/rootfs-demo
 only=${HULL_TEST_FILTER:-}
 CNI_BIN=/usr/lib/cni
-TESTS="ns_join ns_bad cni_run cni_reach cni_dns cni_bad"
+TESTS="ns_join ns_bad cni_run cni_reach cni_dns cni_bad cni_killed_hard"
 
 skip_all() {
 	for t in $TESTS; do
@@ -209,6 +209,27 @@ test_cni_bad() {
 	expect_rc 125 && expect_err_has "--net=cni:broken: CNI plugin 'bridge' (ADD) failed" || return 1
 	hrun --net=cni:hulltest -p 8080:80 -- true
 	expect_rc 125 && expect_err_has "-p with --net=cni"
+}
+
+test_cni_killed_hard() {
+	# SIGKILL of hull mid-run: no CNI DEL ran. The next sandbox start sweeps it from
+	# the record: DEL runs (the IP is released) and the namespace goes.
+	local name=killed$id ip i
+	"$HULL" run --name "$name" --rootfs "$ROOTFS" --net=cni:hulltest -- sh -c 'echo ready; exec sleep 600' \
+		>"$T/out" 2>"$T/err" </dev/null &
+	local pid=$!
+	for i in $(seq 1 600); do grep -q ready "$T/out" && break; sleep 0.1; done
+	ip=$(leased_ip "$name") || { kill -9 $pid; echo "no lease: $(cat "$T/err")"; return 1; }
+	kill -9 $pid
+	wait $pid 2>/dev/null
+	[ -e "$HULL_STATE_DIR/.netns/$name.cni" ] || { echo "no record of the run"; return 1; }
+	# A run may sit between ADD and boot: the sweep waits two minutes. Age the record.
+	touch -d '-5 min' "$HULL_STATE_DIR/.netns/$name.cni"
+	hrun -- true
+	expect_rc 0 || return 1
+	[ -e "$IPAM/hulltest/$ip" ] && { echo "$ip still leased after the sweep"; return 1; }
+	[ -e "$HULL_STATE_DIR/.netns/$name" ] && { echo "namespace left after the sweep"; return 1; }
+	return 0
 }
 
 for t in $TESTS; do
