@@ -22,6 +22,7 @@ struct port_forward {
 	uint64_t credit; /* bytes the guest lets us send it */
 	bool in_eof;     /* the client is done sending */
 	bool out_eof;    /* the guest is done sending; shut our side once out is written */
+	bool gone;       /* the client hung up both ways: fd no longer watched */
 	bool finished;   /* the guest's reply came: the stream is over */
 	bool reported;
 	int code;
@@ -46,6 +47,8 @@ static void send_frame(struct port_forward *pf, const uint8_t *data, size_t len,
 static void update_interest(struct port_forward *pf)
 {
 	uint32_t ev = 0;
+	if (pf->gone)
+		return;
 	if (!pf->in_eof && pf->credit > 0)
 		ev |= EPOLLIN;
 	if (pf->out.len > 0)
@@ -75,7 +78,7 @@ static void flush_out(struct port_forward *pf)
 	}
 	if (written && !pf->finished)
 		send_frame(pf, NULL, 0, false, written);
-	if (pf->out_eof && pf->out.len == 0)
+	if (pf->out_eof && pf->out.len == 0 && !pf->gone)
 		(void)shutdown(pf->fd, SHUT_WR);
 }
 
@@ -85,9 +88,11 @@ static void maybe_done(struct port_forward *pf)
 	if (!pf->finished || pf->reported || (pf->code == 0 && pf->out.len > 0))
 		return;
 	pf->reported = true;
-	event_mod(pf->loop, pf->fd, 0);
-	if (pf->code == 0)
-		(void)shutdown(pf->fd, SHUT_WR);
+	if (!pf->gone) {
+		event_mod(pf->loop, pf->fd, 0);
+		if (pf->code == 0)
+			(void)shutdown(pf->fd, SHUT_WR);
+	}
 	pf->done(pf, pf->code ? -ttrpc_errno_from_code(pf->code) : 0, pf->msg, pf->userdata);
 }
 
@@ -99,6 +104,20 @@ static void on_fd(struct event_loop *loop, int fd, uint32_t revents, void *userd
 
 	if (revents & EPOLLOUT)
 		flush_out(pf);
+	if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN)) {
+		/* Reported whatever we ask for: stop watching, or the loop spins. The guest
+		 * is told the client is done; what it still sends is dropped. */
+		pf->gone = true;
+		event_del(pf->loop, pf->fd);
+		if (!pf->in_eof && !pf->finished)
+			send_frame(pf, NULL, 0, true, 0);
+		pf->in_eof = true;
+		if (pf->out.len) {
+			if (!pf->finished)
+				send_frame(pf, NULL, 0, false, pf->out.len);
+			buf_consume(&pf->out, pf->out.len);
+		}
+	}
 	if (pf->finished) {
 		maybe_done(pf);
 		return;

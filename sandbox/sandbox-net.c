@@ -310,6 +310,13 @@ static int open_nl(struct sandbox_net *net, struct hull_error **err)
 	return net->nl < 0 ? hull_error_set_errno(err, net->nl, "netlink socket") : 0;
 }
 
+static bool same_ns(int fd, const char *other)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && stat(other, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct hull_error **err)
 {
 	struct sandbox_net *net = xcalloc(1, sizeof(*net));
@@ -326,6 +333,14 @@ int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct 
 	}
 	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != NSFS_MAGIC) {
 		r = hull_error_set(err, -EINVAL, "'%s' is not a network namespace", netns_path);
+		goto fail;
+	}
+	/* Every frame of the namespace's interfaces goes to the VM: never the host's. */
+	if (same_ns(fd, "/proc/thread-self/ns/net") || same_ns(fd, "/proc/1/ns/net")) {
+		r = hull_error_set(err, -EPERM,
+		                   "'%s' is the host's network namespace: hull would take its "
+		                   "interfaces away from the host",
+		                   netns_path);
 		goto fail;
 	}
 	r = in_netns(fd, net, open_nl, err);

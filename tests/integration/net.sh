@@ -150,6 +150,9 @@ test_ns_bad() {
 	expect_rc 125 && expect_err_has "interface 'tun0' (tun) cannot be connected to a VM" || return 1
 	ip netns exec "$NS" ip -o link | grep -q hull-tap && { echo "a tap was left"; return 1; }
 	ip netns del "$NS"
+	# The host's own namespace would lose its interfaces to the VM: refused.
+	hrun --net=ns:/proc/self/ns/net -- true
+	expect_rc 125 && expect_err_has "'/proc/self/ns/net' is the host's network namespace" || return 1
 	hrun --net=ns:relative -- true
 	expect_rc 125 && expect_err_has "want none, user, cni:NAME or ns:/PATH"
 }
