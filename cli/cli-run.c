@@ -30,6 +30,7 @@
 #include "log.h"
 #include "bundle.h"
 #include "cni.h"
+#include "json.h"
 #include "sandbox.h"
 #include "shim.h"
 #include "util.h"
@@ -66,6 +67,7 @@ static void run_opts_done(struct run_opts *o)
 	strv_free(o->image_env);
 	strv_free(o->layers);
 	strv_free(o->hostfwd);
+	json_object_putp(&o->port_mappings);
 	free(o->netns);
 	free(o->cni_net);
 	for (char **t = o->temp_files; t && *t; t++)
@@ -250,6 +252,17 @@ static int parse_publish(const char *s, struct run_opts *o)
 	}
 	strv_push(&o->hostfwd,
 	          xasprintf("%s:%s:%lu-:%lu", udp ? "udp" : "tcp", ip ? ip : "", host, ctr));
+	{
+		json_object *m = json_object_new_object();
+		json_object_object_add(m, "hostPort", json_object_new_int((int)host));
+		json_object_object_add(m, "containerPort", json_object_new_int((int)ctr));
+		json_object_object_add(m, "protocol", json_object_new_string(udp ? "udp" : "tcp"));
+		if (ip)
+			json_object_object_add(m, "hostIP", json_object_new_string(ip));
+		if (!o->port_mappings)
+			o->port_mappings = json_object_new_array();
+		json_object_array_add(o->port_mappings, m);
+	}
 	return 0;
 }
 
@@ -697,14 +710,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			goto fail;
 		}
 	}
-	if (o->hostfwd && o->cni_net) {
-		r = usage_error(
-		    "-p with --net=cni: reach the sandbox at its CNI address (publishing "
-		    "through the portmap plugin is not wired yet)");
-		goto fail;
-	}
-	if (o->hostfwd && !o->net_user) {
-		r = usage_error("-p publishes ports of a networked sandbox: add --net=user");
+	if (o->hostfwd && !o->net_user && !o->cni_net) {
+		r = usage_error("-p publishes ports of a networked sandbox: add --net=user or "
+		                "--net=cni:NAME");
 		goto fail;
 	}
 	if (o->bundle_dir) {
@@ -1512,7 +1520,7 @@ int cli_run(int argc, char **argv)
 		_cleanup_free_ char *dns = NULL, *hosts = NULL;
 		if (!o.name)
 			o.name = random_name();
-		r = cni_setup(o.cni_net, o.name, root, &cni, &err);
+		r = cni_setup(o.cni_net, o.name, root, o.port_mappings, &cni, &err);
 		if (r == 0) {
 			o.netns = xstrdup(cni->netns);
 			dns = cni_resolv_conf(&cni->res);

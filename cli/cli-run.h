@@ -31,9 +31,10 @@ struct run_opts {
 	int stop_signal;                 /* the image's StopSignal: sent for a SIGTERM, or 0 */
 	bool user_set;                   /* -u given */
 	struct image_store *image_store; /* held while an image's rootfs is in use */
-	char **layers;     /* an image's layers as erofs disks (bottom first), or NULL */
-	bool net_user;     /* --net=user: QEMU's NAT */
-	char **hostfwd;    /* -p, as QEMU's hostfwd */
+	char **layers;  /* an image's layers as erofs disks (bottom first), or NULL */
+	bool net_user;  /* --net=user: QEMU's NAT */
+	char **hostfwd; /* -p, as QEMU's hostfwd */
+	struct json_object *port_mappings; /* -p, as CNI's portMappings (portmap plugin) */
 	char **temp_files; /* made for the sandbox (resolv.conf, hosts), removed at the end */
 	char *netns;       /* --net=ns:PATH, or the namespace made for --net=cni:NAME */
 	char *cni_net;     /* --net=cni:NAME */

@@ -378,6 +378,14 @@ static int exec_plugin(const struct cni *c, const char *type, const char *cmd, c
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* plugin.capabilities[cap] is true. */
+static bool has_capability(json_object *plugin, const char *cap)
+{
+	json_object *caps, *v;
+	return json_object_object_get_ex(plugin, "capabilities", &caps) &&
+	       json_object_object_get_ex(caps, cap, &v) && json_object_get_boolean(v);
+}
+
 /* The config a plugin gets: its own object plus the list's name and cniVersion, and
  * the previous plugin's result. */
 static char *plugin_conf(const struct cni *c, size_t i)
@@ -393,6 +401,12 @@ static char *plugin_conf(const struct cni *c, size_t i)
 	json_object_object_add(conf, "cniVersion", json_object_get(v));
 	if (c->result)
 		json_object_object_add(conf, "prevResult", json_object_get(c->result));
+	if (c->port_mappings &&
+	    has_capability(json_object_array_get_idx(plugins, i), "portMappings")) {
+		json_object *rc = json_object_new_object();
+		json_object_object_add(rc, "portMappings", json_object_get(c->port_mappings));
+		json_object_object_add(conf, "runtimeConfig", rc);
+	}
 	text = xstrdup(json_object_to_json_string_ext(conf, JSON_C_TO_STRING_PLAIN));
 	json_object_put(conf);
 	return text;
@@ -456,6 +470,8 @@ static void write_record(const struct cni *c)
 	json_object_object_add(o, "added", json_object_new_int((int)c->n_added));
 	if (c->result)
 		json_object_object_add(o, "result", json_object_get(c->result));
+	if (c->port_mappings)
+		json_object_object_add(o, "port_mappings", json_object_get(c->port_mappings));
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write_all(fd, text, strlen(text)) < 0 || rename(tmp, c->record) < 0)
@@ -465,8 +481,8 @@ static void write_record(const struct cni *c)
 	json_object_put(o);
 }
 
-int cni_setup(const char *name, const char *id, const char *state_root, struct cni **ret,
-              struct hull_error **err)
+int cni_setup(const char *name, const char *id, const char *state_root, json_object *port_mappings,
+              struct cni **ret, struct hull_error **err)
 {
 	struct cni *c = xcalloc(1, sizeof(*c));
 	const char *dir = getenv("HULL_CNI_CONF_DIR");
@@ -481,6 +497,21 @@ int cni_setup(const char *name, const char *id, const char *state_root, struct c
 	r = find_network(c, c->conf_dir, err);
 	if (r < 0)
 		goto fail;
+	if (port_mappings && json_object_array_length(port_mappings) > 0) {
+		bool any = false;
+		json_object_object_get_ex(c->list, "plugins", &plugins);
+		for (size_t i = 0; i < json_object_array_length(plugins); i++)
+			any |=
+			    has_capability(json_object_array_get_idx(plugins, i), "portMappings");
+		if (!any) {
+			r = hull_error_set(err, -EINVAL,
+			                   "-p: no plugin of '%s' takes port mappings (add portmap "
+			                   "with \"capabilities\": {\"portMappings\": true})",
+			                   c->file);
+			goto fail;
+		}
+		c->port_mappings = json_object_get(port_mappings);
+	}
 	if (mkdir_p(nsdir, 0700) < 0) {
 		r = hull_error_set_errno(err, -errno, "mkdir '%s'", nsdir);
 		goto fail;
@@ -541,6 +572,7 @@ struct cni *cni_teardown(struct cni *c)
 	}
 	cni_result_done(&c->res);
 	json_object_put(c->result);
+	json_object_put(c->port_mappings);
 	json_object_put(c->list);
 	free(c->name);
 	free(c->file);
@@ -576,6 +608,9 @@ static void sweep_one(const char *nsdir, const char *id)
 			                         MAX(json_object_get_int64(v), 0));
 			if (json_object_object_get_ex(rec, "result", &v))
 				c->result = json_object_get(v);
+			if (json_object_object_get_ex(rec, "port_mappings", &v) &&
+			    json_object_is_type(v, json_type_array))
+				c->port_mappings = json_object_get(v);
 		}
 	}
 	/* Without its config the plugins cannot be asked; the namespace still goes. */

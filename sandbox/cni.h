@@ -32,18 +32,22 @@ struct cni {
 	char *netns;       /* the namespace we made */
 	char *record;      /* netns + ".cni": what a sweep needs to DEL after a crash */
 	char *conf_dir;
-	char *container_id;  /* CNI_CONTAINERID: the sandbox's name */
-	char *ifname;        /* CNI_IFNAME: eth0 */
-	json_object *result; /* the last plugin's result, prevResult of the next */
-	size_t n_added;      /* plugins ADD ran on, for DEL */
+	char *container_id;         /* CNI_CONTAINERID: the sandbox's name */
+	char *ifname;               /* CNI_IFNAME: eth0 */
+	json_object *result;        /* the last plugin's result, prevResult of the next */
+	json_object *port_mappings; /* runtimeConfig for plugins with that capability */
+	size_t n_added;             /* plugins ADD ran on, for DEL */
 	struct cni_result res;
 };
 
 /* Find network name in conf_dir ($HULL_CNI_CONF_DIR or /etc/cni/net.d), make a network
- * namespace under state_root/netns/, run every plugin's ADD (binaries from $CNI_PATH,
- * else /usr/lib/cni and /opt/cni/bin). On failure everything done is undone. */
-int cni_setup(const char *name, const char *id, const char *state_root, struct cni **ret,
-              struct hull_error **err);
+ * namespace under state_root/.netns/, run every plugin's ADD (binaries from $CNI_PATH,
+ * else /usr/lib/cni and /opt/cni/bin). port_mappings (may be NULL; borrowed) is CNI's
+ * portMappings array, given as runtimeConfig to the plugins that declare the
+ * capability (portmap); one must when it is not empty. On failure everything done is
+ * undone. */
+int cni_setup(const char *name, const char *id, const char *state_root, json_object *port_mappings,
+              struct cni **ret, struct hull_error **err);
 /* DEL in reverse order, remove the namespace, free. Accepts NULL; returns NULL. */
 struct cni *cni_teardown(struct cni *c);
 /* Tear down what a killed `hull run --net=cni` left under state_root/.netns: DEL from

@@ -11,7 +11,7 @@ HULL=$BUILD/hull
 ROOTFS=$BUILD/rootfs-demo
 only=${HULL_TEST_FILTER:-}
 CNI_BIN=/usr/lib/cni
-TESTS="ns_join ns_bad cni_run cni_reach cni_dns cni_bad cni_killed_hard"
+TESTS="ns_join ns_bad cni_run cni_reach cni_dns cni_publish cni_bad cni_killed_hard"
 
 skip_all() {
 	for t in $TESTS; do
@@ -31,7 +31,7 @@ export HULL_CNI_CONF_DIR=$work/cni
 mkdir -p "$HULL_STATE_DIR" "$HULL_CNI_CONF_DIR"
 # Names unique to this run: a bridge, two namespaces, a subnet pair.
 id=$(( $$ % 100000 ))
-BR=hullbr$id NS=hullns$id NS2=hullnb$id
+BR=hullbr$id BR2=hullbp$id NS=hullns$id NS2=hullnb$id
 NET4=10.213.$(( id % 250 )) NET6=fd13:213:$(( id % 250 ))
 IPAM=$work/ipam
 cat >"$HULL_CNI_CONF_DIR/10-hulltest.conflist" <<EOT
@@ -41,6 +41,14 @@ cat >"$HULL_CNI_CONF_DIR/10-hulltest.conflist" <<EOT
             "ranges": [[{"subnet": "$NET4.0/24"}], [{"subnet": "$NET6::/64"}]],
             "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
    "dns": {"nameservers": ["$NET4.1"], "search": ["hull.test"]}}]}
+EOT
+# With portmap (iptables DNAT), for -p.
+cat >"$HULL_CNI_CONF_DIR/15-hullpm.conflist" <<EOT
+{"cniVersion": "1.0.0", "name": "hullpm", "plugins": [
+  {"type": "bridge", "bridge": "$BR2", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$IPAM",
+            "ranges": [[{"subnet": "10.218.$(( id % 250 )).0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOT
 cat >"$HULL_CNI_CONF_DIR/20-broken.conflist" <<EOT
 {"cniVersion": "1.0.0", "name": "broken", "plugins": [
@@ -54,6 +62,7 @@ cleanup() {
 	ip netns del "$NS" 2>/dev/null
 	ip netns del "$NS2" 2>/dev/null
 	ip link del "$BR" 2>/dev/null
+	ip link del "$BR2" 2>/dev/null
 	ip link del "h$NS" 2>/dev/null
 	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	rm -rf "$work"
@@ -203,6 +212,29 @@ test_cni_dns() {
 	expect_rc 0 && expect_out_has "$NET4.77"
 }
 
+test_cni_publish() {
+	# -p with a CNI network: the portmap plugin's DNAT, through the host's loopback;
+	# its rules go with the sandbox.
+	local name=pub$id port i
+	port=$(free_port)
+	"$HULL" run -d --name "$name" --rootfs "$ROOTFS" --net=cni:hullpm -p "$port:8080" -- \
+		sh -c 'mkdir -p /www; echo published >/www/x; exec httpd -f -p 8080 -h /www' \
+		>"$T/out" 2>"$T/err" </dev/null || { echo "run -d: $(cat "$T/err")"; return 1; }
+	for i in $(seq 1 120); do
+		curl -sf --max-time 5 "http://127.0.0.1:$port/x" >"$T/got" 2>/dev/null && break
+		sleep 0.5
+	done
+	"$HULL" rm -f "$name" >/dev/null 2>&1
+	[ "$(cat "$T/got")" = published ] || { echo "127.0.0.1:$port: '$(cat "$T/got")'"; return 1; }
+	# The detached process runs DEL after `hull rm` returns: portmap's, then bridge's.
+	for i in $(seq 1 100); do
+		! iptables-save -t nat | grep -q "$name" && [ -z "$(ls "$IPAM/hullpm" | grep -E '^[0-9]+[.]')" ] && break
+		sleep 0.1
+	done
+	iptables-save -t nat | grep -q "$name" && { echo "DNAT rules left: $(iptables-save -t nat | grep -c "$name")"; return 1; }
+	[ -z "$(ls "$IPAM/hullpm" 2>/dev/null | grep -E '^[0-9]+[.]')" ] || { echo "IP still leased: $(ls "$IPAM/hullpm")"; return 1; }
+}
+
 test_cni_bad() {
 	# An unknown network, a plugin that fails: clear errors, the namespace removed and
 	# the plugins' work undone (DEL).
@@ -211,7 +243,7 @@ test_cni_bad() {
 	hrun --net=cni:broken -- true
 	expect_rc 125 && expect_err_has "--net=cni:broken: CNI plugin 'bridge' (ADD) failed" || return 1
 	hrun --net=cni:hulltest -p 8080:80 -- true
-	expect_rc 125 && expect_err_has "-p with --net=cni"
+	expect_rc 125 && expect_err_has "-p: no plugin of '$HULL_CNI_CONF_DIR/10-hulltest.conflist' takes port mappings"
 }
 
 test_cni_killed_hard() {
