@@ -9,7 +9,7 @@ pkgs=(
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils
 	python3 runc containerd python3-grpcio python3-protobuf protobuf-compiler
 	libarchive-dev libcurl4-openssl-dev skopeo docker-registry curl erofs-utils zstd
-	containernetworking-plugins iproute2
+	containernetworking-plugins iproute2 iptables
 )
 missing=()
 for p in "${pkgs[@]}"; do
