@@ -170,6 +170,35 @@ static json_object *as_list(json_object *conf)
 	return list;
 }
 
+int cni_conf_list(json_object *conf, const char *file, json_object **ret, struct hull_error **err)
+{
+	json_object *list = as_list(conf), *plugins;
+	int r = 0;
+
+	if (!json_object_object_get_ex(list, "plugins", &plugins) ||
+	    !json_object_is_type(plugins, json_type_array) ||
+	    json_object_array_length(plugins) == 0) {
+		r = hull_error_set(err, -EINVAL, "'%s': no plugins", file);
+		goto out;
+	}
+	for (size_t i = 0; i < json_object_array_length(plugins) && r == 0; i++) {
+		json_object *p = json_object_array_get_idx(plugins, i);
+		const char *type = json_get_string(p, "type");
+		if (!json_object_is_type(p, json_type_object) || !type || !id_is_valid(type))
+			r = hull_error_set(err, -EINVAL, "'%s': plugins[%zu].type: want a name",
+			                   file, i);
+	}
+	if (r == 0 && !json_get_string(list, "cniVersion"))
+		r = hull_error_set(err, -EINVAL, "'%s': no cniVersion", file);
+out:
+	if (r < 0) {
+		json_object_put(list);
+		return r;
+	}
+	*ret = list;
+	return 0;
+}
+
 static bool conf_name(const char *f)
 {
 	const char *dot = strrchr(f, '.');
@@ -181,7 +210,6 @@ static int find_network(struct cni *c, const char *dir, struct hull_error **err)
 {
 	struct dirent **ents = NULL;
 	int n = scandir(dir, &ents, NULL, alphasort), r = 0;
-	json_object *plugins;
 
 	if (n < 0)
 		return hull_error_set_errno(err, -errno, "CNI config dir '%s'", dir);
@@ -189,7 +217,7 @@ static int find_network(struct cni *c, const char *dir, struct hull_error **err)
 		_cleanup_free_ char *path = NULL;
 		json_object *conf = NULL;
 		const char *name;
-		if (c->list || !conf_name(ents[i]->d_name))
+		if (c->file || !conf_name(ents[i]->d_name))
 			goto next;
 		path = xasprintf("%s/%s", dir, ents[i]->d_name);
 		/* One broken file does not hide the others (libcni skips them too). */
@@ -197,7 +225,7 @@ static int find_network(struct cni *c, const char *dir, struct hull_error **err)
 			goto next;
 		name = json_get_string(conf, "name");
 		if (name && strcmp(name, c->name) == 0) {
-			c->list = as_list(conf);
+			r = cni_conf_list(conf, path, &c->list, err);
 			c->file = TAKE_PTR(path);
 		}
 		json_object_put(conf);
@@ -205,23 +233,11 @@ next:
 		free(ents[i]);
 	}
 	free(ents);
+	if (r < 0)
+		return r;
 	if (!c->list)
 		return hull_error_set(err, -ENOENT, "no CNI network named '%s' in '%s'", c->name,
 		                      dir);
-	if (!json_object_object_get_ex(c->list, "plugins", &plugins) ||
-	    !json_object_is_type(plugins, json_type_array) ||
-	    json_object_array_length(plugins) == 0)
-		return hull_error_set(err, -EINVAL, "'%s': no plugins", c->file);
-	for (size_t i = 0; i < json_object_array_length(plugins); i++) {
-		const char *type = json_get_string(json_object_array_get_idx(plugins, i), "type");
-		if (!type || !id_is_valid(type))
-			r = hull_error_set(err, -EINVAL, "'%s': plugins[%zu].type: want a name",
-			                   c->file, i);
-		if (r < 0)
-			return r;
-	}
-	if (!json_get_string(c->list, "cniVersion"))
-		return hull_error_set(err, -EINVAL, "'%s': no cniVersion", c->file);
 	return 0;
 }
 

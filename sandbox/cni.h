@@ -17,6 +17,9 @@ struct cni_result {
 	char **options;     /* dns.options */
 };
 
+/* A network's config (a .conflist, or a single plugin's .conf made a list of one) as
+ * hull uses it: plugins with a type each, a cniVersion. Outside input: fuzzed. */
+int cni_conf_list(json_object *conf, const char *file, json_object **ret, struct hull_error **err);
 /* Parse a plugin's stdout (a CNI result, spec 0.3.0 to 1.0.0). Outside input: fuzzed. */
 int cni_parse_result(const char *json, size_t len, struct cni_result *ret, struct hull_error **err);
 /* A plugin's error output ({"code":N,"msg":...,"details":...}) as one line; NULL when it

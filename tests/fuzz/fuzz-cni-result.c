@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* What a CNI plugin prints (its result on success, its error otherwise): outside input
- * that becomes a container's resolv.conf. */
+ * that becomes a container's resolv.conf. The same bytes as a network config file. */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "cni.h"
+#include "json.h"
 #include "util.h"
 
 static size_t count_lines(const char *s)
@@ -32,6 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cni_result_done(&r);
 	}
 	hull_error_free(err);
+	err = NULL;
 	free(cni_parse_error((const char *)data, size));
+	json_object *conf, *list;
+	if (json_parse((const char *)data, size, 64, true, &conf, NULL) == 0) {
+		if (cni_conf_list(conf, "fuzz.conflist", &list, &err) == 0)
+			json_object_put(list);
+		json_object_put(conf);
+	}
+	hull_error_free(err);
 	return 0;
 }

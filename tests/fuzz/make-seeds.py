@@ -445,6 +445,11 @@ def write_cni():
     write(c, "result-newline", json.dumps({"ips": [{"address": "x"}], "dns": {"nameservers": ["1.1.1.1\nnameserver 6.6.6.6", "8.8.8.8"], "search": [1, None]}}).encode())
     write(c, "error", json.dumps({"cniVersion": "1.0.0", "code": 7, "msg": "invalid subnet", "details": "not-a-subnet"}).encode())
     write(c, "not-json", b'{"ips": [')
+    write(c, "conflist", json.dumps({"cniVersion": "1.0.0", "name": "hulltest", "plugins": [
+        {"type": "bridge", "bridge": "br0", "isGateway": True, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.1.0.0/24"}]]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}).encode())
+    write(c, "conf-single", json.dumps({"cniVersion": "0.4.0", "name": "one", "type": "ptp", "ipam": {"type": "static"}}).encode())
+    write(c, "conflist-bad-type", json.dumps({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "../../bin/sh"}, 7]}).encode())
 
 
 write_images()

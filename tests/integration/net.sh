@@ -50,6 +50,8 @@ cat >"$HULL_CNI_CONF_DIR/15-hullpm.conflist" <<EOT
             "ranges": [[{"subnet": "10.218.$(( id % 250 )).0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOT
+echo '{"cniVersion": "1.0.0", "name": "badtype", "plugins": [{"type": "../../bin/sh"}]}' \
+	>"$HULL_CNI_CONF_DIR/30-badtype.conflist"
 cat >"$HULL_CNI_CONF_DIR/20-broken.conflist" <<EOT
 {"cniVersion": "1.0.0", "name": "broken", "plugins": [
   {"type": "bridge", "bridge": "$BR", "ipam": {"type": "host-local", "dataDir": "$IPAM",
@@ -240,6 +242,8 @@ test_cni_bad() {
 	# the plugins' work undone (DEL).
 	hrun --net=cni:nosuch -- true
 	expect_rc 125 && expect_err_has "no CNI network named 'nosuch' in '$HULL_CNI_CONF_DIR'" || return 1
+	hrun --net=cni:badtype -- true
+	expect_rc 125 && expect_err_has "30-badtype.conflist': plugins[0].type: want a name" || return 1
 	hrun --net=cni:broken -- true
 	expect_rc 125 && expect_err_has "--net=cni:broken: CNI plugin 'bridge' (ADD) failed" || return 1
 	hrun --net=cni:hulltest -p 8080:80 -- true
