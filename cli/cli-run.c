@@ -817,13 +817,7 @@ static void tty_size(uint32_t *rows, uint32_t *cols)
 static void send_stdio(struct run_state *s, const uint8_t *data, size_t len, bool eof,
                        uint64_t credit)
 {
-	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
-	d.fd = 0;
-	d.data.data = (uint8_t *)data;
-	d.data.len = len;
-	d.eof = eof;
-	d.credit = credit;
-	agent_client_send_data(s->sb->ac, s->attach_sid, &d.base);
+	agent_client_send_stdio(s->sb->ac, s->attach_sid, data, len, eof, credit);
 }
 
 static void update_interest(struct run_state *s);

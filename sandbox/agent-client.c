@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "agent.pb-c.h"
 #include "log.h"
 #include "ttrpc-msg.h"
 #include "util.h"
@@ -104,6 +105,18 @@ void agent_client_send_data(struct agent_client *ac, uint32_t stream_id,
                             const ProtobufCMessage *msg)
 {
 	ttrpc_data_append(&ac->out, stream_id, 0, msg);
+}
+
+void agent_client_send_stdio(struct agent_client *ac, uint32_t stream_id, const uint8_t *data,
+                             size_t len, bool eof, uint64_t credit)
+{
+	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
+	d.fd = 0;
+	d.data.data = (uint8_t *)data;
+	d.data.len = len;
+	d.eof = eof;
+	d.credit = credit;
+	agent_client_send_data(ac, stream_id, &d.base);
 }
 
 bool agent_client_wants_write(struct agent_client *ac)

@@ -39,6 +39,11 @@ uint32_t agent_client_call(struct agent_client *ac, const char *method, const Pr
 /* Queue a DATA frame on a stream. */
 void agent_client_send_data(struct agent_client *ac, uint32_t stream_id,
                             const ProtobufCMessage *msg);
+/* Queue StdioData for the guest's side of a stdio or port-forward stream: bytes for
+ * its fd 0 (len may be 0), eof closes it, credit grants the guest that many more bytes
+ * of output. */
+void agent_client_send_stdio(struct agent_client *ac, uint32_t stream_id, const uint8_t *data,
+                             size_t len, bool eof, uint64_t credit);
 /* Call and wait up to timeout_ms. On success, when desc is non-NULL, *ret is the
  * unpacked reply (free with protobuf_c_message_free_unpacked). */
 int agent_client_call_sync(struct agent_client *ac, const char *method, const ProtobufCMessage *msg,

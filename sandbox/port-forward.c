@@ -32,18 +32,6 @@ struct port_forward {
 	void *userdata;
 };
 
-static void send_frame(struct port_forward *pf, const uint8_t *data, size_t len, bool eof,
-                       uint64_t credit)
-{
-	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
-	d.fd = 0;
-	d.data.data = (uint8_t *)data;
-	d.data.len = len;
-	d.eof = eof;
-	d.credit = credit;
-	agent_client_send_data(pf->ac, pf->sid, &d.base);
-}
-
 static void update_interest(struct port_forward *pf)
 {
 	uint32_t ev = 0;
@@ -77,7 +65,7 @@ static void flush_out(struct port_forward *pf)
 		written += (size_t)n;
 	}
 	if (written && !pf->finished)
-		send_frame(pf, NULL, 0, false, written);
+		agent_client_send_stdio(pf->ac, pf->sid, NULL, 0, false, written);
 	if (pf->out_eof && pf->out.len == 0 && !pf->gone)
 		(void)shutdown(pf->fd, SHUT_WR);
 }
@@ -110,11 +98,12 @@ static void on_fd(struct event_loop *loop, int fd, uint32_t revents, void *userd
 		pf->gone = true;
 		event_del(pf->loop, pf->fd);
 		if (!pf->in_eof && !pf->finished)
-			send_frame(pf, NULL, 0, true, 0);
+			agent_client_send_stdio(pf->ac, pf->sid, NULL, 0, true, 0);
 		pf->in_eof = true;
 		if (pf->out.len) {
 			if (!pf->finished)
-				send_frame(pf, NULL, 0, false, pf->out.len);
+				agent_client_send_stdio(pf->ac, pf->sid, NULL, 0, false,
+				                        pf->out.len);
 			buf_consume(&pf->out, pf->out.len);
 		}
 	}
@@ -130,11 +119,11 @@ static void on_fd(struct event_loop *loop, int fd, uint32_t revents, void *userd
 			break;
 		if (n <= 0) {
 			pf->in_eof = true;
-			send_frame(pf, NULL, 0, true, 0);
+			agent_client_send_stdio(pf->ac, pf->sid, NULL, 0, true, 0);
 			break;
 		}
 		pf->credit -= (uint64_t)n;
-		send_frame(pf, chunk, (size_t)n, false, 0);
+		agent_client_send_stdio(pf->ac, pf->sid, chunk, (size_t)n, false, 0);
 	}
 	update_interest(pf);
 }
@@ -198,7 +187,7 @@ struct port_forward *port_forward_start(struct event_loop *loop, struct agent_cl
 	req.port = port;
 	pf->sid = agent_client_call(ac, "PortForward", &req.base, 0, on_reply, on_data, pf);
 	/* Our window for the guest's bytes; it grants ours in its first frame. */
-	send_frame(pf, NULL, 0, false, WINDOW);
+	agent_client_send_stdio(pf->ac, pf->sid, NULL, 0, false, WINDOW);
 	event_add(loop, fd, 0, on_fd, pf);
 	return pf;
 }

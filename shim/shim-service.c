@@ -397,9 +397,7 @@ static void reply_empty(struct agent_client *ac, int code, const char *message,
 
 static void grant(struct proc *p, uint64_t n)
 {
-	Hull__Agent__V1__StdioData g = HULL__AGENT__V1__STDIO_DATA__INIT;
-	g.credit = n;
-	agent_client_send_data(S->sb->ac, p->attach_sid, &g.base);
+	agent_client_send_stdio(S->sb->ac, p->attach_sid, NULL, 0, false, n);
 	agent_kick();
 }
 
@@ -487,11 +485,9 @@ static void on_stdio_done(struct agent_client *ac, int code, const char *message
 
 static void send_stdin_eof(struct proc *p)
 {
-	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
-	d.eof = true;
 	closefd(&p->in_fd);
 	if (p->stdio_open && !S->vm_gone) {
-		agent_client_send_data(S->sb->ac, p->attach_sid, &d.base);
+		agent_client_send_stdio(S->sb->ac, p->attach_sid, NULL, 0, true, 0);
 		agent_kick();
 	}
 }
@@ -500,7 +496,6 @@ static void on_stdin(struct event_loop *loop, int fd, uint32_t revents, void *us
 {
 	struct proc *p = proc_by_key(userdata);
 	uint8_t chunk[64 << 10];
-	Hull__Agent__V1__StdioData d = HULL__AGENT__V1__STDIO_DATA__INIT;
 	ssize_t n;
 	(void)revents;
 
@@ -517,10 +512,8 @@ static void on_stdin(struct event_loop *loop, int fd, uint32_t revents, void *us
 		send_stdin_eof(p);
 		return;
 	}
-	d.data.data = chunk;
-	d.data.len = (size_t)n;
 	p->in_credit -= (uint64_t)n;
-	agent_client_send_data(S->sb->ac, p->attach_sid, &d.base);
+	agent_client_send_stdio(S->sb->ac, p->attach_sid, chunk, (size_t)n, false, 0);
 	agent_kick();
 }
 
@@ -528,7 +521,6 @@ static void on_stdin(struct event_loop *loop, int fd, uint32_t revents, void *us
 static void proc_attach(struct proc *p)
 {
 	Hull__Agent__V1__AttachRequest att = HULL__AGENT__V1__ATTACH_REQUEST__INIT;
-	Hull__Agent__V1__StdioData g = HULL__AGENT__V1__STDIO_DATA__INIT;
 	char *key = proc_key(p);
 
 	att.id = p->c->id;
@@ -537,9 +529,7 @@ static void proc_attach(struct proc *p)
 	    agent_client_call(S->sb->ac, "AttachStdio", &att.base, TTRPC_FLAG_REMOTE_OPEN,
 	                      on_stdio_done, on_stdio_data, key);
 	p->stdio_open = true;
-	g.credit = STDIO_WINDOW;
-	g.eof = p->in_fd < 0;
-	agent_client_send_data(S->sb->ac, p->attach_sid, &g.base);
+	agent_client_send_stdio(S->sb->ac, p->attach_sid, NULL, 0, p->in_fd < 0, STDIO_WINDOW);
 	for (int i = 1; i <= 2; i++)
 		if (p->out_fd[i] >= 0)
 			event_add(S->loop, p->out_fd[i], 0, on_output_writable, key);

@@ -76,11 +76,8 @@ static void on_data(struct agent_client *ac, const uint8_t *payload, size_t len,
 	if (!d)
 		return;
 	buf_append(&p->out, d->data.data, d->data.len);
-	if (d->data.len) {
-		Hull__Agent__V1__StdioData g = HULL__AGENT__V1__STDIO_DATA__INIT;
-		g.credit = d->data.len;
-		agent_client_send_data(sb->ac, p->attach_sid, &g.base);
-	}
+	if (d->data.len)
+		agent_client_send_stdio(sb->ac, p->attach_sid, NULL, 0, false, d->data.len);
 	hull__agent__v1__stdio_data__free_unpacked(d, NULL);
 }
 
@@ -126,13 +123,11 @@ static void pump_until(bool *flag1, bool *flag2)
 static void attach(struct proc *p)
 {
 	Hull__Agent__V1__AttachRequest att = HULL__AGENT__V1__ATTACH_REQUEST__INIT;
-	Hull__Agent__V1__StdioData grant = HULL__AGENT__V1__STDIO_DATA__INIT;
 	att.id = p->id;
 	att.exec_id = p->exec_id ? p->exec_id : (char *)"";
 	p->attach_sid = agent_client_call(sb->ac, "AttachStdio", &att.base, 0, on_done, on_data, p);
-	grant.credit = 1 << 20;
-	grant.eof = true; /* no stdin */
-	agent_client_send_data(sb->ac, p->attach_sid, &grant.base);
+	/* No stdin; a window for its output. */
+	agent_client_send_stdio(sb->ac, p->attach_sid, NULL, 0, true, 1 << 20);
 }
 
 static char *read_config(const char *path)
