@@ -66,6 +66,15 @@ static int send_req(int fd, struct nl_req *r, uint16_t flags)
 	return 0;
 }
 
+static ssize_t recv_retry(int fd, char *buf, size_t len)
+{
+	ssize_t n;
+	do
+		n = recv(fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 int nl_talk(int fd, struct nl_req *r)
 {
 	_cleanup_close_ int own = -1;
@@ -81,12 +90,9 @@ int nl_talk(int fd, struct nl_req *r)
 	if (ret < 0)
 		return ret;
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		ssize_t n = recv_retry(fd, buf, sizeof(buf));
+		if (n < 0)
+			return (int)n;
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
 		     h = NLMSG_NEXT(h, n))
 			if (h->nlmsg_seq == r->h.nlmsg_seq && h->nlmsg_type == NLMSG_ERROR)
@@ -105,12 +111,9 @@ int nl_dump(int fd, struct nl_req *r, int (*cb)(const struct nlmsghdr *h, void *
 		return ret;
 	/* Read to NLMSG_DONE even after cb fails: the socket is reused. */
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		ssize_t n = recv_retry(fd, buf, sizeof(buf));
+		if (n < 0)
+			return (int)n;
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
 		     h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_seq != r->h.nlmsg_seq)

@@ -304,10 +304,16 @@ static int in_netns(int fd, struct sandbox_net *net,
 	return r;
 }
 
-static int open_nl(struct sandbox_net *net, struct hull_error **err)
+/* Inside the namespace, once: an rtnetlink socket that stays bound to it, the
+ * interfaces, and a tap for each (a tap is created in the namespace that opens it). */
+static int enter_and_make(struct sandbox_net *net, struct hull_error **err)
 {
+	int r;
 	net->nl = nl_open();
-	return net->nl < 0 ? hull_error_set_errno(err, net->nl, "netlink socket") : 0;
+	if (net->nl < 0)
+		return hull_error_set_errno(err, net->nl, "netlink socket");
+	r = dump(net, RTM_GETLINK, sizeof(struct ifinfomsg), on_link, err, "interfaces");
+	return r < 0 ? r : make_taps(net, err);
 }
 
 static bool same_ns(int fd, const char *other)
@@ -343,10 +349,7 @@ int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct 
 		                   netns_path);
 		goto fail;
 	}
-	r = in_netns(fd, net, open_nl, err);
-	if (r < 0)
-		goto fail;
-	r = dump(net, RTM_GETLINK, sizeof(struct ifinfomsg), on_link, err, "interfaces");
+	r = in_netns(fd, net, enter_and_make, err);
 	if (r < 0)
 		goto fail;
 	r = dump(net, RTM_GETADDR, sizeof(struct ifaddrmsg), on_addr, err, "addresses");
@@ -354,9 +357,6 @@ int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct 
 		r = dump(net, RTM_GETROUTE, sizeof(struct rtmsg), on_route, err, "routes");
 	if (r >= 0)
 		r = dump(net, RTM_GETNEIGH, sizeof(struct ndmsg), on_neigh, err, "neighbours");
-	if (r < 0)
-		goto fail;
-	r = in_netns(fd, net, make_taps, err);
 	if (r < 0)
 		goto fail;
 	for (size_t i = 0; i < net->n_nics; i++) {

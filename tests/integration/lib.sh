@@ -37,3 +37,23 @@ run_test() {
 
 # A TCP port free on loopback right now (for servers and -p in tests).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# hull run with the demo rootfs ($HULL, $ROOTFS); stdout/stderr/exit status into
+# $T/{out,err,rc}, checked by the expect_ helpers.
+hrun() {
+	"$HULL" run --rootfs "$ROOTFS" "$@" >"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+}
+rc() { cat "$T/rc"; }
+expect_rc() {
+	[ "$(rc)" = "$1" ] || { echo "exit status $(rc), want $1; stderr: $(head -c 600 "$T/err")"; return 1; }
+}
+expect_out() {
+	[ "$(cat "$T/out")" = "$1" ] || { echo "stdout '$(head -c 300 "$T/out")', want '$1'"; return 1; }
+}
+expect_out_has() {
+	grep -qF -- "$1" "$T/out" || { echo "stdout lacks '$1': $(head -c 600 "$T/out")"; return 1; }
+}
+expect_err_has() {
+	grep -qF -- "$1" "$T/err" || { echo "stderr lacks '$1': $(head -c 600 "$T/err")"; return 1; }
+}

@@ -100,20 +100,6 @@ leaks() {
 
 . "$top/tests/integration/lib.sh"
 
-hrun() {
-	"$HULL" run --rootfs "$ROOTFS" "$@" >"$T/out" 2>"$T/err" </dev/null
-	echo $? >"$T/rc"
-}
-rc() { cat "$T/rc"; }
-expect_rc() {
-	[ "$(rc)" = "$1" ] || { echo "exit status $(rc), want $1; stderr: $(head -c 600 "$T/err")"; return 1; }
-}
-expect_out_has() {
-	grep -qF -- "$1" "$T/out" || { echo "stdout lacks '$1': $(head -c 600 "$T/out")"; return 1; }
-}
-expect_err_has() {
-	grep -qF -- "$1" "$T/err" || { echo "stderr lacks '$1': $(head -c 600 "$T/err")"; return 1; }
-}
 # The address host-local leased to sandbox $1 (its files are named by IP).
 leased_ip() {
 	local f

@@ -34,21 +34,6 @@ leaks() {
 
 . "$top/tests/integration/lib.sh"
 
-# hull run with the demo rootfs; stdout/stderr/exit status into $T/{out,err,rc}.
-hrun() {
-	"$HULL" run --rootfs "$ROOTFS" "$@" >"$T/out" 2>"$T/err" </dev/null
-	echo $? >"$T/rc"
-}
-rc() { cat "$T/rc"; }
-expect_rc() {
-	[ "$(rc)" = "$1" ] || { echo "exit status $(rc), want $1; stderr: $(head -c 600 "$T/err")"; return 1; }
-}
-expect_out() {
-	[ "$(cat "$T/out")" = "$1" ] || { echo "stdout '$(head -c 300 "$T/out")', want '$1'"; return 1; }
-}
-expect_err_has() {
-	grep -qF -- "$1" "$T/err" || { echo "stderr lacks '$1': $(head -c 600 "$T/err")"; return 1; }
-}
 # Wait until file $1 contains $2 (up to 60 s).
 wait_for() {
 	local i
