@@ -15,9 +15,16 @@ struct event_source {
 	struct event_source *next;
 };
 
+struct event_deferred {
+	event_defer_cb fn;
+	void *userdata;
+	struct event_deferred *next;
+};
+
 struct event_loop {
 	int epfd;
 	struct event_source *sources;
+	struct event_deferred *deferred, **deferred_tail;
 };
 
 struct event_loop *event_loop_new(void)
@@ -26,6 +33,7 @@ struct event_loop *event_loop_new(void)
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (loop->epfd < 0)
 		abort();
+	loop->deferred_tail = &loop->deferred;
 	return loop;
 }
 
@@ -50,6 +58,11 @@ struct event_loop *event_loop_free(struct event_loop *loop)
 	for (struct event_source *s = loop->sources; s; s = s->next)
 		s->dead = true;
 	sources_sweep(loop);
+	while (loop->deferred) {
+		struct event_deferred *d = loop->deferred;
+		loop->deferred = d->next;
+		free(d);
+	}
 	close(loop->epfd);
 	free(loop);
 	return NULL;
@@ -109,11 +122,43 @@ void event_del(struct event_loop *loop, int fd)
 	s->dead = true;
 }
 
+void event_defer(struct event_loop *loop, event_defer_cb fn, void *userdata)
+{
+	struct event_deferred *d = xcalloc(1, sizeof(*d));
+	d->fn = fn;
+	d->userdata = userdata;
+	*loop->deferred_tail = d;
+	loop->deferred_tail = &d->next;
+}
+
+void event_defer_cancel(struct event_loop *loop, event_defer_cb fn, void *userdata)
+{
+	for (struct event_deferred *d = loop->deferred; d; d = d->next)
+		if (d->fn == fn && d->userdata == userdata)
+			d->fn = NULL;
+}
+
+/* Deferred calls may defer more: those run in the same pass. */
+static void run_deferred(struct event_loop *loop)
+{
+	while (loop->deferred) {
+		struct event_deferred *d = loop->deferred;
+		loop->deferred = d->next;
+		if (!loop->deferred)
+			loop->deferred_tail = &loop->deferred;
+		if (d->fn)
+			d->fn(d->userdata);
+		free(d);
+	}
+}
+
 int event_loop_once(struct event_loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[32];
-	int n = epoll_wait(loop->epfd, evs, (int)ELEMENTSOF(evs), timeout_ms);
+	int n;
 
+	run_deferred(loop);
+	n = epoll_wait(loop->epfd, evs, (int)ELEMENTSOF(evs), timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {
@@ -121,6 +166,7 @@ int event_loop_once(struct event_loop *loop, int timeout_ms)
 		if (!s->dead)
 			s->cb(loop, s->fd, evs[i].events, s->userdata);
 	}
+	run_deferred(loop);
 	sources_sweep(loop);
 	return 0;
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "ttrpc-server.h"
 
+#include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 
 #include "log.h"
@@ -13,11 +15,22 @@
 
 #define MAX_CONNECTIONS 64
 #define MAX_CALLS_PER_CONNECTION 256
-#define MAX_OUT_QUEUED (16u << 20)
+/* Output a peer has not read yet: above HIGH its requests wait, below LOW they are read
+ * again. */
+#define OUT_HIGH (16u << 20)
+#define OUT_LOW (4u << 20)
+/* Bytes read per wakeup: a peer that floods cannot keep the loop from its other fds. */
+#define READ_BUDGET (512u << 10)
+#define PARK_MS 50
 
 struct ttrpc_conn {
 	struct ttrpc_server *server;
 	int fd;
+	bool is_socket;
+	bool keep;    /* TTRPC_FD_KEEP */
+	bool parked;  /* keep: hung up, polled again by retry_fd */
+	bool paused;  /* the peer does not read: its requests wait */
+	int retry_fd; /* keep: timerfd */
 	struct ttrpc_decoder dec;
 	struct buf out;
 	struct ttrpc_call *calls; /* kept by handlers */
@@ -29,6 +42,8 @@ struct ttrpc_call {
 	struct ttrpc_conn *conn; /* NULL once the connection closed */
 	uint32_t stream_id;
 	Hull__Ttrpc__Request *req;
+	ttrpc_call_data_fn data_fn;
+	void *data_userdata;
 	struct ttrpc_call *next;
 };
 
@@ -37,6 +52,8 @@ struct ttrpc_server {
 	const struct ttrpc_method *methods;
 	size_t n_methods;
 	void *userdata;
+	ttrpc_drain_fn drain_fn;
+	void *drain_userdata;
 	int listen_fd;
 	struct ttrpc_conn *conns;
 	size_t n_conns;
@@ -54,15 +71,30 @@ struct ttrpc_server *ttrpc_server_new(struct event_loop *loop, const struct ttrp
 	return s;
 }
 
+void ttrpc_server_set_drain_cb(struct ttrpc_server *s, ttrpc_drain_fn fn, void *userdata)
+{
+	s->drain_fn = fn;
+	s->drain_userdata = userdata;
+}
+
 static void conn_update(struct ttrpc_conn *c)
 {
-	event_mod(c->server->loop, c->fd, EPOLLIN | (c->out.len ? EPOLLOUT : 0));
+	if (c->parked)
+		return;
+	event_mod(c->server->loop, c->fd, (c->paused ? 0 : EPOLLIN) | (c->out.len ? EPOLLOUT : 0));
+}
+
+static ssize_t conn_write(struct ttrpc_conn *c, const void *p, size_t n)
+{
+	return c->is_socket ? send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : write(c->fd, p, n);
 }
 
 static void conn_flush(struct ttrpc_conn *c)
 {
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, buf_head(&c->out), c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	size_t before = c->out.len;
+
+	while (c->out.len > 0 && !c->parked) {
+		ssize_t n = conn_write(c, buf_head(&c->out), c->out.len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -70,7 +102,11 @@ static void conn_flush(struct ttrpc_conn *c)
 		}
 		buf_consume(&c->out, (size_t)n);
 	}
+	if (c->paused && c->out.len < OUT_LOW)
+		c->paused = false;
 	conn_update(c);
+	if (c->out.len < before && c->server->drain_fn)
+		c->server->drain_fn(c->server->drain_userdata);
 }
 
 static void call_free(struct ttrpc_call *call)
@@ -78,6 +114,17 @@ static void call_free(struct ttrpc_call *call)
 	if (call->req)
 		hull__ttrpc__request__free_unpacked(call->req, NULL);
 	free(call);
+}
+
+static void call_unlink(struct ttrpc_call *call)
+{
+	struct ttrpc_conn *c = call->conn;
+	for (struct ttrpc_call **pp = &c->calls; *pp; pp = &(*pp)->next)
+		if (*pp == call) {
+			*pp = call->next;
+			c->n_calls--;
+			return;
+		}
 }
 
 static void conn_close(struct ttrpc_conn *c)
@@ -94,6 +141,10 @@ static void conn_close(struct ttrpc_conn *c)
 	s->n_conns--;
 	event_del(s->loop, c->fd);
 	close(c->fd);
+	if (c->retry_fd >= 0) {
+		event_del(s->loop, c->retry_fd);
+		close(c->retry_fd);
+	}
 	ttrpc_decoder_release(&c->dec);
 	buf_release(&c->out);
 	free(c);
@@ -117,32 +168,68 @@ const char *ttrpc_call_metadata(struct ttrpc_call *call, const char *key)
 	return NULL;
 }
 
+void ttrpc_call_set_data_cb(struct ttrpc_call *call, ttrpc_call_data_fn fn, void *userdata)
+{
+	call->data_fn = fn;
+	call->data_userdata = userdata;
+}
+
+struct buf *ttrpc_call_out(struct ttrpc_call *call)
+{
+	return call->conn ? &call->conn->out : NULL;
+}
+
+void ttrpc_call_flush(struct ttrpc_call *call)
+{
+	if (call->conn)
+		conn_flush(call->conn);
+}
+
+void ttrpc_call_send_data(struct ttrpc_call *call, const ProtobufCMessage *msg)
+{
+	if (!call->conn)
+		return;
+	ttrpc_data_append(&call->conn->out, call->stream_id, 0, msg);
+	conn_update(call->conn);
+}
+
 void ttrpc_call_reply(struct ttrpc_call *call, int r, const struct hull_error *err,
                       const ProtobufCMessage *msg)
 {
 	struct ttrpc_conn *c = call->conn;
 	if (c) {
-		for (struct ttrpc_call **pp = &c->calls; *pp; pp = &(*pp)->next)
-			if (*pp == call) {
-				*pp = call->next;
-				c->n_calls--;
-				break;
-			}
+		call_unlink(call);
 		reply(c, call->stream_id, r, err, msg);
 		conn_flush(c);
 	}
 	call_free(call);
 }
 
+static struct ttrpc_call *call_find(struct ttrpc_conn *c, uint32_t sid)
+{
+	for (struct ttrpc_call *call = c->calls; call; call = call->next)
+		if (call->stream_id == sid)
+			return call;
+	return NULL;
+}
+
 static void handle_request(struct ttrpc_conn *c, const struct ttrpc_frame *f)
 {
 	struct ttrpc_server *s = c->server;
 	_cleanup_error_ struct hull_error *err = NULL;
-	struct ttrpc_call *call = xcalloc(1, sizeof(*call));
 	const struct ttrpc_method *m = NULL;
+	struct ttrpc_call *call;
 	ProtobufCMessage *ret = NULL;
 	int r;
 
+	if (call_find(c, f->stream_id)) {
+		/* One call per stream: a second request on a live stream is refused without
+		 * touching the first. */
+		hull_error_set(&err, -EBUSY, "stream %u is in use", f->stream_id);
+		reply(c, f->stream_id, -EBUSY, err, NULL);
+		return;
+	}
+	call = xcalloc(1, sizeof(*call));
 	call->conn = c;
 	call->stream_id = f->stream_id;
 	call->req = hull__ttrpc__request__unpack(NULL, f->length, f->payload);
@@ -163,7 +250,9 @@ static void handle_request(struct ttrpc_conn *c, const struct ttrpc_frame *f)
 		return;
 	}
 	if (c->n_calls >= MAX_CALLS_PER_CONNECTION) {
-		reply(c, f->stream_id, -EBUSY, NULL, NULL);
+		hull_error_set(&err, -EBUSY, "%u calls in flight on this connection: busy",
+		               MAX_CALLS_PER_CONNECTION);
+		reply(c, f->stream_id, -EBUSY, err, NULL);
 		call_free(call);
 		return;
 	}
@@ -176,12 +265,45 @@ static void handle_request(struct ttrpc_conn *c, const struct ttrpc_frame *f)
 	r = m->fn(s->userdata, call, call->req->payload.data, call->req->payload.len, &ret, &err);
 	if (r == 1)
 		return; /* kept: answered with ttrpc_call_reply(), maybe already */
-	c->calls = call->next;
-	c->n_calls--;
-	reply(c, f->stream_id, r, err, ret);
+	if (call->conn)
+		call_unlink(call);
+	if (call->conn)
+		reply(c, f->stream_id, r, err, ret);
 	if (ret)
 		protobuf_c_message_free_unpacked(ret, NULL);
 	call_free(call);
+}
+
+static void handle_data(struct ttrpc_conn *c, const struct ttrpc_frame *f)
+{
+	struct ttrpc_call *call = call_find(c, f->stream_id);
+	if (!call || !call->data_fn) {
+		log_debug("ttrpc: data on stream %u, which no call keeps: dropped", f->stream_id);
+		return;
+	}
+	call->data_fn(call, f->payload, f->length, call->data_userdata);
+}
+
+static void conn_park(struct ttrpc_conn *c)
+{
+	struct itimerspec its = {.it_value = {.tv_nsec = PARK_MS * 1000000L}};
+	event_del(c->server->loop, c->fd);
+	c->parked = true;
+	timerfd_settime(c->retry_fd, 0, &its, NULL);
+}
+
+static void on_retry(struct event_loop *loop, int fd, uint32_t revents, void *userdata);
+static void on_conn(struct event_loop *loop, int fd, uint32_t revents, void *userdata);
+
+/* Returns false when c was closed (it is freed). */
+static bool conn_hangup(struct ttrpc_conn *c)
+{
+	if (c->keep) {
+		conn_park(c);
+		return true;
+	}
+	conn_close(c);
+	return false;
 }
 
 static void on_conn(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
@@ -189,7 +311,7 @@ static void on_conn(struct event_loop *loop, int fd, uint32_t revents, void *use
 	struct ttrpc_conn *c = userdata;
 	uint8_t tmp[64 << 10];
 	struct ttrpc_frame f;
-	ssize_t n;
+	size_t budget = READ_BUDGET;
 	int r;
 
 	(void)loop;
@@ -198,37 +320,64 @@ static void on_conn(struct event_loop *loop, int fd, uint32_t revents, void *use
 		conn_flush(c);
 	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
-	n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		conn_close(c);
+	if (!(revents & EPOLLIN)) {
+		/* Hung up with nothing left to read. */
+		conn_hangup(c);
 		return;
 	}
-	ttrpc_decoder_feed(&c->dec, tmp, (size_t)n);
-	while ((r = ttrpc_decoder_next(&c->dec, &f)) != 0) {
-		if (r == -EMSGSIZE) {
-			if (f.type == TTRPC_TYPE_REQUEST)
-				ttrpc_response_append(&c->out, f.stream_id,
-				                      TTRPC_RESOURCE_EXHAUSTED,
-				                      "message over the 4 MiB limit", NULL);
+	while (budget > 0 && !c->paused) {
+		ssize_t n = read(c->fd, tmp, sizeof(tmp));
+		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			if (!conn_hangup(c))
+				return;
+			break;
 		}
-		if (f.type == TTRPC_TYPE_REQUEST)
-			handle_request(c, &f);
-	}
-	/* A peer that sends requests but never reads its answers is cut off. */
-	if (c->out.len > MAX_OUT_QUEUED) {
-		log_warn("ttrpc client does not read its replies: disconnected");
-		conn_close(c);
-		return;
+		budget -= MIN(budget, (size_t)n);
+		ttrpc_decoder_feed(&c->dec, tmp, (size_t)n);
+		while ((r = ttrpc_decoder_next(&c->dec, &f)) != 0) {
+			if (r == -EMSGSIZE) {
+				if (f.type == TTRPC_TYPE_REQUEST)
+					ttrpc_response_append(&c->out, f.stream_id,
+					                      TTRPC_RESOURCE_EXHAUSTED,
+					                      "message over the 4 MiB limit", NULL);
+				continue;
+			}
+			if (f.type == TTRPC_TYPE_REQUEST)
+				handle_request(c, &f);
+			else if (f.type == TTRPC_TYPE_DATA)
+				handle_data(c, &f);
+		}
+		/* A peer that sends requests but never reads its answers waits. */
+		if (c->out.len > OUT_HIGH) {
+			if (!c->paused)
+				log_warn("ttrpc: the peer does not read its replies: not reading "
+				         "its requests until it does");
+			c->paused = true;
+		}
 	}
 	conn_flush(c);
 }
 
-int ttrpc_server_add_connection(struct ttrpc_server *s, int fd)
+static void on_retry(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct ttrpc_conn *c = userdata;
+	uint64_t ticks;
+	(void)revents;
+	(void)!read(fd, &ticks, sizeof(ticks));
+	if (c->parked && event_add(loop, c->fd, EPOLLIN, on_conn, c) == 0) {
+		c->parked = false;
+		conn_flush(c);
+	}
+}
+
+int ttrpc_server_add_fd(struct ttrpc_server *s, int fd, unsigned flags)
 {
 	struct ttrpc_conn *c;
+	struct stat st;
 	int r;
 
 	if (s->n_conns >= MAX_CONNECTIONS) {
@@ -238,9 +387,27 @@ int ttrpc_server_add_connection(struct ttrpc_server *s, int fd)
 	c = xcalloc(1, sizeof(*c));
 	c->server = s;
 	c->fd = fd;
+	c->retry_fd = -1;
+	c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+	c->keep = flags & TTRPC_FD_KEEP;
 	fd_set_nonblock(fd, 1);
+	if (c->keep) {
+		c->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (c->retry_fd < 0 || event_add(s->loop, c->retry_fd, EPOLLIN, on_retry, c) < 0) {
+			r = -errno;
+			if (c->retry_fd >= 0)
+				close(c->retry_fd);
+			close(fd);
+			free(c);
+			return r;
+		}
+	}
 	r = event_add(s->loop, fd, EPOLLIN, on_conn, c);
 	if (r < 0) {
+		if (c->retry_fd >= 0) {
+			event_del(s->loop, c->retry_fd);
+			close(c->retry_fd);
+		}
 		close(fd);
 		free(c);
 		return r;
@@ -260,7 +427,7 @@ static void on_accept(struct event_loop *loop, int fd, uint32_t revents, void *u
 		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (c < 0)
 			return;
-		if (ttrpc_server_add_connection(s, c) < 0)
+		if (ttrpc_server_add_fd(s, c, 0) < 0)
 			log_warn("ttrpc: connection refused: too many");
 	}
 }
@@ -291,6 +458,21 @@ int ttrpc_server_listen(struct ttrpc_server *s, const char *path, struct hull_er
 		return hull_error_set_errno(err, -errno, "listen '%s'", path);
 	s->listen_fd = TAKE_FD(fd);
 	return 0;
+}
+
+void ttrpc_server_flush(struct ttrpc_server *s, int timeout_ms)
+{
+	for (struct ttrpc_conn *c = s->conns; c; c = c->next) {
+		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+		c->parked = false;
+		while (c->out.len > 0 && poll(&pfd, 1, timeout_ms) > 0) {
+			ssize_t n = conn_write(c, buf_head(&c->out), c->out.len);
+			if (n < 0 && errno != EINTR && errno != EAGAIN)
+				break;
+			if (n > 0)
+				buf_consume(&c->out, (size_t)n);
+		}
+	}
 }
 
 struct ttrpc_server *ttrpc_server_free(struct ttrpc_server *s)

@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	(void)write_all(sv[1], data, size);
 	shutdown(sv[1], SHUT_WR);
-	if (ttrpc_server_add_connection(S->srv, sv[0]) == 0)
+	if (ttrpc_server_add_fd(S->srv, sv[0], 0) == 0)
 		for (int i = 0; i < 48; i++)
 			if (event_loop_once(S->loop, i < 32 ? 0 : 2) < 0)
 				break;

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = ttrpc_server_new(loop, methods, ELEMENTSOF(methods), NULL);
 	(void)write_all(sv[1], data, size);
 	shutdown(sv[1], SHUT_WR);
-	if (ttrpc_server_add_connection(s, sv[0]) == 0)
+	if (ttrpc_server_add_fd(s, sv[0], 0) == 0)
 		for (int i = 0; i < 64; i++)
 			if (event_loop_once(loop, 0) < 0)
 				break;
