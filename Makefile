@@ -14,7 +14,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
-	-Ivmm -Isandbox -Ishim -Iimage
+	-Ivmm -Isandbox -Ipod -Iimage
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
@@ -25,6 +25,7 @@ PROTO_H := $(PROTO_C:.c=.h)
 COMMON_SRC := $(wildcard common/*.c)
 VMM_SRC := $(wildcard vmm/*.c)
 SANDBOX_SRC := $(wildcard sandbox/*.c)
+POD_SRC := $(wildcard pod/*.c)
 AGENT_LIB_SRC := $(filter-out agent/agent-main.c,$(wildcard agent/*.c)) $(wildcard agent/container/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 SHIM_SRC := $(wildcard shim/*.c)
@@ -36,6 +37,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_COMMON := $(BUILD)/libhullcommon.a
 LIB_VMM := $(BUILD)/libhullvmm.a
 LIB_SANDBOX := $(BUILD)/libhullsandbox.a
+LIB_POD := $(BUILD)/libhullpod.a
 LIB_AGENT := $(BUILD)/libhullagent.a
 LIB_SHIM := $(BUILD)/libhullshim.a
 LIB_IMAGE := $(BUILD)/libhullimage.a
@@ -77,6 +79,7 @@ $(BUILD)/obj/$(BUILD)/proto/%.o: $(BUILD)/proto/%.c
 $(LIB_COMMON): $(call obj,$(COMMON_SRC)) $(call obj,$(PROTO_C))
 $(LIB_VMM): $(call obj,$(VMM_SRC))
 $(LIB_SANDBOX): $(call obj,$(SANDBOX_SRC))
+$(LIB_POD): $(call obj,$(POD_SRC))
 $(LIB_AGENT): $(call obj,$(AGENT_LIB_SRC))
 $(LIB_SHIM): $(call obj,$(SHIM_LIB_SRC))
 $(LIB_IMAGE): $(call obj,$(IMAGE_SRC))
@@ -84,11 +87,12 @@ $(BUILD)/%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
-# hull run -d serves the same Task service as the containerd shim (shim/).
-$(HULL): $(call obj,$(CLI_SRC)) $(LIB_SHIM) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+# Front ends over the pod core: hull does not link shim/ (hull run -d serves the same
+# Task service, pod/task-service.c, as the containerd shim).
+$(HULL): $(call obj,$(CLI_SRC)) $(LIB_POD) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS) $(IMAGE_LIBS)
 
-$(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+$(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_POD) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.

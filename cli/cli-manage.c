@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cli-run.h"
+#include "ttrpc-client.h"
 #include "cli.h"
 #include "agent.pb-c.h"
 #include "shim-events.pb-c.h"
@@ -27,7 +28,7 @@
 #define TASK_SERVICE "containerd.task.v2.Task"
 #define TIMEOUT_MS 30000
 
-static int task_connect(const char *name, struct agent_client **ret, char **ret_dir)
+static int task_connect(const char *name, struct ttrpc_client **ret, char **ret_dir)
 {
 	_cleanup_free_ char *root = sandbox_default_state_root();
 	_cleanup_free_ char *dir = xasprintf("%s/%s", root, name);
@@ -48,21 +49,20 @@ static int task_connect(const char *name, struct agent_client **ret, char **ret_
 		fprintf(stderr, "hull: no detached sandbox '%s' (%s)\n", name, strerror(-r));
 		return r;
 	}
-	*ret = agent_client_new(fd);
-	agent_client_set_service(*ret, TASK_SERVICE);
+	*ret = ttrpc_client_new(fd, TASK_SERVICE);
 	if (ret_dir)
 		*ret_dir = TAKE_PTR(dir);
 	return 0;
 }
 
-static int task_state(struct agent_client *ac, const char *exec_id, Hull__Task__StateResponse **ret)
+static int task_state(struct ttrpc_client *ac, const char *exec_id, Hull__Task__StateResponse **ret)
 {
 	Hull__Task__StateRequest req = HULL__TASK__STATE_REQUEST__INIT;
 	struct hull_error *err = NULL;
 	req.id = (char *)CONTAINER_ID;
 	req.exec_id = (char *)exec_id;
 	int r =
-	    agent_client_call_sync(ac, "State", &req.base, &hull__task__state_response__descriptor,
+	    ttrpc_client_call_sync(ac, "State", &req.base, &hull__task__state_response__descriptor,
 	                           (ProtobufCMessage **)ret, TIMEOUT_MS, &err);
 	if (r < 0) {
 		fprintf(stderr, "hull: state: %s\n", err->msg);
@@ -97,7 +97,7 @@ int cli_ps(int argc, char **argv)
 	printf("%-24s %-8s %-8s %s\n", "NAME", "STATUS", "PID", "EXIT");
 	while (d && (de = readdir(d))) {
 		_cleanup_free_ char *sock = xasprintf("%s/%s/task.sock", root, de->d_name);
-		struct agent_client *ac = NULL;
+		struct ttrpc_client *ac = NULL;
 		Hull__Task__StateResponse *st = NULL;
 		if (de->d_name[0] == '.' || access(sock, F_OK) < 0)
 			continue; /* foreground runs have no Task API */
@@ -111,19 +111,19 @@ int cli_ps(int argc, char **argv)
 			       ex);
 			hull__task__state_response__free_unpacked(st, NULL);
 		}
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 	}
 	return 0;
 }
 
-static int kill_task(struct agent_client *ac, int sig)
+static int kill_task(struct ttrpc_client *ac, int sig)
 {
 	Hull__Task__KillRequest req = HULL__TASK__KILL_REQUEST__INIT;
 	struct hull_error *err = NULL;
 	req.id = (char *)CONTAINER_ID;
 	req.exec_id = (char *)"";
 	req.signal = (uint32_t)sig;
-	int r = agent_client_call_sync(ac, "Kill", &req.base, NULL, NULL, TIMEOUT_MS, &err);
+	int r = ttrpc_client_call_sync(ac, "Kill", &req.base, NULL, NULL, TIMEOUT_MS, &err);
 	if (r < 0) {
 		fprintf(stderr, "hull: kill: %s\n", err->msg);
 		hull_error_free(err);
@@ -131,7 +131,7 @@ static int kill_task(struct agent_client *ac, int sig)
 	return r;
 }
 
-static int wait_task(struct agent_client *ac, const char *exec_id, uint32_t *ret_status)
+static int wait_task(struct ttrpc_client *ac, const char *exec_id, uint32_t *ret_status)
 {
 	Hull__Task__WaitRequest req = HULL__TASK__WAIT_REQUEST__INIT;
 	Hull__Task__WaitResponse *resp = NULL;
@@ -140,7 +140,7 @@ static int wait_task(struct agent_client *ac, const char *exec_id, uint32_t *ret
 	req.exec_id = (char *)exec_id;
 	/* No deadline: a job may run for hours; the server answers when it exits. */
 	int r =
-	    agent_client_call_sync(ac, "Wait", &req.base, &hull__task__wait_response__descriptor,
+	    ttrpc_client_call_sync(ac, "Wait", &req.base, &hull__task__wait_response__descriptor,
 	                           (ProtobufCMessage **)&resp, INT32_MAX, &err);
 	if (r < 0) {
 		fprintf(stderr, "hull: wait: %s\n", err->msg);
@@ -154,7 +154,7 @@ static int wait_task(struct agent_client *ac, const char *exec_id, uint32_t *ret
 
 int cli_kill(int argc, char **argv)
 {
-	struct agent_client *ac;
+	struct ttrpc_client *ac;
 	int sig = SIGKILL, c, r;
 
 	optind = 1;
@@ -171,7 +171,7 @@ int cli_kill(int argc, char **argv)
 	if (task_connect(argv[optind], &ac, NULL) < 0)
 		return EXIT_HULL_ERROR;
 	r = kill_task(ac, sig);
-	agent_client_free(ac);
+	ttrpc_client_free(ac);
 	return r < 0 ? EXIT_HULL_ERROR : 0;
 }
 
@@ -181,7 +181,7 @@ int cli_rm(int argc, char **argv)
 	Hull__Task__DeleteRequest dr = HULL__TASK__DELETE_REQUEST__INIT;
 	Hull__Task__StateResponse *st = NULL;
 	_cleanup_free_ char *dir = NULL;
-	struct agent_client *ac;
+	struct ttrpc_client *ac;
 	bool force = false;
 	uint32_t status;
 	int c;
@@ -196,7 +196,7 @@ int cli_rm(int argc, char **argv)
 	if (task_connect(argv[optind], &ac, &dir) < 0)
 		return EXIT_HULL_ERROR;
 	if (task_state(ac, "", &st) < 0) {
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
 	bool running = st->status != HULL__TASK__STATUS__STOPPED;
@@ -204,18 +204,18 @@ int cli_rm(int argc, char **argv)
 	if (running && !force) {
 		fprintf(stderr, "hull: sandbox '%s' is running: kill it first, or rm -f\n",
 		        argv[optind]);
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
 	if (running && (kill_task(ac, SIGKILL) < 0 || wait_task(ac, "", &status) < 0)) {
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
 	/* Delete the job, then the process ends with the sandbox (it has no task left). */
 	dr.id = sd.id = (char *)CONTAINER_ID;
-	(void)agent_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);
-	(void)agent_client_call_sync(ac, "Shutdown", &sd.base, NULL, NULL, TIMEOUT_MS, NULL);
-	agent_client_free(ac);
+	(void)ttrpc_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);
+	(void)ttrpc_client_call_sync(ac, "Shutdown", &sd.base, NULL, NULL, TIMEOUT_MS, NULL);
+	ttrpc_client_free(ac);
 	/* The sandbox process removes its state dir once the VM is down. */
 	for (int i = 0; i < 300 && access(dir, F_OK) == 0; i++)
 		usleep(50000);
@@ -230,7 +230,7 @@ int cli_inspect(int argc, char **argv)
 {
 	Hull__Task__StateResponse *st = NULL;
 	_cleanup_free_ char *dir = NULL;
-	struct agent_client *ac;
+	struct ttrpc_client *ac;
 	json_object *o;
 
 	if (argc != 2) {
@@ -240,7 +240,7 @@ int cli_inspect(int argc, char **argv)
 	if (task_connect(argv[1], &ac, &dir) < 0)
 		return EXIT_HULL_ERROR;
 	if (task_state(ac, "", &st) < 0) {
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
 	o = json_object_new_object();
@@ -261,7 +261,7 @@ int cli_inspect(int argc, char **argv)
 		Hull__Task__StatsRequest sr = HULL__TASK__STATS_REQUEST__INIT;
 		Hull__Task__StatsResponse *stats = NULL;
 		sr.id = (char *)CONTAINER_ID;
-		if (agent_client_call_sync(ac, "Stats", &sr.base,
+		if (ttrpc_client_call_sync(ac, "Stats", &sr.base,
 		                           &hull__task__stats_response__descriptor,
 		                           (ProtobufCMessage **)&stats, TIMEOUT_MS, NULL) == 0) {
 			/* containerd's cgroup v2 metrics, as the shim reports them. */
@@ -299,17 +299,28 @@ int cli_inspect(int argc, char **argv)
 	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	hull__task__state_response__free_unpacked(st, NULL);
-	agent_client_free(ac);
+	ttrpc_client_free(ac);
 	return 0;
+}
+
+/* Copy what fd has from where it is to its end. false when our stdout is gone. */
+static bool copy_out(int fd)
+{
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
+			return false;
+	return true;
 }
 
 int cli_logs(int argc, char **argv)
 {
 	_cleanup_free_ char *dir = NULL, *log = NULL;
 	_cleanup_close_ int fd = -1;
-	struct agent_client *ac;
+	struct ttrpc_client *ac;
+	struct stat st, now;
 	bool follow = false;
-	char buf[65536];
 	int c;
 
 	optind = 1;
@@ -322,35 +333,46 @@ int cli_logs(int argc, char **argv)
 	if (task_connect(argv[optind], &ac, &dir) < 0)
 		return EXIT_HULL_ERROR;
 	log = xasprintf("%s/container.log", dir);
+	/* Rotated logs first, the oldest (highest number) first. */
+	for (int i = 100; i >= 1; i--) {
+		_cleanup_free_ char *old = xasprintf("%s.%d", log, i);
+		_cleanup_close_ int ofd = open(old, O_RDONLY | O_CLOEXEC);
+		if (ofd >= 0 && !copy_out(ofd)) {
+			ttrpc_client_free(ac);
+			return 0;
+		}
+	}
 	fd = open(log, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		fprintf(stderr, "hull: '%s': %s\n", log, strerror(errno));
-		agent_client_free(ac);
+		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n > 0) {
-			if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
-				break;
-			continue;
-		}
-		if (!follow)
-			break;
+	while (copy_out(fd) && follow) {
 		/* At the end: follow while the job runs, then drain once more. */
-		Hull__Task__StateResponse *st = NULL;
-		if (task_state(ac, "", &st) < 0)
+		Hull__Task__StateResponse *state = NULL;
+		if (task_state(ac, "", &state) < 0)
 			break;
-		bool done = st->status == HULL__TASK__STATUS__STOPPED;
-		hull__task__state_response__free_unpacked(st, NULL);
+		bool done = state->status == HULL__TASK__STATUS__STOPPED;
+		hull__task__state_response__free_unpacked(state, NULL);
 		if (done) {
-			while ((n = read(fd, buf, sizeof(buf))) > 0)
-				(void)write_all(STDOUT_FILENO, buf, (size_t)n);
+			(void)copy_out(fd);
 			break;
+		}
+		/* Rotated: what is left of the old file, then the new one. */
+		if (stat(log, &now) == 0 && now.st_ino != st.st_ino) {
+			int nfd = open(log, O_RDONLY | O_CLOEXEC);
+			if (nfd >= 0) {
+				(void)copy_out(fd);
+				close(fd);
+				fd = nfd;
+				(void)fstat(fd, &st);
+				continue;
+			}
 		}
 		usleep(100000);
 	}
-	agent_client_free(ac);
+	ttrpc_client_free(ac);
 	return 0;
 }
 
@@ -368,7 +390,7 @@ int cli_exec(int argc, char **argv)
 	Hull__Task__StartRequest sr = HULL__TASK__START_REQUEST__INIT;
 	Hull__Task__DeleteRequest dr = HULL__TASK__DELETE_REQUEST__INIT;
 	struct hull_error *err = NULL;
-	struct agent_client *ac = NULL;
+	struct ttrpc_client *ac = NULL;
 	bool interactive = false, tty = false;
 	const char *cwd = "/";
 	uint32_t uid = 0, gid = 0, status = 0;
@@ -453,7 +475,7 @@ int cli_exec(int argc, char **argv)
 	er.stderr = errp ? errp : (char *)"";
 	er.stdin = in ? in : (char *)"";
 	er.spec = &spec;
-	if (agent_client_call_sync(ac, "Exec", &er.base, NULL, NULL, TIMEOUT_MS, &err) < 0) {
+	if (ttrpc_client_call_sync(ac, "Exec", &er.base, NULL, NULL, TIMEOUT_MS, &err) < 0) {
 		fprintf(stderr, "hull: exec: %s\n", err->msg);
 		goto out;
 	}
@@ -465,7 +487,7 @@ int cli_exec(int argc, char **argv)
 		fprintf(stderr, "hull: exec: open stdio: %s\n", strerror(errno));
 		goto out;
 	}
-	if (agent_client_call_sync(ac, "Start", &sr.base, NULL, NULL, TIMEOUT_MS, &err) < 0) {
+	if (ttrpc_client_call_sync(ac, "Start", &sr.base, NULL, NULL, TIMEOUT_MS, &err) < 0) {
 		fprintf(stderr, "hull: exec: %s\n", err->msg);
 		code = err->code == -ENOENT   ? EXIT_CMD_NOT_FOUND
 		       : err->code == -EACCES ? EXIT_CMD_NOT_EXEC
@@ -508,7 +530,7 @@ int cli_exec(int argc, char **argv)
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
 	if (wait_task(ac, exec_id, &status) == 0)
 		code = (int)status;
-	(void)agent_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);
+	(void)ttrpc_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);
 out:
 	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
@@ -521,7 +543,7 @@ out:
 		unlink(errp);
 	rmdir(tmpl);
 	hull_error_free(err);
-	agent_client_free(ac);
+	ttrpc_client_free(ac);
 	return code;
 usage:
 	if (env)

@@ -46,6 +46,15 @@ int log_level_from_string(const char *s)
 	return -EINVAL;
 }
 
+static log_writer_fn log_writer;
+static void *log_writer_userdata;
+
+void log_set_writer(log_writer_fn fn, void *userdata)
+{
+	log_writer = fn;
+	log_writer_userdata = userdata;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	int saved = errno;
@@ -71,6 +80,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	/* One write so concurrent writers do not interleave mid-line. */
-	(void)!write(STDERR_FILENO, line, n);
+	if (log_writer)
+		log_writer(line, n, log_writer_userdata);
+	else
+		(void)!write(STDERR_FILENO, line, n);
 	errno = saved;
 }

@@ -19,6 +19,10 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_level_from_string(const char *s);
 _printf_(2, 3) void log_msg(enum log_level level, const char *fmt, ...);
+/* Lines go to fn instead of stderr (NULL: stderr again): a detached sandbox's own
+ * messages into its size-capped log. */
+typedef void (*log_writer_fn)(const char *line, size_t n, void *userdata);
+void log_set_writer(log_writer_fn fn, void *userdata);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -367,9 +367,16 @@ int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct 
 			goto fail;
 		}
 		r = qdisc(net->nl, nic->index, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL);
+		if (r == -EEXIST) {
+			/* No VM's tap is here (on_link would have refused): the qdisc was
+			 * left by a sandbox killed before it could take it off. */
+			log_info("'%s' in '%s' has a stale ingress qdisc: replacing it", nic->name,
+			         netns_path);
+			(void)qdisc(net->nl, nic->index, RTM_DELQDISC, 0);
+			r = qdisc(net->nl, nic->index, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL);
+		}
 		if (r < 0) {
-			hull_error_set_errno(err, r, "ingress qdisc on '%s'%s", nic->name,
-			                     r == -EEXIST ? " (it already has one)" : "");
+			hull_error_set_errno(err, r, "ingress qdisc on '%s'", nic->name);
 			goto fail;
 		}
 		r = qdisc(net->nl, nic->tap_index, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL);
@@ -388,6 +395,44 @@ int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct 
 	*ret = net;
 	return 0;
 fail:
+	sandbox_net_detach(net);
+	return r;
+}
+
+static int enter_and_list(struct sandbox_net *net, struct hull_error **err)
+{
+	net->nl = nl_open();
+	if (net->nl < 0)
+		return hull_error_set_errno(err, net->nl, "netlink socket");
+	return dump(net, RTM_GETLINK, sizeof(struct ifinfomsg), on_link, err, "interfaces");
+}
+
+int sandbox_net_sweep(const char *netns_path)
+{
+	struct sandbox_net *net = xcalloc(1, sizeof(*net));
+	_cleanup_close_ int fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+	struct statfs sfs;
+	int r, removed = 0;
+
+	net->nl = -1;
+	net->netns_path = xstrdup(netns_path);
+	if (fd < 0 || fstatfs(fd, &sfs) < 0 || sfs.f_type != NSFS_MAGIC ||
+	    same_ns(fd, "/proc/thread-self/ns/net") || same_ns(fd, "/proc/1/ns/net")) {
+		r = fd < 0 ? -errno : -EINVAL;
+		goto out;
+	}
+	/* A VM's tap in it (on_link refuses then) means a live sandbox: leave it. */
+	r = in_netns(fd, net, enter_and_list, NULL);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < net->n_nics; i++)
+		if (qdisc(net->nl, net->nics[i].index, RTM_DELQDISC, 0) == 0)
+			removed++;
+	if (removed)
+		log_info("removed %d stale ingress qdisc(s) in '%s'", removed, netns_path);
+	r = removed;
+out:
+	net->n_nics = 0;
 	sandbox_net_detach(net);
 	return r;
 }

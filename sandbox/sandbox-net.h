@@ -51,6 +51,10 @@ struct sandbox_net {
  * ipvlan or a plain NIC) is refused with its name and kind; on any failure nothing made
  * is left. */
 int sandbox_net_attach(const char *netns_path, struct sandbox_net **ret, struct hull_error **err);
+/* What a sandbox killed before its teardown left in the namespace at netns_path: the
+ * ingress qdiscs (and so the redirects) on its interfaces, unless a VM's tap shows a
+ * live sandbox there. Returns how many were removed, or -errno. */
+int sandbox_net_sweep(const char *netns_path);
 /* Remove the taps and filters (the namespace itself is its owner's). Accepts NULL. */
 void sandbox_net_detach(struct sandbox_net *net);
 /* The ConfigureNetwork request for the guest; free with sandbox_net_request_free. */

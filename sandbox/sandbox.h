@@ -1,23 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include "agent-client.h"
+#include "event.h"
 #include "sandbox-net.h"
+#include "ttrpc-client.h"
 #include "vmm.h"
 
-/* One sandbox: a VM booted with the agent, its state dir, the agent channel. `hull run`
- * drives one in-process; the shim will own one per pod. */
+/* One sandbox: a VM booted with the agent, its state dir, the agent channel. The pod
+ * core (pod/) owns one; nothing above it reaches in here.
+ *
+ * Started from an event loop and never blocking it on the guest: sandbox_start()
+ * returns once QEMU runs (its own start, to the QMP greeting, is a few tens of ms and
+ * does not depend on the guest); connecting to the agent, its Check and the network
+ * configuration run from the loop, and ops->ready says how the boot ended. */
 struct sandbox_config {
-	const char *state_root; /* parent of the per-sandbox state dir */
+	const char *state_root; /* parent of the per-sandbox state dir, NULL: the default */
 	const char *id;         /* the sandbox's name, or NULL for a random id */
-	const char *kernel, *initrd, *qemu;
-	enum vmm_accel accel;
-	enum vmm_machine machine;
-	int channel; /* enum vmm_channel, or -1 for auto (vsock where the host has it) */
-	unsigned cpus;
-	uint64_t memory_mib;
-	const struct vmm_share *shares;
-	size_t n_shares;
+	const struct vmm_settings *vm;
 	const struct vmm_disk *disks; /* read-only block devices (image layers) */
 	size_t n_disks;
 	/* --net=user: QEMU's NAT (guest 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3),
@@ -27,46 +26,68 @@ struct sandbox_config {
 	/* A network namespace made by CNI (a pod's, or --net=cni): its interfaces are
 	 * joined to the VM by taps and configured in the guest (docs/networking.md). */
 	const char *netns;
-	/* Host files copied into STATE/files/f<N> before boot and shared as tag
-	 * "hull-files" (9p shares directories, not single files). */
-	const char *const *files;
-	size_t n_files;
-	/* Make STATE/shared, shared as tag "hull-shared": the host bind-mounts what a
-	 * container added after boot needs (rootfs, bind sources) below it. */
-	bool shared_dir;
-	int boot_timeout_ms;
 	bool debug;
-	int interrupt_fd; /* a signalfd that aborts the boot when readable, or -1 */
+};
+
+struct sandbox;
+
+struct sandbox_ops {
+	/* The boot ended: r == 0, the agent answered and the guest's network is set;
+	 * otherwise why it failed (with the console's last lines). Either way exactly
+	 * once; after a failure the owner calls sandbox_stop(). */
+	void (*ready)(struct sandbox *sb, int r, const struct hull_error *err, void *userdata);
+	/* After ready: the VM exited or its agent channel ended (a protocol violation
+	 * included); err says which. At most once. */
+	void (*lost)(struct sandbox *sb, const struct hull_error *err, void *userdata);
 };
 
 struct sandbox {
 	char *id;
 	char *state_dir;
-	struct vmm_share *shares; /* the caller's and "hull-files" */
-	char *files_dir;          /* STATE/files, when files were copied in */
-	char *shared_dir;         /* STATE/shared, with cfg->shared_dir */
+	/* STATE/shared, shared as tag "hull-shared": the host binds what containers need
+	 * (rootfs, volumes, files) below it, at any time after boot (docs/decisions.md). */
+	char *shared_dir;
+	struct ttrpc_client *agent; /* attached to the loop; NULL until connected */
+	bool ready, lost;
+	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
+	/* the rest is the sandbox's own */
+	struct event_loop *loop;
+	const struct sandbox_ops *ops;
+	void *userdata;
 	struct vmm *vm;
-	struct agent_client *ac;
+	struct vmm_share share;
 	struct sandbox_net *net; /* with cfg->netns */
 	struct vmm_nic *nics;
-	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
+	char *kernel, *initrd, *qemu;
+	bool net_user;
+	bool boot_done;
+	int exit_fd;      /* QEMU's pidfd, in the loop */
+	int retry_fd;     /* vsock: timerfd between connection attempts */
+	int connect_fd;   /* vsock: a connection in progress */
+	uint64_t boot_deadline_ns;
+	unsigned net_calls; /* ConfigureNetwork calls not yet answered */
+	struct hull_error *kill_reason; /* sandbox_kill()'s */
 };
 
-/* Boot a VM and wait until its agent answers. On failure nothing is left: no QEMU, no
- * state dir; *err carries the reason and, for boot failures, the console's tail. */
-int sandbox_start(const struct sandbox_config *cfg, struct sandbox **ret, struct hull_error **err);
+/* Create the state dir, launch QEMU and begin the boot. On failure nothing is left and
+ * no callback runs; on success *ret is the sandbox and ops->ready follows. */
+int sandbox_start(struct event_loop *loop, const struct sandbox_config *cfg,
+                  const struct sandbox_ops *ops, void *userdata, struct sandbox **ret,
+                  struct hull_error **err);
 /* Ask the agent to power off, wait up to timeout_ms, then force; remove the state dir
- * and free. Accepts NULL; returns NULL. */
+ * and free. No callback runs during or after it. Accepts NULL; returns NULL. */
 struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms);
+/* Stop the VM at once (a guest that broke the protocol): QEMU is killed here, and
+ * ops->lost (or ops->ready during the boot) follows from the loop with err. */
+void sandbox_kill(struct sandbox *sb, const struct hull_error *err);
 /* The last lines of the guest console, for error messages. Caller frees. */
 char *sandbox_console_tail(struct sandbox *sb, size_t max);
 uint64_t sandbox_now_ns(void);
-#define SANDBOX_FILES_TAG "hull-files"
 #define SANDBOX_SHARED_TAG "hull-shared"
 #define SANDBOX_NAT_GUEST "10.0.2.15"
 #define SANDBOX_NAT_DNS "10.0.2.3"
-/* Copy host file src to a new file dst (at most 16 MiB: resolv.conf-sized files). */
-int sandbox_copy_file(const char *src, const char *dst, struct hull_error **err);
+/* Write STATE/owner ("pid starttime") for this process. */
+void sandbox_write_owner(const char *state_dir);
 /* The live process that owns state_dir (a hull or shim), or 0 when it is gone. */
 int sandbox_owner(const char *state_dir);
 /* Remove the state dirs under root whose owning process is gone. */

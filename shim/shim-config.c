@@ -15,90 +15,36 @@
 
 void shim_config_defaults(struct shim_config *c)
 {
-	*c = (struct shim_config){
-	    .accel = VMM_ACCEL_AUTO,
-	    .machine = VMM_MACHINE_MICROVM,
-	    .channel = -1,
-	    .cpus = 1,
-	    .memory_mib = 256,
-	    .boot_timeout_ms = 30000,
-	    .log_level = LOG_LEVEL_INFO,
-	};
+	vmm_settings_init(&c->vm);
+	c->log_level = LOG_LEVEL_INFO;
 }
 
 void shim_config_done(struct shim_config *c)
 {
-	free(c->kernel);
-	free(c->initrd);
-	free(c->qemu);
+	vmm_settings_done(&c->vm);
 	shim_config_defaults(c);
 }
 
-static int set_value(struct shim_config *c, const char *key, const char *v, bool quoted)
+/* A key of the file: the VM's settings (checked where every front end's are), and the
+ * shim's own. */
+static int set_value(struct shim_config *c, const char *key, const char *v, bool quoted,
+                     struct hull_error **err)
 {
-	uint64_t n;
-
-	if (strcmp(key, "kernel") == 0 || strcmp(key, "initrd") == 0 || strcmp(key, "qemu") == 0) {
-		char **dst = key[0] == 'k' ? &c->kernel : key[0] == 'i' ? &c->initrd : &c->qemu;
-		if (!quoted || !*v || (key[0] != 'q' && v[0] != '/'))
-			return -EINVAL;
-		free(*dst);
-		*dst = xstrdup(v);
-		return 0;
-	}
-	if (strcmp(key, "cpus") == 0) {
-		char *end;
-		unsigned long u = strtoul(v, &end, 10);
-		if (quoted || *end || end == v || u < 1 || u > 64)
-			return -EINVAL;
-		c->cpus = (unsigned)u;
-		return 0;
-	}
-	if (strcmp(key, "memory") == 0) {
-		if (parse_size(v, &n) < 0 || n < (64ull << 20) || n > (1ull << 40))
-			return -EINVAL;
-		c->memory_mib = n >> 20;
-		return 0;
-	}
-	if (strcmp(key, "boot_timeout") == 0) {
-		if (parse_duration_ms(v, &n) < 0 || n == 0 || n > 3600000)
-			return -EINVAL;
-		c->boot_timeout_ms = (int)n;
-		return 0;
-	}
-	if (strcmp(key, "accel") == 0) {
-		int a = vmm_accel_from_string(v);
-		if (a < 0)
-			return -EINVAL;
-		c->accel = (enum vmm_accel)a;
-		return 0;
-	}
-	if (strcmp(key, "machine") == 0) {
-		int m = vmm_machine_from_string(v);
-		if (m < 0)
-			return -EINVAL;
-		c->machine = (enum vmm_machine)m;
-		return 0;
-	}
-	if (strcmp(key, "channel") == 0) {
-		if (strcmp(v, "auto") == 0)
-			c->channel = -1;
-		else if (strcmp(v, "serial") == 0)
-			c->channel = VMM_CHANNEL_SERIAL;
-		else if (strcmp(v, "vsock") == 0)
-			c->channel = VMM_CHANNEL_VSOCK;
-		else
-			return -EINVAL;
-		return 0;
-	}
+	static const char *const strings[] = {"kernel", "initrd", "qemu"};
 	if (strcmp(key, "log_level") == 0) {
 		int l = log_level_from_string(v);
 		if (l < 0)
-			return -EINVAL;
+			return hull_error_set(err, -EINVAL,
+			                      "bad value '%.128s': want error, warn, info or debug", v);
 		c->log_level = l;
 		return 0;
 	}
-	return -ENOENT;
+	/* Paths and names are TOML strings; numbers, sizes and words are bare. */
+	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+		if (strcmp(key, strings[i]) == 0 && !quoted)
+			return hull_error_set(err, -EINVAL, "bad value '%.128s': want a quoted string",
+			                      v);
+	return vmm_settings_set(&c->vm, key, v, err);
 }
 
 int shim_config_parse(const char *text, size_t len, const char *path, struct shim_config *c,
@@ -115,6 +61,7 @@ int shim_config_parse(const char *text, size_t len, const char *path, struct shi
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		_cleanup_free_ char *line = xstrndup(p, n);
 		char *s = line, *key, *eq, *v, *e;
+		_cleanup_error_ struct hull_error *e_value = NULL;
 		bool quoted = false;
 		int r;
 
@@ -161,13 +108,12 @@ int shim_config_parse(const char *text, size_t len, const char *path, struct shi
 			for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
 				*(e - 1) = '\0';
 		}
-		r = set_value(c, key, v, quoted);
+		r = set_value(c, key, v, quoted, &e_value);
 		if (r == -ENOENT)
 			return hull_error_set(err, -EINVAL, "%s:%u: unknown key '%.64s'", path,
 			                      lineno, key);
 		if (r < 0)
-			return hull_error_set(err, -EINVAL, "%s:%u: %s: bad value '%.128s'", path,
-			                      lineno, key, v);
+			return hull_error_set(err, r, "%s:%u: %s: %s", path, lineno, key, e_value->msg);
 	}
 	return 0;
 }

@@ -14,6 +14,7 @@
 
 #include "bundle.h"
 #include "log.h"
+#include "pod-mount.h"
 #include "sandbox.h"
 #include "shim-task.pb-c.h"
 #include "shim.h"
@@ -198,7 +199,7 @@ static int do_delete(const struct shim_args *a)
 	uint8_t out[64];
 	size_t n;
 
-	shim_unmount_all(rootfs);
+	pod_unmount_all(rootfs);
 	/* A sandbox whose shim died: QEMU went with it (PDEATHSIG); its state goes now,
 	 * and its socket, unless a shim still answers there. */
 	sandbox_sweep_stale(root);
@@ -224,6 +225,10 @@ static int do_delete(const struct shim_args *a)
 						usleep(100000);
 				}
 				(void)unlink(sock);
+				/* A shim killed before its teardown left its tc wiring on the
+				 * pod's interfaces. */
+				if (b.netns_path)
+					(void)sandbox_net_sweep(b.netns_path);
 			}
 		}
 		bundle_done(&b);

@@ -119,9 +119,11 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		                      "VM description lacks kernel, initrd or state dir");
 	if (cfg->accel != VMM_ACCEL_KVM && cfg->accel != VMM_ACCEL_TCG)
 		return hull_error_set(err, -EINVAL, "accelerator not resolved (kvm or tcg)");
-	if (cfg->cpus < 1 || cfg->cpus > 64)
+	/* Values come checked from vmm_settings_set(); the builder only refuses what it
+	 * cannot express. */
+	if (cfg->cpus < 1 || cfg->cpus > VMM_CPUS_MAX)
 		return hull_error_set(err, -EINVAL, "cpus: %u out of range 1..64", cfg->cpus);
-	if (cfg->memory_mib < 64 || cfg->memory_mib > (1u << 20))
+	if (cfg->memory_mib < VMM_MEMORY_MIN_MIB || cfg->memory_mib > VMM_MEMORY_MAX_MIB)
 		return hull_error_set(err, -EINVAL, "memory: %llu MiB out of range 64 MiB..1 TiB",
 		                      (unsigned long long)cfg->memory_mib);
 	if (cfg->channel == VMM_CHANNEL_VSOCK && cfg->vsock_cid < 3)

@@ -189,14 +189,16 @@ static int connect_unix(const char *path, int *ret_fd)
 	return 0;
 }
 
+/* Non-blocking: 0 with *ret_fd connected or still connecting (writable once it is
+ * decided; SO_ERROR tells), or -errno. */
 static int connect_vsock(uint32_t cid, int *ret_fd)
 {
 	struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = 1024};
-	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
 		return -errno;
 	*ret_fd = TAKE_FD(fd);
 	return 0;
@@ -208,25 +210,22 @@ static int qemu_connect_agent(struct vmm *vm, int *ret_fd, struct hull_error **e
 
 	if (vm->cfg.channel == VMM_CHANNEL_SERIAL) {
 		_cleanup_free_ char *path = vmm_agent_path(vm->cfg.state_dir);
-		/* QEMU buffers nothing for us: bytes written before the guest opens the
-		 * port wait in the socket until it does. */
+		/* QEMU is the server and buffers nothing for us: bytes written before the
+		 * guest opens the port wait in the socket until it does. */
 		r = connect_unix(path, ret_fd);
 		if (r < 0)
 			return hull_error_set_errno(err, r, "connect agent channel '%s'", path);
 		return 0;
 	}
-	/* vsock: the guest listens only once the agent runs; retry until it does. */
-	for (int i = 0; i < 3000; i++) {
-		r = connect_vsock(vm->cfg.vsock_cid, ret_fd);
-		if (r == 0)
-			return 0;
-		if (r != -ECONNRESET && r != -ETIMEDOUT && r != -ECONNREFUSED && r != -ENODEV)
-			break;
-		if (qemu_exited(vm))
-			return qemu_exit_error(vm, err);
-		sleep_ms(10);
-	}
-	return hull_error_set_errno(err, r, "connect agent over vsock cid %u", vm->cfg.vsock_cid);
+	/* vsock: the guest listens only once the agent runs; the caller tries again
+	 * while the connection is refused. */
+	r = connect_vsock(vm->cfg.vsock_cid, ret_fd);
+	if (r == -ECONNRESET || r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENODEV)
+		return -EAGAIN;
+	if (r < 0)
+		return hull_error_set_errno(err, r, "connect agent over vsock cid %u",
+		                            vm->cfg.vsock_cid);
+	return 0;
 }
 
 static int qemu_exit_fd(struct vmm *vm)

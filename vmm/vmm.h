@@ -27,6 +27,42 @@ enum vmm_channel {
 	_VMM_CHANNEL_MAX,
 };
 
+#define VMM_CPUS_MAX 64
+#define VMM_MEMORY_MIN_MIB 64
+#define VMM_MEMORY_MAX_MIB (1u << 20)
+
+/* What a user chooses about a VM, the same for every front end (hull run's flags, the
+ * shim's config file, the CRI server): one default table and one validator
+ * (vmm-settings.c). */
+struct vmm_settings {
+	char *kernel, *initrd; /* NULL: hull's own guest */
+	char *qemu;            /* NULL: $HULL_QEMU or qemu-system-x86_64 */
+	enum vmm_accel accel;
+	enum vmm_machine machine;
+	int channel; /* enum vmm_channel, or -1: vsock where the host has it */
+	unsigned cpus;
+	uint64_t memory_mib;
+	uint64_t boot_timeout_ms;
+};
+
+struct vmm_setting {
+	const char *key;    /* "boot_timeout"; hull run's flag is --boot-timeout */
+	const char *syntax; /* what a value looks like, for errors and help */
+	const char *def;    /* the default as text, or NULL */
+	const char *help;
+};
+
+/* Every setting at its default. */
+void vmm_settings_init(struct vmm_settings *s);
+void vmm_settings_done(struct vmm_settings *s);
+void vmm_settings_copy(struct vmm_settings *dst, const struct vmm_settings *src);
+/* Set key from text, checked. -ENOENT for a key that is not a VM setting, -EINVAL for a
+ * bad value ("bad value 'x': want a number from 1 to 64"); s is unchanged then. */
+int vmm_settings_set(struct vmm_settings *s, const char *key, const char *value,
+                     struct hull_error **err);
+/* The table, for help texts and docs. */
+const struct vmm_setting *vmm_settings_list(size_t *ret_n);
+
 /* A host directory shared into the guest over virtio-9p under a mount tag. */
 struct vmm_share {
 	const char *tag;
@@ -110,7 +146,9 @@ struct vmm_ops {
 	const char *name;
 	/* Launch the VM described by vm->cfg; returns once the monitor answers. */
 	int (*start)(struct vmm *vm, struct hull_error **err);
-	/* Connect to the agent channel; a connected stream fd. */
+	/* Connect to the agent channel without blocking: a stream fd, connected or still
+	 * connecting (it polls writable once that is decided; SO_ERROR then says how),
+	 * or -EAGAIN while the guest does not listen yet (try again shortly). */
 	int (*connect_agent)(struct vmm *vm, int *ret_fd, struct hull_error **err);
 	/* An fd that polls readable when the VM process has exited (-1 if none). */
 	int (*exit_fd)(struct vmm *vm);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* What the shim changes in a container's config.json before the guest sees it.
+/* What the Task service changes in a container's config.json before the guest sees it.
  * - Mounts at the same destination: the last one wins. containerd's CRI plugin writes
  *   both its default /dev/shm tmpfs and the pod's /dev/shm bind; runc mounts them in
  *   order, so the last one covers the first. The agent refuses duplicates (a bundle
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "json.h"
-#include "shim.h"
+#include "task-spec.h"
 #include "util.h"
 
 /* Equal paths but for trailing slashes ("/dev/shm" and "/dev/shm/"). */
@@ -26,7 +26,7 @@ static bool same_path(const char *a, const char *b)
 	return la == lb && memcmp(a, b, la) == 0;
 }
 
-int shim_spec_for_guest(const char *json, size_t len, char **out, size_t *out_len,
+int task_spec_for_guest(const char *json, size_t len, char **out, size_t *out_len,
                         struct hull_error **err)
 {
 	json_object *root, *linux_, *nss, *mounts;

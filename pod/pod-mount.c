@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* Host mounts the shim makes for a container: containerd's rootfs snapshot on
- * bundle/rootfs (as the runc shim does), and binds below the sandbox's shared
- * directory so the guest reaches them over the one 9p share. */
+/* Host mounts for a container: a rootfs given as a list of mounts (containerd's
+ * snapshot on bundle/rootfs, as the runc shim does), and binds below the sandbox's
+ * shared directory so the guest reaches them over the one 9p share. */
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sched.h>
 #include <sys/stat.h>
 
-#include "shim.h"
+#include "pod-mount.h"
 #include "util.h"
 
 /* mount(8) option words that are flags; everything else is filesystem data. */
@@ -51,23 +52,25 @@ static void parse_options(char *const *opts, size_t n, unsigned long *flags, cha
 	}
 }
 
-int shim_mount_rootfs(const char *target, Hull__Task__Mount *const *m, size_t n,
-                      struct hull_error **err)
+int pod_mount_list(const char *target, const struct pod_host_mount *m, size_t n,
+                   struct hull_error **err)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned long flags;
 		_cleanup_free_ char *data = NULL;
-		const char *type = m[i]->type;
+		const char *type = m[i].type;
 
-		parse_options(m[i]->options, m[i]->n_options, &flags, &data);
+		parse_options(m[i].options, m[i].n_options, &flags, &data);
 		if (strcmp(type, "bind") == 0)
 			flags |= MS_BIND;
-		if (mount(m[i]->source, target, (flags & MS_BIND) ? NULL : type, flags & ~MS_RDONLY,
+		/* Security: what the caller (containerd) names, mounted as the runc shim
+		 * would, on a target the caller owns. */
+		if (mount(m[i].source, target, (flags & MS_BIND) ? NULL : type, flags & ~MS_RDONLY,
 		          *data ? data : NULL) < 0) {
 			int r = -errno;
-			shim_unmount_all(target);
+			pod_unmount_all(target);
 			return hull_error_set_errno(err, r, "rootfs mount %zu (%s '%s' on '%s')", i,
-			                            type, m[i]->source, target);
+			                            type, m[i].source, target);
 		}
 		/* A bind ignores MS_RDONLY on the first call: remount to apply it. */
 		if ((flags & MS_RDONLY) &&
@@ -75,7 +78,7 @@ int shim_mount_rootfs(const char *target, Hull__Task__Mount *const *m, size_t n,
 		          (flags & MS_BIND) ? MS_BIND | MS_REMOUNT | MS_RDONLY : MS_REMOUNT | flags,
 		          NULL) < 0) {
 			int r = -errno;
-			shim_unmount_all(target);
+			pod_unmount_all(target);
 			return hull_error_set_errno(err, r, "rootfs mount %zu: read-only", i);
 		}
 	}
@@ -103,14 +106,14 @@ static bool is_mountpoint(const char *path)
 	return false;
 }
 
-void shim_unmount_all(const char *target)
+void pod_unmount_all(const char *target)
 {
 	for (int i = 0; i < 64 && is_mountpoint(target); i++)
 		if (umount2(target, MNT_DETACH) < 0)
 			break;
 }
 
-int shim_bind(const char *src, const char *dst, bool readonly, struct hull_error **err)
+int pod_bind(const char *src, const char *dst, bool readonly, struct hull_error **err)
 {
 	struct stat st;
 	int r;
@@ -136,5 +139,43 @@ int shim_bind(const char *src, const char *dst, bool readonly, struct hull_error
 		(void)umount2(dst, MNT_DETACH);
 		return hull_error_set_errno(err, r, "bind '%s' read-only", src);
 	}
+	return 0;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
+		return -errno;
+	return 0;
+}
+
+int pod_private_mounts(struct hull_error **err)
+{
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	int flags = CLONE_NEWNS | (uid != 0 ? CLONE_NEWUSER : 0);
+	int r;
+
+	/* Security: a user namespace maps only our own ids to themselves, so nothing we do
+	 * in it reaches further than we could before; it only lets us bind-mount what we
+	 * can already read, inside a mount namespace no one else sees. */
+	if (unshare(flags) < 0)
+		return hull_error_set_errno(err, -errno, "a mount namespace of our own");
+	if (uid != 0) {
+		_cleanup_free_ char *um = xasprintf("%u %u 1\n", (unsigned)uid, (unsigned)uid);
+		_cleanup_free_ char *gm = xasprintf("%u %u 1\n", (unsigned)gid, (unsigned)gid);
+		r = write_file("/proc/self/setgroups", "deny");
+		if (r >= 0)
+			r = write_file("/proc/self/uid_map", um);
+		if (r >= 0)
+			r = write_file("/proc/self/gid_map", gm);
+		if (r < 0)
+			return hull_error_set_errno(err, r, "map our ids in a user namespace");
+	}
+	/* Security: host mounts keep reaching us (a volume mounted later), ours never
+	 * reach the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return hull_error_set_errno(err, -errno, "make our mounts private");
 	return 0;
 }

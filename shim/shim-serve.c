@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/* The shim's process: an event loop with the Task service (pod/task-service.c) on the
+ * shim's socket, signals, and events to containerd. How the first Create boots the pod
+ * is the shim's own: its config file, the pod's host cgroup, the bundle's network
+ * namespace. */
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
+#include "log.h"
+#include "shim-events.pb-c.h"
+#include "shim.h"
+#include "task-service.h"
+#include "ttrpc-server.h"
+#include "util.h"
+
+#define STOP_TIMEOUT_MS 5000
+
+struct shim {
+	const struct shim_args *a;
+	struct event_loop *loop;
+	struct ttrpc_server *srv;
+	struct task_service *ts;
+	struct shim_events *events;
+	struct shim_config cfg;
+	char **cgroups; /* host cgroup dirs we made for the pod (removed at exit) */
+	int sig_fd;
+	bool shutdown;
+};
+
+static char *options_config_path(const Hull__Task__Any *opts)
+{
+	Hull__Events__RuntimeOptions *o;
+	char *path = NULL;
+	if (!opts || !opts->value.len)
+		return NULL;
+	/* runtimeoptions.v1.Options (containerd's CRI runtime `options` table). */
+	if (!strstr(opts->type_url, "runtimeoptions.v1.Options"))
+		return NULL;
+	o = hull__events__runtime_options__unpack(NULL, opts->value.len, opts->value.data);
+	if (o && o->config_path[0])
+		path = xstrdup(o->config_path);
+	if (o)
+		hull__events__runtime_options__free_unpacked(o, NULL);
+	return path;
+}
+
+static int boot(void *userdata, struct pod *pod, const Hull__Task__Any *options,
+                const struct bundle *b, struct hull_error **err)
+{
+	struct shim *s = userdata;
+	_cleanup_free_ char *config_path = options_config_path(options);
+	struct pod_config pc = {0};
+	int r;
+
+	shim_config_done(&s->cfg);
+	r = shim_config_load(config_path, config_path != NULL, &s->cfg, err);
+	if (r < 0)
+		return r;
+	log_set_level((enum log_level)(s->a->debug ? LOG_LEVEL_DEBUG : s->cfg.log_level));
+	/* The pod's cgroup first: QEMU inherits it. */
+	r = shim_cgroup_join(b->cgroups_path, &s->cgroups, err);
+	if (r < 0)
+		return r;
+	/* The sandbox is named after the shim's first task (the pod sandbox in
+	 * Kubernetes), so hull's tools and the cleanup find it. */
+	pc.id = id_is_valid(s->a->id) ? s->a->id : NULL;
+	pc.vm = &s->cfg.vm;
+	pc.netns = b->netns_path;
+	pc.debug = log_get_level() >= LOG_LEVEL_DEBUG;
+	return pod_boot(pod, &pc, err);
+}
+
+static void publish(void *userdata, const char *topic, const char *name,
+                    const ProtobufCMessage *event)
+{
+	struct shim *s = userdata;
+	if (s->events)
+		shim_events_publish(s->events, topic, name, event);
+}
+
+static void shutdown_asked(void *userdata)
+{
+	struct shim *s = userdata;
+	s->shutdown = true;
+}
+
+static const struct task_service_ops ops = {
+    .boot = boot,
+    .publish = publish,
+    .shutdown = shutdown_asked,
+};
+
+static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct shim *s = userdata;
+	struct signalfd_siginfo si;
+	(void)loop, (void)revents;
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("%s: stopping the sandbox", strsignal((int)si.ssi_signo));
+		s->shutdown = true;
+	}
+}
+
+int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
+{
+	struct shim s = {.a = a, .sig_fd = -1};
+	_cleanup_error_ struct hull_error *err = NULL;
+	const struct ttrpc_method *methods;
+	size_t n_methods;
+	sigset_t mask;
+	int r;
+
+	shim_config_defaults(&s.cfg);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGPIPE);
+	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	s.loop = event_loop_new();
+	event_add(s.loop, s.sig_fd, EPOLLIN, on_signal, &s);
+	if (a->ttrpc_address && *a->ttrpc_address)
+		s.events = shim_events_new(s.loop, a->ttrpc_address, a->namespace);
+	s.ts = task_service_new(s.loop, &ops, &s);
+	methods = task_service_methods(&n_methods);
+	s.srv = ttrpc_server_new(s.loop, methods, n_methods, s.ts);
+	if (ttrpc_server_listen(s.srv, sock_path, &err) < 0) {
+		dprintf(ready_fd, "%s\n", err->msg);
+		close(ready_fd);
+		r = 1;
+		goto out;
+	}
+	(void)!write(ready_fd, "ok\n", 3);
+	close(ready_fd);
+
+	while (!s.shutdown) {
+		r = event_loop_once(s.loop, -1);
+		if (r < 0) {
+			log_error("event loop: %s", strerror(-r));
+			break;
+		}
+	}
+	log_info("shutting down");
+	/* What containerd should still hear (the last events), for a moment. */
+	for (int i = 0; i < 50 && shim_events_queued(s.events); i++)
+		(void)event_loop_once(s.loop, 20);
+	r = 0;
+out:
+	s.srv = ttrpc_server_free(s.srv);
+	(void)unlink(sock_path);
+	/* The VM, then every host mount of the pod, then its state. */
+	s.ts = task_service_free(s.ts, STOP_TIMEOUT_MS);
+	shim_cgroup_leave(s.cgroups);
+	strv_free(s.cgroups);
+	s.events = shim_events_free(s.events);
+	s.loop = event_loop_free(s.loop);
+	close(s.sig_fd);
+	shim_config_done(&s.cfg);
+	return r;
+}
