@@ -226,7 +226,8 @@ static int parse_publish(const char *s, struct run_opts *o)
 		return run_usage_error("-p '%s': host port '%s' is not 1-65535", s, parts[n - 2]);
 	ctr = strtoul(parts[n - 1], &end, 10);
 	if (*end || ctr < 1 || ctr > 65535)
-		return run_usage_error("-p '%s': container port '%s' is not 1-65535", s, parts[n - 1]);
+		return run_usage_error("-p '%s': container port '%s' is not 1-65535", s,
+		                       parts[n - 1]);
 	if (ip && inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
 		return run_usage_error("-p '%s': '%s' is not an IPv4 address", s, ip);
 	sa.sin_port = htons((uint16_t)host);
@@ -235,7 +236,7 @@ static int parse_publish(const char *s, struct run_opts *o)
 		    socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			return run_usage_error("-p '%s': host port %lu is in use (%s)", s, host,
-			                   strerror(errno));
+			                       strerror(errno));
 	}
 	strv_push(&o->hostfwd,
 	          xasprintf("%s:%s:%lu-:%lu", udp ? "udp" : "tcp", ip ? ip : "", host, ctr));
@@ -270,9 +271,11 @@ static int parse_volume(const char *s, struct run_opts *o)
 	if (mode && strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0)
 		return run_usage_error("--volume '%s': mode '%s' is not ro or rw", s, mode);
 	if (ctr[0] != '/' || strcmp(ctr, "/") == 0)
-		return run_usage_error("--volume '%s': container path must be absolute and not '/'", s);
+		return run_usage_error("--volume '%s': container path must be absolute and not '/'",
+		                       s);
 	if (stat(host, &st) < 0)
-		return run_usage_error("--volume '%s': host path '%s': %s", s, host, strerror(errno));
+		return run_usage_error("--volume '%s': host path '%s': %s", s, host,
+		                       strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return run_usage_error("--volume '%s': host path '%s' is not a directory", s, host);
 	if (o->n_vols >= 32)
@@ -332,7 +335,8 @@ static int image_user(const char *rootfs, const char *spec, struct run_opts *o)
 	uid = strtoul(copy, &end, 10);
 	if (!*copy || *end) {
 		if (lookup_in_rootfs(rootfs, "/etc/passwd", copy, &uid, &gid) < 0)
-			return run_usage_error("the image's user '%s' is not in its /etc/passwd", spec);
+			return run_usage_error("the image's user '%s' is not in its /etc/passwd",
+			                       spec);
 	}
 	if (group) {
 		gid = strtoul(group, &end, 10);
@@ -405,7 +409,8 @@ static int image_prepare(struct run_opts *o, const char *image, char **cmd)
 	if (!o->cmd_owned) {
 		image_manifest_done(&m);
 		image_config_done(&c);
-		return run_usage_error("image '%s' has no Entrypoint or Cmd: give a command", image);
+		return run_usage_error("image '%s' has no Entrypoint or Cmd: give a command",
+		                       image);
 	}
 	o->cmd = o->cmd_owned;
 	if (!o->workdir && c.workdir && c.workdir[0] == '/')
@@ -424,7 +429,6 @@ static int image_prepare(struct run_opts *o, const char *image, char **cmd)
 	image_config_done(&c);
 	return r;
 }
-
 
 enum {
 	OPT_ROOTFS = 0x100,
@@ -554,7 +558,8 @@ static int parse_log_opt(struct run_opts *o, const char *arg)
 
 	if (strncmp(arg, "max-size=", 9) == 0) {
 		if (parse_size(arg + 9, &v) < 0 || v < 4096 || v > (1ull << 40))
-			return run_usage_error("--log-opt '%s': want a size from 4K, like 10M", arg);
+			return run_usage_error("--log-opt '%s': want a size from 4K, like 10M",
+			                       arg);
 		o->log_max_size = v;
 		return 0;
 	}
@@ -611,8 +616,8 @@ static int parse_option(struct run_opts *o, int c, const char *arg, char ***cli_
 		/* It also lands in /etc/hosts: no spaces or control characters. */
 		if (strlen(arg) == 0 || strlen(arg) > 64 ||
 		    strcspn(arg, " \t\r\n\v\f") != strlen(arg))
-			return run_usage_error("--hostname '%s': want 1 to 64 characters, no spaces",
-			                       arg);
+			return run_usage_error(
+			    "--hostname '%s': want 1 to 64 characters, no spaces", arg);
 		free(o->hostname);
 		o->hostname = xstrdup(arg);
 		return 0;

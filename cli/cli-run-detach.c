@@ -158,7 +158,8 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *us
 	}
 	{
 		struct hull_error e = {.code = -ETIMEDOUT,
-		                       .msg = (char *)"the guest did not end the job after SIGKILL"};
+		                       .msg =
+		                           (char *)"the guest did not end the job after SIGKILL"};
 		pod_kill(d->pod, &e);
 	}
 }

@@ -28,9 +28,9 @@
 #define GIVE_UP_MS 5000
 
 enum phase {
-	PHASE_BOOT,   /* until the container is created */
-	PHASE_START,  /* StartContainer in flight */
-	PHASE_RUN,    /* running: signals are forwarded */
+	PHASE_BOOT,  /* until the container is created */
+	PHASE_START, /* StartContainer in flight */
+	PHASE_RUN,   /* running: signals are forwarded */
 	PHASE_DONE,
 };
 
@@ -195,9 +195,10 @@ static void on_started(void *userdata, int r, const struct hull_error *err)
 	if (r < 0) {
 		/* Only a failed exec becomes 126/127 (as docker): every other failure is
 		 * hull's, 125. */
-		finish(s, r == -ENOENT   ? EXIT_CMD_NOT_FOUND
-		          : r == -EACCES ? EXIT_CMD_NOT_EXEC
-		                         : EXIT_HULL_ERROR,
+		finish(s,
+		       r == -ENOENT   ? EXIT_CMD_NOT_FOUND
+		       : r == -EACCES ? EXIT_CMD_NOT_EXEC
+		                      : EXIT_HULL_ERROR,
 		       err);
 		return;
 	}
@@ -305,8 +306,9 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *us
 		return;
 	if (fd == s->give_up_fd) {
 		struct hull_error e = {.code = -ETIMEDOUT,
-		                       .msg = (char *)"the guest did not end the job after SIGKILL: "
-		                                      "its VM is stopped"};
+		                       .msg =
+		                           (char *)"the guest did not end the job after SIGKILL: "
+		                                   "its VM is stopped"};
 		if (s->exited) {
 			/* It ended, but its output does not drain (a reader that does not
 			 * read): what is left is dropped. */
@@ -488,13 +490,14 @@ int cli_run(int argc, char **argv)
 		return r > 0 ? 0 : EXIT_HULL_ERROR;
 	}
 	/* Check what we can before anything is made. */
-	qemu = o.vm.qemu ? o.vm.qemu
+	qemu = o.vm.qemu                                     ? o.vm.qemu
 	       : getenv("HULL_QEMU") && *getenv("HULL_QEMU") ? getenv("HULL_QEMU")
 	                                                     : "qemu-system-x86_64";
 	if (run_check_binary(qemu) < 0) {
-		fprintf(stderr,
-		        "hull: QEMU binary '%s' not found (install qemu-system-x86 or set HULL_QEMU)\n",
-		        qemu);
+		fprintf(
+		    stderr,
+		    "hull: QEMU binary '%s' not found (install qemu-system-x86 or set HULL_QEMU)\n",
+		    qemu);
 		run_opts_done(&o);
 		return EXIT_HULL_ERROR;
 	}

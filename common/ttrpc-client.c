@@ -273,7 +273,8 @@ static void dispatch_response(struct ttrpc_client *c, const struct ttrpc_frame *
 	}
 	if (p->cb) {
 		int code = resp->status ? resp->status->code : 0;
-		const char *msg = resp->status && resp->status->message ? resp->status->message : "";
+		const char *msg =
+		    resp->status && resp->status->message ? resp->status->message : "";
 		p->cb(c, code, msg, resp->payload.data, resp->payload.len, p->userdata);
 	}
 	hull__ttrpc__response__free_unpacked(resp, NULL);
@@ -420,15 +421,13 @@ int ttrpc_client_attach(struct ttrpc_client *c, struct event_loop *loop,
 	return 0;
 }
 
-/* Outside our own dispatch, write at once; inside it, client_io() writes at its end. */
+/* Queued output goes from the loop (EPOLLOUT), never from inside the caller's call: a
+ * write that fails there would answer every pending call re-entrantly. */
 static void kick(struct ttrpc_client *c)
 {
 	if (c->depth > 0 || !c->loop)
-		return;
-	c->depth++;
-	flush(c);
+		return; /* client_io() writes at its end */
 	update_interest(c);
-	leave(c);
 }
 
 uint32_t ttrpc_client_call(struct ttrpc_client *c, const char *method, const ProtobufCMessage *msg,
@@ -530,8 +529,9 @@ int ttrpc_client_call_sync(struct ttrpc_client *c, const char *method, const Pro
 	if (!s.done) {
 		ttrpc_client_forget(c, sid);
 		if (r == 0)
-			r = hull_error_set(err, c->failure ? c->failure->code : -ECONNRESET, "%s: %s",
-			                   method, c->failure ? c->failure->msg : "no answer");
+			r = hull_error_set(err, c->failure ? c->failure->code : -ECONNRESET,
+			                   "%s: %s", method,
+			                   c->failure ? c->failure->msg : "no answer");
 		free(s.message);
 		return r;
 	}

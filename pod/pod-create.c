@@ -43,10 +43,11 @@ static void storage_9p(Hull__Agent__V1__Storage *s)
 	s->fstype = (char *)"9p";
 }
 
-int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t **ret, size_t *ret_len,
-                  struct hull_error **err)
+int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t **ret,
+                  size_t *ret_len, struct hull_error **err)
 {
-	Hull__Agent__V1__CreateContainerRequest req = HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+	Hull__Agent__V1__CreateContainerRequest req =
+	    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Hull__Agent__V1__Storage root;
 	_cleanup_free_ Hull__Agent__V1__Mount *mounts = NULL;
 	_cleanup_free_ Hull__Agent__V1__Mount **mptrs = NULL;

@@ -13,8 +13,10 @@ struct pod {
 	struct sandbox *sb;
 	bool ready, lost;
 	struct hull_error *lost_err;
-	struct pod_ctr *ctrs; /* in creation order */
-	struct pod_op *ops;   /* agent calls in flight, newest first */
+	struct pod_ctr *ctrs;     /* in creation order */
+	struct pod_op *ops;       /* agent calls in flight, newest first */
+	struct stream **forwards; /* port-forwards, ended with the VM */
+	size_t n_forwards;
 };
 
 struct pod_ctr {
@@ -51,7 +53,7 @@ struct pod_proc {
 
 /* The container's host side and its CreateContainer request (pod-create.c): binds below
  * the shared directory, the request packed into *ret. On failure what was made is undone. */
-int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t **ret, size_t *ret_len,
-                  struct hull_error **err);
+int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t **ret,
+                  size_t *ret_len, struct hull_error **err);
 /* Undo the host side: unmount the binds, remove what was made. */
 void pod_ctr_undo_host(struct pod_ctr *c);

@@ -43,8 +43,8 @@ static void rotate(struct logfile *l)
 	int fd;
 
 	for (unsigned i = l->max_files - 1; i >= 1; i--) {
-		_cleanup_free_ char *from = i == 1 ? xstrdup(l->path)
-		                                   : xasprintf("%s.%u", l->path, i - 1);
+		_cleanup_free_ char *from =
+		    i == 1 ? xstrdup(l->path) : xasprintf("%s.%u", l->path, i - 1);
 		_cleanup_free_ char *to = xasprintf("%s.%u", l->path, i);
 		(void)rename(from, to);
 	}

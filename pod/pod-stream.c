@@ -53,8 +53,8 @@ static ssize_t fd_sink_write(struct stream_sink *s, const void *p, size_t n)
 {
 	struct fd_sink *f = (struct fd_sink *)s;
 	for (;;) {
-		ssize_t r = f->sock ? send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT)
-		                    : write(s->fd, p, n);
+		ssize_t r =
+		    f->sock ? send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : write(s->fd, p, n);
 		if (r > 0)
 			return r;
 		if (r < 0 && errno == EINTR)
@@ -257,8 +257,8 @@ static void cut(struct stream *st, int r, struct hull_error *err)
 		return;
 	}
 	if (!st->replied) {
-		send_frame(st, NULL, 0, false, 0, true);
 		ttrpc_client_forget(st->c, st->sid);
+		send_frame(st, NULL, 0, false, 0, true);
 	}
 	end(st, r, err);
 }
@@ -455,8 +455,8 @@ struct stream *stream_open(struct event_loop *loop, struct ttrpc_client *c, cons
 	st->source_socket = cfg->source_socket;
 	for (int i = 1; i <= 2; i++)
 		st->sink[i] = cfg->sink[i];
-	st->sid = ttrpc_client_call(c, method, msg, TTRPC_FLAG_REMOTE_OPEN, 0, on_reply, on_data,
-	                            st);
+	st->sid =
+	    ttrpc_client_call(c, method, msg, TTRPC_FLAG_REMOTE_OPEN, 0, on_reply, on_data, st);
 	if (!st->sid) {
 		for (int i = 1; i <= 2; i++)
 			close_sink(st, i);
@@ -524,8 +524,8 @@ struct stream *stream_free(struct stream *st)
 	if (!st)
 		return NULL;
 	if (!st->replied && !st->over) {
-		send_frame(st, NULL, 0, false, 0, true);
 		ttrpc_client_forget(st->c, st->sid);
+		send_frame(st, NULL, 0, false, 0, true);
 	}
 	for (int i = 1; i <= 2; i++)
 		close_sink(st, i);

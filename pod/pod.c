@@ -58,8 +58,8 @@ static int op_send(struct pod *pod, enum op_kind kind, const char *method,
 	op->done = done;
 	op->reply = reply;
 	op->userdata = userdata;
-	op->sid = ttrpc_client_call(pod->sb->agent, method, msg, 0, timeout_ms, on_op_reply, NULL,
-	                            op);
+	op->sid =
+	    ttrpc_client_call(pod->sb->agent, method, msg, 0, timeout_ms, on_op_reply, NULL, op);
 	if (!op->sid) {
 		free(op);
 		return hull_error_set(err, -EBUSY, "%s: the agent channel is gone or busy", method);
@@ -370,6 +370,8 @@ static void pod_lose(struct pod *pod, const struct hull_error *err)
 				proc_ended(p, POD_EXIT_VM_GONE, gone.msg);
 		}
 	}
+	for (size_t i = 0; i < pod->n_forwards; i++)
+		stream_abort(pod->forwards[i], &gone);
 	free(gone.msg);
 	if (pod->sink->lost)
 		pod->sink->lost(pod, err, pod->userdata);
@@ -456,9 +458,11 @@ struct pod *pod_free(struct pod *pod, int timeout_ms)
 {
 	if (!pod)
 		return NULL;
+	/* No callback of ours runs again: calls in flight are forgotten first. */
 	while (pod->ops) {
 		struct pod_op *op = pod->ops;
 		pod->ops = op->next;
+		ttrpc_client_forget(pod->sb ? pod->sb->agent : NULL, op->sid);
 		free(op);
 	}
 	while (pod->ctrs) {
@@ -466,6 +470,9 @@ struct pod *pod_free(struct pod *pod, int timeout_ms)
 		pod->ctrs = c->next;
 		ctr_free(c);
 	}
+	while (pod->n_forwards)
+		stream_free(pod->forwards[--pod->n_forwards]);
+	free(pod->forwards);
 	pod->sb = sandbox_stop(pod->sb, timeout_ms);
 	hull_error_free(pod->lost_err);
 	free(pod);
@@ -557,8 +564,8 @@ static void start_replied(struct pod_op *op, int r, const struct hull_error *err
 	                         .msg = (char *)"protocol violation: the guest's start reply does "
 	                                        "not decode"};
 
-	if (r == 0 && !(sr = hull__agent__v1__start_container_response__unpack(NULL, len,
-	                                                                         payload))) {
+	if (r == 0 &&
+	    !(sr = hull__agent__v1__start_container_response__unpack(NULL, len, payload))) {
 		r = bad.code;
 		err = &bad;
 	}
@@ -616,8 +623,8 @@ static void on_op_reply(struct ttrpc_client *cl, int code, const char *message,
 		break;
 	case OP_REMOVE:
 		if (r < 0)
-			log_warn("remove container '%s' in the guest: %s",
-			         op->c ? op->c->id : "?", message);
+			log_warn("remove container '%s' in the guest: %s", op->c ? op->c->id : "?",
+			         message);
 		if (op->c) {
 			ctr_unlink(op->c);
 			ctr_free(op->c);
@@ -669,8 +676,8 @@ int pod_create(struct pod *pod, const struct pod_ctr_config *cfg, pod_done_fn do
 	if (!pod->sb || pod->lost)
 		return need_ready(pod, err);
 	if (!id_is_valid(cfg->id))
-		return hull_error_set(err, -EINVAL, "container id '%.80s': want 1-64 of [A-Za-z0-9_.-]",
-		                      cfg->id);
+		return hull_error_set(err, -EINVAL,
+		                      "container id '%.80s': want 1-64 of [A-Za-z0-9_.-]", cfg->id);
 	if (pod_ctr_find(pod, cfg->id))
 		return hull_error_set(err, -EEXIST, "container '%s' exists", cfg->id);
 	c = xcalloc(1, sizeof(*c));
@@ -708,8 +715,8 @@ int pod_delete(struct pod_ctr *c, pod_done_fn done, void *userdata, struct hull_
 		p->stream = stream_free(p->stream);
 	if (c->in_guest && !pod->lost) {
 		cr.id = c->id;
-		return op_send(pod, OP_REMOVE, "RemoveContainer", &cr.base, CALL_TIMEOUT_MS, c, NULL,
-		               done, NULL, userdata, err);
+		return op_send(pod, OP_REMOVE, "RemoveContainer", &cr.base, CALL_TIMEOUT_MS, c,
+		               NULL, done, NULL, userdata, err);
 	}
 	ctr_unlink(c);
 	ctr_free(c);
@@ -820,7 +827,8 @@ int pod_start(struct pod_proc *p, pod_done_fn done, void *userdata, struct hull_
 	                  : op_send(pod, OP_START, "StartContainer", &cr.base, CALL_TIMEOUT_MS,
 	                            p->c, p, done, NULL, userdata, err);
 	if (r >= 0)
-		r = op_send(pod, OP_WAIT, "WaitProcess", &cr.base, 0, p->c, p, NULL, NULL, NULL, err);
+		r = op_send(pod, OP_WAIT, "WaitProcess", &cr.base, 0, p->c, p, NULL, NULL, NULL,
+		            err);
 	return r;
 }
 
@@ -863,8 +871,9 @@ int pod_call(struct pod *pod, const char *method, const ProtobufCMessage *msg, p
 	               err);
 }
 
-struct stream *pod_port_forward(struct pod *pod, unsigned port, int fd, const struct stream_ops *ops,
-                                void *userdata, struct hull_error **err)
+struct stream *pod_port_forward(struct pod *pod, unsigned port, int fd,
+                                const struct stream_ops *ops, void *userdata,
+                                struct hull_error **err)
 {
 	Hull__Agent__V1__PortForwardRequest req = HULL__AGENT__V1__PORT_FORWARD_REQUEST__INIT;
 	_cleanup_free_ char *what = xasprintf("port-forward to %u", port);
@@ -878,7 +887,22 @@ struct stream *pod_port_forward(struct pod *pod, unsigned port, int fd, const st
 	 * done; we only shut its directions down. */
 	sc.sink[1] = stream_sink_fd(fd, false);
 	st = stream_open(pod->loop, pod->sb->agent, "PortForward", &req.base, &sc, ops, userdata);
-	if (!st)
+	if (!st) {
 		hull_error_set(err, -ECONNRESET, "port-forward: the agent channel is gone");
+		return NULL;
+	}
+	/* Ours to end when the VM goes; the caller's to free. */
+	pod->forwards = xrealloc(pod->forwards, (pod->n_forwards + 1) * sizeof(*pod->forwards));
+	pod->forwards[pod->n_forwards++] = st;
 	return st;
+}
+
+void pod_port_forward_free(struct pod *pod, struct stream *st)
+{
+	for (size_t i = 0; i < pod->n_forwards; i++)
+		if (pod->forwards[i] == st) {
+			pod->forwards[i] = pod->forwards[--pod->n_forwards];
+			break;
+		}
+	stream_free(st);
 }

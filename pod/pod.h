@@ -170,6 +170,10 @@ int pod_signal(struct pod_proc *p, int sig, pod_done_fn done, void *userdata,
  * it; fn gets the reply. -EBUSY when the sandbox is not up or gone. */
 int pod_call(struct pod *pod, const char *method, const ProtobufCMessage *msg, pod_reply_fn fn,
              void *userdata, struct hull_error **err);
-/* A port-forward connection's bytes, to a port on the guest's loopback. */
-struct stream *pod_port_forward(struct pod *pod, unsigned port, int fd, const struct stream_ops *ops,
-                                void *userdata, struct hull_error **err);
+/* A port-forward connection's bytes (fd, a connected socket the caller keeps and closes
+ * after done), to a port on the guest's loopback. stream_cancel() abandons it (the
+ * agent closes its socket); the VM's end ends it. Free with pod_port_forward_free(). */
+struct stream *pod_port_forward(struct pod *pod, unsigned port, int fd,
+                                const struct stream_ops *ops, void *userdata,
+                                struct hull_error **err);
+void pod_port_forward_free(struct pod *pod, struct stream *st);

@@ -198,8 +198,8 @@ static void on_exited(struct pod_proc *p, void *userdata)
 
 	pod_proc_exit(p, &status, &at, &why);
 	if (why)
-		log_warn("task '%s' process '%s' reported exited %u: %s", pod_ctr_id(pod_proc_ctr(p)),
-		         pod_proc_exec_id(p), status, why);
+		log_warn("task '%s' process '%s' reported exited %u: %s",
+		         pod_ctr_id(pod_proc_ctr(p)), pod_proc_exec_id(p), status, why);
 	set_timestamp(&t, at);
 	ev.container_id = (char *)pod_ctr_id(pod_proc_ctr(p));
 	ev.id = pod_proc_exec_id(p)[0] ? (char *)pod_proc_exec_id(p) : ev.container_id;
@@ -269,8 +269,8 @@ static void reply_done(void *userdata, int r, const struct hull_error *err)
 	ttrpc_call_reply(userdata, r, err, NULL);
 }
 
-static void reply_empty(void *userdata, int r, const struct hull_error *err,
-                        const uint8_t *payload, size_t len)
+static void reply_empty(void *userdata, int r, const struct hull_error *err, const uint8_t *payload,
+                        size_t len)
 {
 	(void)payload, (void)len;
 	ttrpc_call_reply(userdata, r, err, NULL);
@@ -340,6 +340,7 @@ struct create_ctx {
 	char *id;
 	Hull__Task__CreateTaskRequest *req;
 	struct task *task; /* the container's data, ours to free if it fails */
+	struct task_io *io;
 };
 
 static void on_created(void *userdata, int r, const struct hull_error *err)
@@ -353,6 +354,7 @@ static void on_created(void *userdata, int r, const struct hull_error *err)
 		/* The pod core removed the container (and its stdio); its rootfs mounts and
 		 * our record of it are ours. */
 		task_release(cc->task);
+		task_io_free(cc->io);
 		ttrpc_call_reply(cc->call, r, &e, NULL);
 		free(e.msg);
 	} else {
@@ -479,6 +481,7 @@ static int t_create(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 	pod_ctr_set_data(c, t);
 	cc->task = t;
 	set_stdio(pod_ctr_init(c), fds, req->stdin, req->stdout, req->stderr);
+	cc->io = pod_proc_data(pod_ctr_init(c));
 	bundle_done(&b);
 	return 1; /* on_created answers */
 fail:
@@ -708,12 +711,15 @@ struct exec_ctx {
 	struct task_service *ts;
 	struct ttrpc_call *call;
 	char *id, *exec_id;
+	struct task_io *io; /* the exec's data, ours to free if it fails */
 };
 
 static void on_exec_done(void *userdata, int r, const struct hull_error *err)
 {
 	struct exec_ctx *ec = userdata;
 	ttrpc_call_reply(ec->call, r, err, NULL);
+	if (r < 0)
+		task_io_free(ec->io); /* the pod core removed the exec */
 	if (r == 0) {
 		Hull__Events__TaskExecAdded ev = HULL__EVENTS__TASK_EXEC_ADDED__INIT;
 		ev.container_id = ec->id;
@@ -760,6 +766,7 @@ static int t_exec(void *userdata, struct ttrpc_call *call, const uint8_t *payloa
 		return r;
 	}
 	set_stdio(p, fds, req->stdin, req->stdout, req->stderr);
+	ec->io = pod_proc_data(p);
 	FREE_REQ();
 	return 1;
 }
@@ -773,8 +780,9 @@ static void on_pids(void *userdata, int r, const struct hull_error *err, const u
 	_cleanup_free_ Hull__Task__ProcessInfo *infos = NULL;
 
 	if (!p) {
-		struct hull_error bad = {.code = -EPROTO, .msg = (char *)"the guest's reply does "
-		                                                         "not decode"};
+		struct hull_error bad = {.code = -EPROTO,
+		                         .msg = (char *)"the guest's reply does "
+		                                        "not decode"};
 		ttrpc_call_reply(userdata, r < 0 ? r : bad.code, r < 0 ? err : &bad, NULL);
 		return;
 	}
@@ -892,8 +900,9 @@ static void on_stats(void *userdata, int r, const struct hull_error *err, const 
 	uint8_t packed[256];
 
 	if (!st) {
-		struct hull_error bad = {.code = -EPROTO, .msg = (char *)"the guest's reply does "
-		                                                         "not decode"};
+		struct hull_error bad = {.code = -EPROTO,
+		                         .msg = (char *)"the guest's reply does "
+		                                        "not decode"};
 		ttrpc_call_reply(userdata, r < 0 ? r : bad.code, r < 0 ? err : &bad, NULL);
 		return;
 	}

@@ -215,4 +215,3 @@ void sandbox_sweep_stale(const char *root)
 		sandbox_remove_state(dir);
 	}
 }
-

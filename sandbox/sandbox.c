@@ -88,7 +88,7 @@ static struct hull_error *error_new(int code, const char *msg)
 /* The boot ended: tell the owner once. */
 static void boot_done(struct sandbox *sb, int r, struct hull_error *err)
 {
-	if (sb->boot_done) {
+	if (sb->boot_done || sb->stopping) {
 		hull_error_free(err);
 		return;
 	}
@@ -119,7 +119,7 @@ static void lose(struct sandbox *sb, struct hull_error *err)
 		boot_done(sb, err->code, err);
 		return;
 	}
-	if (sb->lost) {
+	if (sb->lost || sb->stopping) {
 		hull_error_free(err);
 		return;
 	}
@@ -143,8 +143,15 @@ static void on_vm_exit(struct event_loop *loop, int fd, uint32_t revents, void *
 static void on_agent_error(struct ttrpc_client *c, const struct hull_error *err, void *userdata)
 {
 	struct sandbox *sb = userdata;
-	struct hull_error *e = error_new(err->code, err->msg);
+	struct hull_error *e = NULL;
 	(void)c;
+	if (err->code != -EPROTO && sb->vm && sb->vm->ops->exited(sb->vm)) {
+		/* The channel closed because QEMU is gone: that says more. */
+		hull_error_set(&e, -ECHILD, "the VM exited (QEMU status %d)", sb->vm->exit_status);
+		lose(sb, e);
+		return;
+	}
+	e = error_new(err->code, err->msg);
 	hull_error_prefix(&e, "agent channel");
 	if (err->code == -EPROTO)
 		log_warn("%s: the sandbox's VM is stopped", e->msg);
@@ -221,8 +228,8 @@ static void on_check(struct ttrpc_client *c, int code, const char *message, cons
 	(void)c;
 
 	if (code) {
-		boot_done(sb, ttrpc_errno_from_code(code), error_new(ttrpc_errno_from_code(code),
-		                                                     message));
+		boot_done(sb, ttrpc_errno_from_code(code),
+		          error_new(ttrpc_errno_from_code(code), message));
 		return;
 	}
 	resp = hull__agent__v1__check_response__unpack(NULL, len, payload);
@@ -366,11 +373,11 @@ static int prepare(struct sandbox *sb, const struct sandbox_config *cfg, struct 
 	const char *env_qemu = getenv("HULL_QEMU");
 	int r;
 
-	sb->kernel = cfg->vm->kernel ? xstrdup(cfg->vm->kernel)
-	                             : sandbox_default_guest_file("vmlinuz");
+	sb->kernel =
+	    cfg->vm->kernel ? xstrdup(cfg->vm->kernel) : sandbox_default_guest_file("vmlinuz");
 	sb->initrd = cfg->vm->initrd ? xstrdup(cfg->vm->initrd)
 	                             : sandbox_default_guest_file("initramfs.cpio");
-	sb->qemu = xstrdup(cfg->vm->qemu ? cfg->vm->qemu
+	sb->qemu = xstrdup(cfg->vm->qemu           ? cfg->vm->qemu
 	                   : env_qemu && *env_qemu ? env_qemu
 	                                           : "qemu-system-x86_64");
 	r = vmm_accel_resolve(cfg->vm->accel, &vc->accel, err);
@@ -487,7 +494,7 @@ fail:
 
 void sandbox_kill(struct sandbox *sb, const struct hull_error *err)
 {
-	if (sb->kill_reason || sb->vm->ops->exited(sb->vm))
+	if (sb->kill_reason || !sb->vm || sb->vm->ops->exited(sb->vm))
 		return;
 	log_warn("stopping the VM: %s", err->msg);
 	sb->kill_reason = error_new(err->code, err->msg);
@@ -496,12 +503,33 @@ void sandbox_kill(struct sandbox *sb, const struct hull_error *err)
 	sb->vm->ops->stop(sb->vm, 0);
 }
 
+struct sandbox *sandbox_fake(struct event_loop *loop, int fd, const char *shared_dir)
+{
+	struct sandbox *sb = xcalloc(1, sizeof(*sb));
+	sb->loop = loop;
+	sb->exit_fd = sb->retry_fd = sb->connect_fd = -1;
+	sb->id = xstrdup("fake");
+	sb->shared_dir = shared_dir ? xstrdup(shared_dir) : NULL;
+	sb->agent = ttrpc_client_new(fd, AGENT_SERVICE);
+	if (fd >= 0 && ttrpc_client_attach(sb->agent, loop, NULL, NULL) < 0)
+		abort();
+	sb->ready = sb->boot_done = true;
+	return sb;
+}
+
 struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms)
 {
 	Hull__Agent__V1__Empty e = HULL__AGENT__V1__EMPTY__INIT;
 
 	if (!sb)
 		return NULL;
+	/* The owner is going away: nothing is reported to it from here on. */
+	sb->stopping = true;
+	if (!sb->vm) {
+		/* sandbox_fake()'s: nothing runs. */
+		sandbox_free(sb);
+		return NULL;
+	}
 	if (sb->agent && !ttrpc_client_failed(sb->agent, NULL) && !sb->vm->ops->exited(sb->vm)) {
 		/* Ask the guest to power off; it answers first, then QEMU exits. A guest
 		 * that does not gets timeout_ms, then QEMU is stopped by force. */

@@ -61,12 +61,13 @@ struct sandbox {
 	char *kernel, *initrd, *qemu;
 	bool net_user;
 	bool boot_done;
-	int exit_fd;      /* QEMU's pidfd, in the loop */
-	int retry_fd;     /* vsock: timerfd between connection attempts */
-	int connect_fd;   /* vsock: a connection in progress */
+	int exit_fd;    /* QEMU's pidfd, in the loop */
+	int retry_fd;   /* vsock: timerfd between connection attempts */
+	int connect_fd; /* vsock: a connection in progress */
 	uint64_t boot_deadline_ns;
-	unsigned net_calls; /* ConfigureNetwork calls not yet answered */
+	unsigned net_calls;             /* ConfigureNetwork calls not yet answered */
 	struct hull_error *kill_reason; /* sandbox_kill()'s */
+	bool stopping;                  /* in sandbox_stop(): no more callbacks */
 };
 
 /* Create the state dir, launch QEMU and begin the boot. On failure nothing is left and
@@ -77,6 +78,10 @@ int sandbox_start(struct event_loop *loop, const struct sandbox_config *cfg,
 /* Ask the agent to power off, wait up to timeout_ms, then force; remove the state dir
  * and free. No callback runs during or after it. Accepts NULL; returns NULL. */
 struct sandbox *sandbox_stop(struct sandbox *sb, int timeout_ms);
+/* For tests and fuzzers: a sandbox with no VM, ready, whose agent channel is fd (a
+ * socketpair end, attached to loop) or, with fd -1, a client fed by hand
+ * (ttrpc_client_feed). shared_dir may be NULL. Freed by sandbox_stop(). */
+struct sandbox *sandbox_fake(struct event_loop *loop, int fd, const char *shared_dir);
 /* Stop the VM at once (a guest that broke the protocol): QEMU is killed here, and
  * ops->lost (or ops->ready during the boot) follows from the loop with err. */
 void sandbox_kill(struct sandbox *sb, const struct hull_error *err);

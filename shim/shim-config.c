@@ -34,16 +34,16 @@ static int set_value(struct shim_config *c, const char *key, const char *v, bool
 	if (strcmp(key, "log_level") == 0) {
 		int l = log_level_from_string(v);
 		if (l < 0)
-			return hull_error_set(err, -EINVAL,
-			                      "bad value '%.128s': want error, warn, info or debug", v);
+			return hull_error_set(
+			    err, -EINVAL, "bad value '%.128s': want error, warn, info or debug", v);
 		c->log_level = l;
 		return 0;
 	}
 	/* Paths and names are TOML strings; numbers, sizes and words are bare. */
 	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
 		if (strcmp(key, strings[i]) == 0 && !quoted)
-			return hull_error_set(err, -EINVAL, "bad value '%.128s': want a quoted string",
-			                      v);
+			return hull_error_set(err, -EINVAL,
+			                      "bad value '%.128s': want a quoted string", v);
 	return vmm_settings_set(&c->vm, key, v, err);
 }
 
@@ -113,7 +113,8 @@ int shim_config_parse(const char *text, size_t len, const char *path, struct shi
 			return hull_error_set(err, -EINVAL, "%s:%u: unknown key '%.64s'", path,
 			                      lineno, key);
 		if (r < 0)
-			return hull_error_set(err, r, "%s:%u: %s: %s", path, lineno, key, e_value->msg);
+			return hull_error_set(err, r, "%s:%u: %s: %s", path, lineno, key,
+			                      e_value->msg);
 	}
 	return 0;
 }

@@ -60,8 +60,8 @@ static void entry_free(struct event_entry *e)
 
 static void retry_later(struct shim_events *ev)
 {
-	struct itimerspec its = {.it_value = {.tv_sec = RETRY_MS / 1000,
-	                                      .tv_nsec = (RETRY_MS % 1000) * 1000000L}};
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = RETRY_MS / 1000, .tv_nsec = (RETRY_MS % 1000) * 1000000L}};
 	if (ev->retry_fd >= 0 && ev->head)
 		timerfd_settime(ev->retry_fd, 0, &its, NULL);
 }

@@ -18,26 +18,27 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 	$(CC) $(CPPFLAGS) -Iagent $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
 
 # ---- fuzzers: one per untrusted surface ----
-FUZZERS := ttrpc-frame agent-request qmp-reply agent-reply oci-spec bundle-config ttrpc-server \
-	shim-config shim-spec shim-task image-spec image-layer cni-result
+FUZZERS := ttrpc-frame agent-request qmp-reply pod-guest oci-spec bundle-config ttrpc-server \
+	shim-config shim-spec task-service image-spec image-layer cni-result
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
 	agent/container/oci-spec.c \
 	agent/agent-net-check.c tests/fuzz/container-stub.c $(FUZZ_COMMON)
 FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)
-FUZZ_SRC_agent-reply := sandbox/agent-client.c $(FUZZ_COMMON)
+# The pod core and what it stands on, host mounts stubbed (fuzz-mount-stubs.c).
+FUZZ_POD := $(filter-out pod/pod-mount.c,$(POD_SRC)) tests/fuzz/fuzz-mount-stubs.c \
+	$(SANDBOX_SRC) $(VMM_SRC)
+FUZZ_SRC_pod-guest := $(FUZZ_POD) $(FUZZ_COMMON)
 FUZZ_SRC_oci-spec := agent/container/oci-spec.c $(FUZZ_COMMON)
-FUZZ_SRC_bundle-config := sandbox/bundle.c $(FUZZ_COMMON)
+FUZZ_SRC_bundle-config := pod/bundle.c $(FUZZ_COMMON)
 FUZZ_SRC_ttrpc-server := $(FUZZ_COMMON)
 FUZZ_SRC_shim-config := shim/shim-config.c $(VMM_SRC) $(FUZZ_COMMON)
 FUZZ_SRC_image-spec := image/image-spec.c $(FUZZ_COMMON)
 FUZZ_SRC_cni-result := sandbox/cni.c $(FUZZ_COMMON)
 FUZZ_SRC_image-layer := image/image-unpack.c image/image-spec.c $(FUZZ_COMMON)
-FUZZ_SRC_shim-spec := shim/shim-spec.c sandbox/bundle.c $(FUZZ_COMMON)
-# shim-service.c is built into the fuzzer itself (it reaches the service's state).
-FUZZ_SRC_shim-task := shim/shim-config.c shim/shim-spec.c tests/fuzz/fuzz-shim-stubs.c \
-	$(SANDBOX_SRC) $(VMM_SRC) $(FUZZ_COMMON)
+FUZZ_SRC_shim-spec := pod/task-spec.c pod/bundle.c $(FUZZ_COMMON)
+FUZZ_SRC_task-service := $(FUZZ_POD) $(FUZZ_COMMON)
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent -Ishim
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))
@@ -73,8 +74,8 @@ integration: all $(BUILD)/tests/agentctl
 	@HULL_TEST_ONLY=integration tests/run-all.sh
 
 
-# Test tool: drives the agent API of a real sandbox from a script (pods, exec).
-$(BUILD)/tests/agentctl: tests/tools/agentctl.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+# Test tool: drives a real sandbox through the pod core from a script (pods, exec).
+$(BUILD)/tests/agentctl: tests/tools/agentctl.c $(LIB_POD) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 check: $(BUILD)/tests/agentctl
@@ -94,3 +95,11 @@ check integration: $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
 
 bench: all $(BUILD)/bench/initramfs-floor.cpio $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
 	@bench/run.sh
+
+# The hostile guest of tests/integration/hostile.sh: a scripted evil agent as /init.
+$(BUILD)/tests/evil-agent: tests/tools/evil-agent.c $(LIB_AGENT) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Iagent $(CFLAGS) -static -o $@ $^ -lprotobuf-c -ljson-c -lseccomp
+$(BUILD)/tests/evil-initramfs.cpio: $(BUILD)/tests/evil-agent scripts/mkinitramfs.sh
+	scripts/mkinitramfs.sh $< $@
+check integration: $(BUILD)/tests/evil-initramfs.cpio

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "bundle.h"
-#include "shim.h"
+#include "task-spec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *out = NULL;
 	size_t out_len = 0;
 
-	if (shim_spec_for_guest((const char *)data, size, &out, &out_len, &err) == 0) {
+	if (task_spec_for_guest((const char *)data, size, &out, &out_len, &err) == 0) {
 		/* The rewrite is JSON again, and reads back. */
 		(void)bundle_parse_config(out, out_len, &b, &err);
 		free(out);

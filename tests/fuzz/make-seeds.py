@@ -148,16 +148,30 @@ def main():
     write(srv, "oversize", frame(1, 1, b"", length=5 << 20) + request(3, "State", ld(1, "c1"), service=task))
     write(srv, "truncated", request(1, "State", ld(1, "c1"), service=task)[:-2])
 
-    # ---- agent replies (guest -> host) ----
-    r = "agent-reply"
-    write(r, "check", response(1, payload=ld(1, "0.1.0") + vi(2, 1) + vi(3, 900)))
-    write(r, "stdio", frame(3, 3, vi(1, 1) + ld(2, "out")) + frame(3, 3, vi(1, 2) + vi(3, 1)) + response(3))
-    write(r, "wait-exit", response(5, payload=vi(1, 42)))
-    write(r, "wait-signal", response(5, payload=vi(2, 9)))
-    write(r, "wait-negative", response(5, payload=vi(1, (1 << 64) - 1)))
-    write(r, "error", response(1, 13, "boom"))
-    write(r, "unknown-stream", response(1001))
-    write(r, "oversize", frame(3, 3, b"", length=6 << 20))
+    # ---- the guest's side of a started container (fuzz-pod-guest.c) ----
+    # Byte 0: bits 0-1 the sinks (0 taking, 1 stuck, 2 none), the rest how often the
+    # frames are fed. Streams: 1 AttachStdio, 3 StartContainer (answered by the
+    # harness), 5 WaitProcess.
+    r = "pod-guest"
+    out = lambda sid, fd, data=b"", eof=False, credit=0: frame(sid, 3, vi(1, fd) + (ld(2, data) if data else b"") + (vi(3, 1) if eof else b"") + (vi(4, credit) if credit else b""))
+    run = out(1, 0, credit=1 << 20) + out(1, 1, b"hello\n") + out(1, 2, b"oops\n") + out(1, 1, eof=True) + out(1, 2, eof=True) + response(1) + response(5, payload=vi(1, 3))
+    write(r, "run", bytes([0]) + run)
+    write(r, "run-stuck-sink", bytes([1]) + run)
+    write(r, "run-no-sink", bytes([2]) + run)
+    chunk = out(1, 1, b"x" * 60000)
+    write(r, "flood-past-credit", bytes([1 | (63 << 2)]) + chunk)
+    write(r, "tiny-frames", bytes([0 | (8 << 2)]) + out(1, 1, b"y") * 4000)
+    write(r, "wait-impossible", bytes([0]) + response(5, payload=vi(1, 1000)))
+    write(r, "wait-negative-signal", bytes([0]) + response(5, payload=vi(2, (1 << 64) - 5)))
+    write(r, "wait-signal", bytes([0]) + response(5, payload=vi(2, 9) + vi(3, 1)))
+    write(r, "wait-error", bytes([0]) + response(5, 13, "boom"))
+    write(r, "data-unopened-stream", bytes([0]) + out(7, 1, b"z"))
+    write(r, "reply-unopened-stream", bytes([0]) + response(1001))
+    write(r, "request-from-guest", bytes([0]) + request(1, "Check"))
+    write(r, "oversize", bytes([0]) + frame(1, 3, b"", length=6 << 20))
+    write(r, "bad-stdio-frame", bytes([0]) + frame(1, 3, b"\xff\xff\xff"))
+    write(r, "output-fd3", bytes([0]) + out(1, 3, b"w"))
+    write(r, "late-frames", bytes([0]) + response(1) + out(1, 1, b"after the end"))
 
     # ---- QMP ----
     q = "qmp-reply"
@@ -341,7 +355,7 @@ def write_shim():
     write(s, "not-object.json", b"[1]")
     write(s, "namespaces-not-array.json", b'{"linux": {"namespaces": {"type": "network"}}, "mounts": 3}')
 
-    t = "shim-task"
+    t = "task-service"
     task = "containerd.task.v2.Task"
 
     def call(sid, method, payload=b""):
