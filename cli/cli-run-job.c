@@ -141,7 +141,8 @@ int run_job_prepare(const struct run_opts *o, const char *name, struct run_job *
 	for (size_t i = 0; i < o->n_vols; i++)
 		j->mounts[i] = (struct pod_mount){.source = o->vols[i].host,
 		                                  .destination = o->vols[i].container,
-		                                  .readonly = o->vols[i].readonly};
+		                                  .readonly = o->vols[i].readonly,
+		                                  .copy = o->vols[i].copy};
 	for (size_t i = 0; i < o->n_files; i++)
 		j->mounts[o->n_vols + i] = (struct pod_mount){.source = o->files[i].host,
 		                                              .destination = o->files[i].container,

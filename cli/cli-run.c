@@ -438,7 +438,8 @@ static int prepare(struct run_opts *o, struct cni **cni, struct hull_error **err
 			o->vols[o->n_vols++] =
 			    (struct volume){.host = xstrdup(o->bundle.binds[i].source),
 			                    .container = xstrdup(o->bundle.binds[i].destination),
-			                    .readonly = o->bundle.binds[i].readonly};
+			                    .readonly = o->bundle.binds[i].readonly,
+			                    .copy = o->bundle.binds[i].is_file};
 		o->tty = o->bundle.terminal;
 	} else if (!o->layers) {
 		if (stat(o->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))

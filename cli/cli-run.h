@@ -15,6 +15,7 @@ struct volume {
 	char *host; /* absolute */
 	char *container;
 	bool readonly;
+	bool copy; /* a host file, copied into the sandbox (decision 24) */
 };
 
 /* What `hull run`'s command line asks for (cli-run-args.c). */

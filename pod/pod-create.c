@@ -60,7 +60,10 @@ int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t *
 	if (!cfg->rootfs == !cfg->layers)
 		return hull_error_set(err, -EINVAL, "'%s': a root directory or layers", c->id);
 	c->shared = xasprintf("%s/%s", c->pod->sb->shared_dir, c->id);
-	if (mkdir(c->shared, 0700) < 0) {
+	/* Traversable, not listable: the guest's user-namespaced containers (their root a
+	 * high uid) reach their root and mounts through it. The state dir above it keeps
+	 * the host's other users out. */
+	if (mkdir(c->shared, 0711) < 0 || chmod(c->shared, 0711) < 0) {
 		r = hull_error_set_errno(err, -errno, "mkdir '%s'", c->shared);
 		free(c->shared);
 		c->shared = NULL;
@@ -90,7 +93,8 @@ int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t *
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		const struct pod_mount *m = &cfg->mounts[i];
 		_cleanup_free_ char *dst = xasprintf("%s/m%zu", c->shared, i);
-		r = pod_bind(m->source, dst, m->readonly, err);
+		r = m->copy ? pod_copy_file(m->source, dst, err)
+		            : pod_bind(m->source, dst, m->readonly, err);
 		if (r < 0) {
 			hull_error_prefix(err, "mount at '%s'", m->destination);
 			goto fail;

@@ -179,3 +179,26 @@ int pod_private_mounts(struct hull_error **err)
 		return hull_error_set_errno(err, -errno, "make our mounts private");
 	return 0;
 }
+
+#define MAX_FILE_COPY (16u << 20)
+
+int pod_copy_file(const char *src, const char *dst, struct hull_error **err)
+{
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
+	struct stat st;
+	char buf[65536];
+	ssize_t n;
+
+	if (in < 0 || fstat(in, &st) < 0)
+		return hull_error_set_errno(err, -errno, "copy '%s'", src);
+	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_COPY)
+		return hull_error_set(err, -EFBIG,
+		                      "copy '%s': not a regular file of at most 16 MiB", src);
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
+	if (out < 0)
+		return hull_error_set_errno(err, -errno, "copy to '%s'", dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write_all(out, buf, (size_t)n) < 0)
+			return hull_error_set_errno(err, -errno, "copy to '%s'", dst);
+	return n < 0 ? hull_error_set_errno(err, -errno, "copy '%s'", src) : 0;
+}

@@ -23,6 +23,8 @@ void pod_unmount_all(const char *target);
 /* Bind src (a directory or file) at dst, made as an empty dir or file first; read-only
  * when asked. */
 int pod_bind(const char *src, const char *dst, bool readonly, struct hull_error **err);
+/* Copy host file src to a new file dst (at most 16 MiB: resolv.conf-sized files). */
+int pod_copy_file(const char *src, const char *dst, struct hull_error **err);
 /* Give the calling process mounts of its own: a new mount namespace whose mounts (the
  * binds of its sandboxes) go when it does, even when killed; host mounts still
  * propagate in. Without root, a user namespace of its own too (the caller's uid and gid

@@ -90,6 +90,9 @@ struct pod_mount {
 	const char *source;
 	const char *destination;
 	bool readonly;
+	/* A file copied in instead (hull run's: the container writes its copy, never the
+	 * host's file; docs/decisions.md 24). */
+	bool copy;
 };
 
 struct pod_ctr_config {

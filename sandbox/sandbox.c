@@ -227,6 +227,13 @@ static void on_check(struct ttrpc_client *c, int code, const char *message, cons
 	Hull__Agent__V1__CheckResponse *resp;
 	(void)c;
 
+	if (code == TTRPC_DEADLINE_EXCEEDED) {
+		struct hull_error *e = NULL;
+		hull_error_set(&e, -ETIMEDOUT, "Check: no answer from the agent in %llu ms",
+		               (unsigned long long)sb->boot_timeout_ms);
+		boot_done(sb, -ETIMEDOUT, e);
+		return;
+	}
 	if (code) {
 		boot_done(sb, ttrpc_errno_from_code(code),
 		          error_new(ttrpc_errno_from_code(code), message));
@@ -398,7 +405,8 @@ static int prepare(struct sandbox *sb, const struct sandbox_config *cfg, struct 
 	sandbox_write_owner(sb->state_dir);
 	log_set_sandbox(sb->id);
 	sb->shared_dir = xasprintf("%s/shared", sb->state_dir);
-	if (mkdir(sb->shared_dir, 0700) < 0)
+	/* 0711: containers with user namespaces in the guest traverse it (pod-create.c). */
+	if (mkdir(sb->shared_dir, 0711) < 0 || chmod(sb->shared_dir, 0711) < 0)
 		return hull_error_set_errno(err, -errno, "mkdir '%s'", sb->shared_dir);
 	sb->share = (struct vmm_share){.tag = SANDBOX_SHARED_TAG, .path = sb->shared_dir};
 
@@ -454,6 +462,7 @@ int sandbox_start(struct event_loop *loop, const struct sandbox_config *cfg,
 	sb->userdata = userdata;
 	sb->exit_fd = sb->retry_fd = sb->connect_fd = -1;
 	sb->t_start_ns = sandbox_now_ns();
+	sb->boot_timeout_ms = cfg->vm->boot_timeout_ms;
 	sb->boot_deadline_ns = sb->t_start_ns + cfg->vm->boot_timeout_ms * 1000000u;
 	r = prepare(sb, cfg, &vc, err);
 	if (r < 0)

@@ -64,7 +64,7 @@ struct sandbox {
 	int exit_fd;    /* QEMU's pidfd, in the loop */
 	int retry_fd;   /* vsock: timerfd between connection attempts */
 	int connect_fd; /* vsock: a connection in progress */
-	uint64_t boot_deadline_ns;
+	uint64_t boot_deadline_ns, boot_timeout_ms;
 	unsigned net_calls;             /* ConfigureNetwork calls not yet answered */
 	struct hull_error *kill_reason; /* sandbox_kill()'s */
 	bool stopping;                  /* in sandbox_stop(): no more callbacks */

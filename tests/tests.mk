@@ -1,12 +1,16 @@
 # Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
 # Included from the top-level Makefile.
 
-UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image
+UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
+
+$(BUILD)/tests/test-logfile: tests/unit/test-logfile.c $(LIB_POD) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 
 $(BUILD)/tests/test-image: tests/unit/test-image.c $(LIB_IMAGE) $(LIB_COMMON)
 	@mkdir -p $(dir $@)

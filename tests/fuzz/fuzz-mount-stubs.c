@@ -25,3 +25,9 @@ int pod_private_mounts(struct hull_error **err)
 {
 	return hull_error_set(err, -EPERM, "fuzz: no mounts");
 }
+
+int pod_copy_file(const char *src, const char *dst, struct hull_error **err)
+{
+	(void)src, (void)dst;
+	return hull_error_set(err, -EPERM, "fuzz: no copies");
+}

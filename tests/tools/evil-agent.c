@@ -127,11 +127,16 @@ static void end(struct ctr *c, int code, int sig)
 static enum mode mode_of(const char *s)
 {
 	static const char *const names[] = {
-	    [MODE_SLEEP] = "sleep",           [MODE_FLOOD] = "flood",
-	    [MODE_AT_CAP] = "frame-at-cap",   [MODE_OVER_CAP] = "frame-over-cap",
-	    [MODE_BAD_STREAM] = "bad-stream", [MODE_SILENT] = "silent",
-	    [MODE_BAD_WAIT] = "bad-wait",     [MODE_TINY] = "tiny-frames",
-	    [MODE_HANGUP] = "hangup",         [MODE_IGNORE_DESTROY] = "ignore-destroy",
+	    [MODE_SLEEP] = "sleep",
+	    [MODE_FLOOD] = "flood",
+	    [MODE_AT_CAP] = "frame-at-cap",
+	    [MODE_OVER_CAP] = "frame-over-cap",
+	    [MODE_BAD_STREAM] = "bad-stream",
+	    [MODE_SILENT] = "silent",
+	    [MODE_BAD_WAIT] = "bad-wait",
+	    [MODE_TINY] = "tiny-frames",
+	    [MODE_HANGUP] = "hangup",
+	    [MODE_IGNORE_DESTROY] = "ignore-destroy",
 	    [MODE_DEAF] = "deaf",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++)
@@ -155,7 +160,8 @@ static void parse_args(const char *json, size_t len, struct ctr *c)
 
 static void started(struct ctr *c, uint32_t sid)
 {
-	Hull__Agent__V1__StartContainerResponse sr = HULL__AGENT__V1__START_CONTAINER_RESPONSE__INIT;
+	Hull__Agent__V1__StartContainerResponse sr =
+	    HULL__AGENT__V1__START_CONTAINER_RESPONSE__INIT;
 
 	if (c->mode == MODE_HANGUP) {
 		/* Half a reply, then the VM is gone. */
@@ -283,8 +289,8 @@ static void handle_request(const struct ttrpc_frame *f)
 
 static void handle_data(const struct ttrpc_frame *f)
 {
-	Hull__Agent__V1__StdioData *d = hull__agent__v1__stdio_data__unpack(NULL, f->length,
-	                                                                    f->payload);
+	Hull__Agent__V1__StdioData *d =
+	    hull__agent__v1__stdio_data__unpack(NULL, f->length, f->payload);
 	for (size_t i = 0; d && i < n_ctrs; i++)
 		if (ctrs[i].attach_sid == f->stream_id)
 			ctrs[i].credit += d->credit;
