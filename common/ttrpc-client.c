@@ -273,7 +273,8 @@ static void dispatch_response(struct ttrpc_client *c, const struct ttrpc_frame *
 	}
 	if (p->cb) {
 		int code = resp->status ? resp->status->code : 0;
-		const char *msg = resp->status && resp->status->message ? resp->status->message : "";
+		const char *msg =
+		    resp->status && resp->status->message ? resp->status->message : "";
 		p->cb(c, code, msg, resp->payload.data, resp->payload.len, p->userdata);
 	}
 	hull__ttrpc__response__free_unpacked(resp, NULL);
@@ -530,8 +531,9 @@ int ttrpc_client_call_sync(struct ttrpc_client *c, const char *method, const Pro
 	if (!s.done) {
 		ttrpc_client_forget(c, sid);
 		if (r == 0)
-			r = hull_error_set(err, c->failure ? c->failure->code : -ECONNRESET, "%s: %s",
-			                   method, c->failure ? c->failure->msg : "no answer");
+			r = hull_error_set(err, c->failure ? c->failure->code : -ECONNRESET,
+			                   "%s: %s", method,
+			                   c->failure ? c->failure->msg : "no answer");
 		free(s.message);
 		return r;
 	}
