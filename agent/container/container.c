@@ -375,6 +375,12 @@ static void child_begin(int sync_fd, const struct container_spec *spec, int stdi
 		for (int i = 0; i < 3; i++)
 			if (dup2(stdio[i], i) < 0)
 				child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
+	/* The agent's other fds (other containers' pipe ends and setup sockets) are
+	 * CLOEXEC, but a setup that hangs would hold them open until its exec: another
+	 * container's stdin would not see EOF. Only the setup socket stays. */
+	if (sync_fd > 3)
+		(void)close_range(3, (unsigned)sync_fd - 1, 0);
+	(void)close_range((unsigned)sync_fd + 1, ~0u, 0);
 	if (setsid() < 0)
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
 }
