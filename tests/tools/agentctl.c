@@ -7,6 +7,9 @@
  *
  * Script lines (words split on spaces; '#' comments):
  *   create ID CONFIG.json   CreateContainer; "{pid:OTHER}" in the file becomes OTHER's pid
+ *   create-bg ID CONFIG.json  the same without waiting: "created ID" (or "error LINE:
+ *                           message") is printed whenever the answer comes
+ *   check                   Check; prints "check ok"
  *   start ID                attach its stdio, start it; prints "started ID"
  *   exec ID EXEC PROC.json  ExecProcess with an OCI process object, attach, start
  *   wait ID [EXEC]          wait for exit; prints its output ("ID[/EXEC]> line") and
@@ -153,6 +156,19 @@ static char *read_config(const char *path)
 	return text;
 }
 
+static void on_created(struct agent_client *ac, int code, const char *message,
+                       const uint8_t *payload, size_t len, void *userdata)
+{
+	char *line = userdata;
+	(void)ac, (void)payload, (void)len;
+	if (code)
+		printf("error %s: %s\n", line, message);
+	else
+		printf("created %s\n", line + strlen("create-bg "));
+	fflush(stdout);
+	free(line);
+}
+
 static void call(const char *line, const char *method, const ProtobufCMessage *msg,
                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret)
 {
@@ -264,7 +280,7 @@ static void run_line(char *line)
 	copy[strcspn(copy, "\n")] = '\0';
 	if (n == 0 || w[0][0] == '#')
 		return;
-	if (strcmp(w[0], "create") == 0 && n == 3) {
+	if ((strcmp(w[0], "create") == 0 || strcmp(w[0], "create-bg") == 0) && n == 3) {
 		Hull__Agent__V1__CreateContainerRequest req =
 		    HULL__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
 		Hull__Agent__V1__Storage root = HULL__AGENT__V1__STORAGE__INIT;
@@ -280,7 +296,18 @@ static void run_line(char *line)
 		req.root = &root;
 		req.oci_config.data = (uint8_t *)cfg;
 		req.oci_config.len = strlen(cfg);
-		call(copy, "CreateContainer", &req.base, NULL, NULL);
+		if (w[0][6] == '-')
+			agent_client_call(sb->ac, "CreateContainer", &req.base, 0, on_created, NULL,
+			                  xstrdup(copy));
+		else
+			call(copy, "CreateContainer", &req.base, NULL, NULL);
+	} else if (strcmp(w[0], "check") == 0 && n == 1) {
+		ProtobufCMessage *ret = NULL;
+		call(copy, "Check", NULL, &hull__agent__v1__check_response__descriptor, &ret);
+		if (ret) {
+			printf("check ok\n");
+			protobuf_c_message_free_unpacked(ret, NULL);
+		}
 	} else if (strcmp(w[0], "start") == 0 && n == 2) {
 		Hull__Agent__V1__ContainerRequest cr = HULL__AGENT__V1__CONTAINER_REQUEST__INIT;
 		ProtobufCMessage *ret = NULL;
