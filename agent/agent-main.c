@@ -48,9 +48,9 @@ static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *u
 
 int main(void)
 {
-	struct agent a = {.chan_fd = -1, .retry_timer_fd = -1};
+	struct agent a = {0};
 	sigset_t mask;
-	int sfd, r;
+	int sfd, chan_fd = -1, r;
 
 	log_setup("hull-agent", LOG_LEVEL_WARN);
 	/* json-c seeds its default string hash from the kernel RNG, which can block early
@@ -85,7 +85,7 @@ int main(void)
 	if (sfd < 0)
 		agent_poweroff("signalfd failed");
 
-	r = agent_channel_open(cmdline_has("hull.channel=vsock"), &a.chan_fd);
+	r = agent_channel_open(cmdline_has("hull.channel=vsock"), &chan_fd);
 	if (r < 0) {
 		errno = -r;
 		log_error("open host channel: %m");
@@ -95,7 +95,14 @@ int main(void)
 
 	a.loop = event_loop_new();
 	event_add(a.loop, sfd, EPOLLIN, on_signal, &a);
-	agent_service_start(&a);
+	/* Kept: a virtio-serial port reports HUP while no host is connected, and the
+	 * one vsock connection of a boot has no successor. */
+	r = agent_service_start(&a, chan_fd, TTRPC_FD_KEEP);
+	if (r < 0) {
+		errno = -r;
+		log_error("serve the host channel: %m");
+		agent_poweroff("cannot serve the host channel");
+	}
 
 	while (!a.shutdown_requested) {
 		r = event_loop_once(a.loop, -1);
@@ -106,8 +113,7 @@ int main(void)
 		}
 	}
 	/* Let the reply to DestroySandbox reach the host before the VM goes away. */
-	fd_set_nonblock(a.chan_fd, 0);
-	agent_flush(&a);
-	agent_free_containers(&a);
+	ttrpc_server_flush(a.server, 2000);
+	agent_service_stop(&a);
 	agent_poweroff(r < 0 ? "event loop failed" : NULL);
 }

@@ -174,6 +174,11 @@ void ttrpc_call_set_data_cb(struct ttrpc_call *call, ttrpc_call_data_fn fn, void
 	call->data_userdata = userdata;
 }
 
+uint32_t ttrpc_call_stream_id(const struct ttrpc_call *call)
+{
+	return call->stream_id;
+}
+
 struct buf *ttrpc_call_out(struct ttrpc_call *call)
 {
 	return call->conn ? &call->conn->out : NULL;

@@ -67,6 +67,8 @@ const char *ttrpc_call_metadata(struct ttrpc_call *call, const char *key);
 void ttrpc_call_set_data_cb(struct ttrpc_call *call, ttrpc_call_data_fn fn, void *userdata);
 /* Queue a DATA frame on the call's stream (dropped once its connection is gone). */
 void ttrpc_call_send_data(struct ttrpc_call *call, const ProtobufCMessage *msg);
+/* The call's stream id, for DATA frames built in place. */
+uint32_t ttrpc_call_stream_id(const struct ttrpc_call *call);
 /* The connection's output queue, for frames built in place (the agent's single-copy
  * stdio path), or NULL once the connection is gone; ttrpc_call_flush() sends them. */
 struct buf *ttrpc_call_out(struct ttrpc_call *call);

@@ -709,11 +709,21 @@ int pod_delete(struct pod_ctr *c, pod_done_fn done, void *userdata, struct hull_
 
 	if (init->started && !init->exited)
 		return hull_error_set(err, -EBUSY, "'%s' is still running", c->id);
-	if (c->create_req || (!c->in_guest && c->create_sent && !pod->lost))
-		return hull_error_set(err, -EBUSY, "'%s' is being created", c->id);
+	if (c->create_req) {
+		/* Waiting for the boot: it never reaches the guest. */
+		struct hull_error gone = {.code = -ECANCELED,
+		                          .msg = (char *)"container removed before it was created"};
+		defer_done(pod, c->create_done, c->create_userdata, gone.code, &gone);
+		ctr_unlink(c);
+		ctr_free(c);
+		defer_done(pod, done, userdata, 0, NULL);
+		return 0;
+	}
 	for (struct pod_proc *p = c->procs; p; p = p->next)
 		p->stream = stream_free(p->stream);
-	if (c->in_guest && !pod->lost) {
+	/* In the guest, or on its way (the agent kills a setup in progress and answers its
+	 * create CANCELLED, which frees the container here). */
+	if ((c->in_guest || c->create_sent) && !pod->lost) {
 		cr.id = c->id;
 		return op_send(pod, OP_REMOVE, "RemoveContainer", &cr.base, CALL_TIMEOUT_MS, c,
 		               NULL, done, NULL, userdata, err);

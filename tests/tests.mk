@@ -26,7 +26,8 @@ FUZZERS := ttrpc-frame agent-request qmp-reply pod-guest oci-spec bundle-config 
 	shim-config shim-spec task-service image-spec image-layer cni-result
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
-FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-init.c agent/container/spec.c \
+FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-process.c agent/agent-stdio.c \
+	agent/agent-spec.c agent/agent-init.c agent/container/spec.c \
 	agent/container/oci-spec.c \
 	agent/agent-net-check.c tests/fuzz/container-stub.c $(FUZZ_COMMON)
 FUZZ_SRC_qmp-reply := vmm/vmm-qmp.c $(FUZZ_COMMON)

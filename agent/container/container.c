@@ -375,6 +375,12 @@ static void child_begin(int sync_fd, const struct container_spec *spec, int stdi
 		for (int i = 0; i < 3; i++)
 			if (dup2(stdio[i], i) < 0)
 				child_fail(sync_fd, STAGE_CHILD_INIT, errno, "dup2 stdio");
+	/* The agent's other fds (other containers' pipe ends and setup sockets) are
+	 * CLOEXEC, but a setup that hangs would hold them open until its exec: another
+	 * container's stdin would not see EOF. Only the setup socket stays. */
+	if (sync_fd > 3)
+		(void)close_range(3, (unsigned)sync_fd - 1, 0);
+	(void)close_range((unsigned)sync_fd + 1, ~0u, 0);
 	if (setsid() < 0)
 		child_fail(sync_fd, STAGE_CHILD_INIT, errno, "setsid");
 }
@@ -520,7 +526,8 @@ _noreturn_ static void child_finish(int sync_fd, const struct container_spec *sp
 
 /* ---- parent side ------------------------------------------------------------------ */
 
-/* Read one sync message; a passed fd (the terminal master) lands in *ret_fd. */
+/* Read one sync message without waiting; a passed fd (the terminal master) lands in
+ * *ret_fd. 1: a message, 0: EOF, -EAGAIN: nothing yet, else -errno. */
 static int sync_read(int fd, struct sync_msg *m, int *ret_fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
@@ -530,7 +537,7 @@ static int sync_read(int fd, struct sync_msg *m, int *ret_fd)
 	ssize_t n;
 
 	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -565,11 +572,150 @@ static int sync_error(const struct sync_msg *m, struct hull_error **err)
 	                            container_stage_name((enum container_stage)m->stage), m->msg);
 }
 
-static void reap(pid_t pid)
+static void close_fd(int *fd)
 {
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	closep(fd);
+	*fd = -1;
+}
+
+void container_process_init(struct container_process *proc)
+{
+	*proc = (struct container_process){
+	    .sync_fd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+}
+
+/* Only pids not reaped yet: a reaped one may already name another process. The
+ * caller's reaper collects the dead (no waitpid here: it would stall its loop). */
+static void kill_unreaped(struct container_process *proc)
+{
+	if (proc->pid > 0 && !proc->exited)
+		(void)kill(proc->pid, SIGKILL);
+	if (proc->helper > 0)
+		(void)kill(proc->helper, SIGKILL);
+}
+
+void container_process_done(struct container_process *proc)
+{
+	kill_unreaped(proc);
+	close_fd(&proc->sync_fd);
+	close_fd(&proc->stdin_fd);
+	close_fd(&proc->stdout_fd);
+	close_fd(&proc->stderr_fd);
+}
+
+bool container_process_reaped(struct container_process *proc, pid_t pid)
+{
+	if (pid <= 0)
+		return false;
+	if (pid == proc->helper) {
+		proc->helper = 0;
+		return false;
+	}
+	if (pid != proc->pid || proc->exited)
+		return false;
+	proc->exited = true;
+	return true;
+}
+
+int container_signal(struct container_process *proc, int sig)
+{
+	if (proc->pid <= 0 || proc->exited)
+		return -ESRCH;
+	return kill(proc->pid, sig) < 0 ? -errno : 0;
+}
+
+/* The setup failed (r, *err set): the child goes, so does the socket. */
+static int setup_failed(struct container_process *proc, int r)
+{
+	kill_unreaped(proc);
+	close_fd(&proc->sync_fd);
+	proc->phase = CONTAINER_FAILED;
+	return r;
+}
+
+/* READY from a child whose pid is known. */
+static int setup_ready(struct container_process *proc, struct hull_error **err)
+{
+	if (proc->terminal) {
+		if (proc->stdout_fd < 0)
+			return setup_failed(proc, hull_error_set(err, -EBADMSG,
+			                                         "container setup: a terminal was "
+			                                         "asked for and none came"));
+		/* One master, two roles: output is read from it, input written to a dup. */
+		proc->stdin_fd = fcntl(proc->stdout_fd, F_DUPFD_CLOEXEC, 3);
+		if (proc->stdin_fd < 0)
+			return setup_failed(proc,
+			                    hull_error_set_errno(err, -errno, "dup terminal"));
+	}
+	proc->phase = CONTAINER_CREATED;
+	return 1;
+}
+
+/* START was written: EOF is a successful execve (the socket is CLOEXEC), a message its
+ * error. The child exits by itself then, with the status a shell would give. */
+static int start_step(struct container_process *proc, struct hull_error **err)
+{
+	struct sync_msg m;
+	int r = sync_read(proc->sync_fd, &m, NULL);
+
+	if (r == -EAGAIN)
+		return 0;
+	close_fd(&proc->sync_fd);
+	if (r == 0) {
+		proc->phase = CONTAINER_RUNNING;
+		return 1;
+	}
+	proc->phase = CONTAINER_FAILED;
+	if (r > 0 && m.type == SYNC_ERROR)
+		return sync_error(&m, err);
+	return hull_error_set_errno(err, r < 0 ? r : -EBADMSG, "start: bad report from child");
+}
+
+int container_step(struct container_process *proc, struct hull_error **err)
+{
+	struct sync_msg m;
+	int r;
+
+	if (proc->sync_fd < 0)
+		return 0;
+	if (proc->phase == CONTAINER_STARTING)
+		return start_step(proc, err);
+	if (proc->phase != CONTAINER_SETUP)
+		return 0;
+	r = sync_read(proc->sync_fd, &m, proc->terminal ? &proc->stdout_fd : NULL);
+	if (r == -EAGAIN)
+		return 0;
+	if (r > 0 && m.type == SYNC_PID && proc->pid == 0 && m.err > 0) {
+		/* An exec's helper: the process runs its setup now, in the container. */
+		struct oci_spec adj = {.has_oom_score_adj = proc->has_oom_score_adj,
+		                       .oom_score_adj = proc->oom_score_adj};
+		proc->pid = (pid_t)m.err;
+		r = container_set_oom_score_adj(proc->pid, &adj, err);
+		if (r < 0)
+			return setup_failed(proc, r);
+		return proc->ready_early ? setup_ready(proc, err) : 0;
+	}
+	if (r > 0 && m.type == SYNC_READY) {
+		/* The helper and its child both write to the socket: READY may come first. */
+		if (proc->pid == 0) {
+			proc->ready_early = true;
+			return 0;
+		}
+		return setup_ready(proc, err);
+	}
+	if (r > 0 && m.type == SYNC_ERROR)
+		return setup_failed(proc, sync_error(&m, err));
+	if (r > 0)
+		return setup_failed(proc, hull_error_set(err, -EBADMSG,
+		                                         "container setup: unexpected message %u",
+		                                         m.type));
+	if (r < 0)
+		return setup_failed(proc, hull_error_set_errno(err, r, "container setup"));
+	return setup_failed(proc,
+	                    hull_error_set(err, -EIO,
+	                                   proc->pid ? "container setup ended without a report"
+	                                             : "exec: the helper ended without a "
+	                                               "report"));
 }
 
 /* Namespaces to create. A mount namespace unless one is joined: every mount the
@@ -645,40 +791,6 @@ static int spawn_prepare(bool terminal, struct spawn *sp)
 	return 0;
 }
 
-/* Wait for the child's READY (or its error report), then hand its fds over. */
-static int spawn_wait_ready(struct spawn *sp, pid_t pid, bool terminal,
-                            struct container_process *ret, struct hull_error **err)
-{
-	struct sync_msg m;
-	int r = sync_read(sp->sync_parent, &m, &sp->out_r);
-
-	if (r > 0 && m.type == SYNC_READY && terminal && sp->out_r < 0)
-		r = -EBADMSG; /* a terminal was asked for and none came */
-	if (r <= 0 || m.type != SYNC_READY) {
-		if (r > 0 && m.type == SYNC_ERROR)
-			sync_error(&m, err);
-		else
-			hull_error_set(err, -EIO, "container setup ended without a report");
-		reap(pid);
-		return r < 0 ? r : (*err ? (*err)->code : -EIO);
-	}
-	if (terminal) {
-		/* One master, two roles: output is read from it, input written to a dup. */
-		sp->in_w = fcntl(sp->out_r, F_DUPFD_CLOEXEC, 3);
-		if (sp->in_w < 0) {
-			r = hull_error_set_errno(err, -errno, "dup terminal");
-			reap(pid);
-			return r;
-		}
-	}
-	ret->pid = pid;
-	ret->sync_fd = TAKE_FD(sp->sync_parent);
-	ret->stdin_fd = TAKE_FD(sp->in_w);
-	ret->stdout_fd = TAKE_FD(sp->out_r);
-	ret->stderr_fd = TAKE_FD(sp->err_r);
-	return 0;
-}
-
 static int pid_ns_enter(const struct container_spec *spec, int *ret_own, struct hull_error **err)
 {
 	for (size_t i = 0; i < spec->oci->n_namespaces; i++) {
@@ -695,7 +807,7 @@ static int pid_ns_enter(const struct container_spec *spec, int *ret_own, struct 
 	return 0;
 }
 
-int container_create(const struct container_spec *spec, struct container_process *ret,
+int container_create(const struct container_spec *spec, struct container_process *proc,
                      struct hull_error **err)
 {
 	_cleanup_free_ char *base = xasprintf(CONTAINER_RUN_DIR "/%s", spec->id);
@@ -705,6 +817,8 @@ int container_create(const struct container_spec *spec, struct container_process
 	int r;
 	pid_t pid;
 
+	container_process_init(proc);
+	sp = (struct spawn){-1, -1, -1, -1, -1, -1, -1, -1};
 	r = clone_flags(spec, &flags, err);
 	if (r < 0)
 		return r;
@@ -755,21 +869,16 @@ int container_create(const struct container_spec *spec, struct container_process
 		close(sp.sync_parent);
 		child_main(sp.sync_child, spec, stdio);
 	}
-	closep(&sp.sync_child);
-	sp.sync_child = -1;
-	/* Into its cgroup before it can exec (exec waits for START). */
+	close_fd(&sp.sync_child);
+	proc->pid = pid;
+	/* Into its cgroup before it can exec (exec waits for START). On failure from here
+	 * on the child is killed; the caller reaps it, then removes its cgroup. */
 	r = container_cgroup_setup(spec->id, spec->oci, pid, err);
-	if (r < 0) {
-		reap(pid);
-		container_cgroup_remove(spec->id);
+	if (r < 0)
 		goto out;
-	}
 	r = container_set_oom_score_adj(pid, spec->oci, err);
-	if (r < 0) {
-		reap(pid);
-		container_cgroup_remove(spec->id);
+	if (r < 0)
 		goto out;
-	}
 	if (flags & CLONE_NEWUSER) {
 		struct sync_msg mapped = {.type = SYNC_MAPPED};
 		r = write_id_maps(pid, spec->oci, err);
@@ -778,19 +887,28 @@ int container_create(const struct container_spec *spec, struct container_process
 		    chown(base, host_id_of_root(spec->oci->uid_mappings, spec->oci->n_uid_mappings),
 		          host_id_of_root(spec->oci->gid_mappings, spec->oci->n_gid_mappings)) < 0)
 			r = hull_error_set_errno(err, -errno, "user namespace: chown '%s'", base);
-		if (r >= 0 && write(sp.sync_parent, &mapped, sizeof(mapped)) != sizeof(mapped))
+		if (r >= 0 &&
+		    send(sp.sync_parent, &mapped, sizeof(mapped), MSG_NOSIGNAL) != sizeof(mapped))
 			r = hull_error_set_errno(err, -errno, "user namespace: tell the child");
-		if (r < 0) {
-			reap(pid);
-			container_cgroup_remove(spec->id);
+		if (r < 0)
 			goto out;
-		}
 	}
-	r = spawn_wait_ready(&sp, pid, spec->terminal, ret, err);
+	/* The rest is the child's: its reports arrive on the socket (container_step()). */
+	fd_set_nonblock(sp.sync_parent, 1);
+	proc->phase = CONTAINER_SETUP;
+	proc->terminal = spec->terminal;
+	proc->sync_fd = TAKE_FD(sp.sync_parent);
+	proc->stdin_fd = TAKE_FD(sp.in_w);
+	proc->stdout_fd = TAKE_FD(sp.out_r);
+	proc->stderr_fd = TAKE_FD(sp.err_r);
 out:
 	spawn_done(&sp);
-	if (r < 0)
+	if (r < 0 && proc->pid > 0)
+		(void)kill(proc->pid, SIGKILL);
+	if (r < 0 && proc->pid == 0)
 		(void)rmdir(base);
+	if (r < 0)
+		proc->phase = CONTAINER_FAILED;
 	return r;
 }
 
@@ -849,15 +967,15 @@ _noreturn_ static void exec_helper(struct spawn *sp, const struct container_spec
 }
 
 int container_exec(const struct container_spec *container, pid_t init_pid, const char *process_json,
-                   size_t len, struct container_process *ret, struct hull_error **err)
+                   size_t len, struct container_process *proc, struct hull_error **err)
 {
 	struct oci_spec *o = xcalloc(1, sizeof(*o));
 	struct container_spec xs = {0};
 	struct spawn sp = {-1, -1, -1, -1, -1, -1, -1, -1};
-	struct sync_msg m;
-	pid_t helper, pid = -1;
-	int r, status;
+	pid_t helper;
+	int r;
 
+	container_process_init(proc);
 	r = oci_process_parse(process_json, len, o, err);
 	if (r < 0) {
 		free(o);
@@ -892,26 +1010,19 @@ int container_exec(const struct container_spec *container, pid_t init_pid, const
 	}
 	if (helper == 0)
 		exec_helper(&sp, &xs, init_pid);
-	closep(&sp.sync_child);
-	sp.sync_child = -1;
-	/* The helper says which pid the process got, or why it could not join. */
-	r = sync_read(sp.sync_parent, &m, NULL);
-	while (waitpid(helper, &status, 0) < 0 && errno == EINTR)
-		;
-	if (r <= 0 || m.type != SYNC_PID || m.err <= 0) {
-		if (r > 0 && m.type == SYNC_ERROR)
-			r = sync_error(&m, err);
-		else
-			r = hull_error_set(err, -EIO, "exec: the helper ended without a report");
-		goto out;
-	}
-	pid = (pid_t)m.err;
-	r = container_set_oom_score_adj(pid, xs.oci, err);
-	if (r < 0) {
-		reap(pid);
-		goto out;
-	}
-	r = spawn_wait_ready(&sp, pid, xs.terminal, ret, err);
+	close_fd(&sp.sync_child);
+	/* The helper reports the process's pid (or why it could not join), then the
+	 * process its READY: both through container_step(). */
+	fd_set_nonblock(sp.sync_parent, 1);
+	proc->phase = CONTAINER_SETUP;
+	proc->helper = helper;
+	proc->terminal = xs.terminal;
+	proc->has_oom_score_adj = o->has_oom_score_adj;
+	proc->oom_score_adj = o->oom_score_adj;
+	proc->sync_fd = TAKE_FD(sp.sync_parent);
+	proc->stdin_fd = TAKE_FD(sp.in_w);
+	proc->stdout_fd = TAKE_FD(sp.out_r);
+	proc->stderr_fd = TAKE_FD(sp.err_r);
 out:
 	spawn_done(&sp);
 	o->seccomp = NULL; /* the container's */
@@ -922,24 +1033,23 @@ out:
 int container_start(struct container_process *proc, struct hull_error **err)
 {
 	struct sync_msg m = {.type = SYNC_START};
+	ssize_t n;
 	int r;
 
-	if (proc->sync_fd < 0)
+	if (proc->phase == CONTAINER_SETUP)
+		return hull_error_set(err, -EBUSY, "still being set up");
+	if (proc->phase != CONTAINER_CREATED)
 		return hull_error_set(err, -EALREADY, "already started");
-	if (write(proc->sync_fd, &m, sizeof(m)) != sizeof(m)) {
-		r = -errno;
-		closep(&proc->sync_fd);
-		proc->sync_fd = -1;
+	n = send(proc->sync_fd, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(m)) {
+		/* The child is gone (killed before start). */
+		r = n < 0 ? -errno : -EIO;
+		close_fd(&proc->sync_fd);
+		proc->phase = CONTAINER_FAILED;
 		return hull_error_set_errno(err, r, "start");
 	}
-	r = sync_read(proc->sync_fd, &m, NULL);
-	closep(&proc->sync_fd);
-	proc->sync_fd = -1;
-	if (r == 0)
-		return 0; /* exec closed the CLOEXEC socket: the process runs */
-	if (r > 0 && m.type == SYNC_ERROR)
-		return sync_error(&m, err);
-	return hull_error_set_errno(err, r < 0 ? r : -EBADMSG, "start: bad report from child");
+	proc->phase = CONTAINER_STARTING;
+	return 0;
 }
 
 void container_cleanup_dir(const char *id)

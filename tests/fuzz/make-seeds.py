@@ -35,8 +35,8 @@ def frame(sid, typ, payload, flags=0, length=None):
     return struct.pack(">IIBB", len(payload) if length is None else length, sid, typ, flags) + payload
 
 
-def request(sid, method, payload=b"", service="hull.agent.v1.Agent"):
-    return frame(sid, 1, ld(1, service) + ld(2, method) + ld(3, payload))
+def request(sid, method, payload=b"", service="hull.agent.v1.Agent", flags=0):
+    return frame(sid, 1, ld(1, service) + ld(2, method) + ld(3, payload), flags)
 
 
 def response(sid, code=0, msg="", payload=b""):
@@ -127,6 +127,40 @@ def main():
     write(a, "data-unknown-stream", frame(99, 3, ld(2, "stdin bytes")))
     write(a, "unknown-type", frame(1, 9, b"\x00"))
     write(a, "garbage-payload", frame(1, 1, b"\xff\xff\xff\xff\x0f"))
+    # Whole lives, driven through the stub engine (container-stub.c picks a child's
+    # script by args[0]): create answered at READY, attach, start answered at exec, wait.
+    credit = frame(7, 3, vi(4, 1 << 20))
+    stdin = frame(7, 3, ld(2, "input line\n") + vi(3, 1))
+    life = (request(3, "CreateContainer", create(args=("cat",))) + request(5, "Check") +
+            request(7, "AttachStdio", cr, flags=2) + credit + stdin + request(9, "StartContainer", cr) +
+            request(11, "WaitProcess", cr) + request(13, "SignalProcess", cr + vi(2, 15)) +
+            request(15, "StatsContainer", cr))
+    write(a, "life", life)
+    execp = '{"args": ["%s"], "cwd": "/", "user": {"uid": 0, "gid": 0}%s}'
+    write(a, "life-exec", life + request(17, "ExecProcess", cr + ld(2, "x1") + ld(3, execp % ("id", ""))) +
+          request(19, "AttachStdio", cr + ld(2, "x1")) + frame(19, 3, vi(4, 4096)) +
+          request(21, "StartProcess", cr + ld(2, "x1")) + request(23, "WaitProcess", cr + ld(2, "x1")) +
+          request(25, "ExecProcess", cr + ld(2, "t1") + ld(3, execp % ("sh", ', "terminal": true'))) +
+          request(27, "ResizePty", cr + ld(2, "t1") + vi(2, 40) + vi(3, 120)) +
+          request(29, "ExecProcess", cr + ld(2, "h1") + ld(3, execp % ("hang", ""))) +
+          request(31, "ExecProcess", cr + ld(2, "f1") + ld(3, execp % ("fail", ""))) +
+          request(33, "RemoveContainer", cr))
+    write(a, "create-hang-remove", request(3, "CreateContainer", create(args=("hang",))) +
+          request(5, "CreateContainer", create(args=("hang",))) + request(7, "Check") +
+          request(9, "StartContainer", cr) + request(11, "AttachStdio", cr) +
+          request(13, "WaitProcess", cr) + request(15, "RemoveContainer", cr) +
+          request(17, "CreateContainer", create(args=("echo",))))
+    write(a, "create-fail", request(3, "CreateContainer", create(args=("fail",))) +
+          request(5, "CreateContainer", create(args=("fail",))))
+    write(a, "start-missing", request(3, "CreateContainer", create(args=("missing",))) +
+          request(7, "AttachStdio", cr) + credit + request(9, "StartContainer", cr) +
+          request(11, "WaitProcess", cr) + request(13, "RemoveContainer", cr))
+    write(a, "attach-cancel", request(3, "CreateContainer", create(args=("sh",), terminal=True)) +
+          request(7, "AttachStdio", cr) + frame(7, 3, vi(5, 1)) + frame(7, 3, ld(2, "after cancel")) +
+          request(9, "AttachStdio", cr) + request(11, "ResizePty", cr + vi(2, 40) + vi(3, 120)))
+    write(a, "port-forward-cancel", request(9, "PortForward", vi(1, 8080)) + frame(9, 3, vi(5, 1)) +
+          frame(9, 3, ld(2, "dropped")) + request(11, "PortForward", vi(1, 8080)) +
+          frame(11, 3, vi(4, 1 << 40)))
 
     # ---- ttrpc frames, either direction ----
     t = "ttrpc-frame"

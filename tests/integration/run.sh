@@ -472,6 +472,37 @@ test_pod_and_exec() {
 		{ echo "joining a dead container's namespace: $(tail -1 "$out")"; return 1; }
 }
 
+test_setup_hang() {
+	# The agent's loop never waits for a child: a container whose setup hangs holds up
+	# only its own CreateContainer (pod/hang-script). Everything else is answered while
+	# it hangs, and removing it answers the create CANCELLED.
+	local out=$T/out
+	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" hang-script) >"$out" 2>"$T/err" ||
+		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	local want=(
+		"started a"
+		"check ok"
+		"started q"
+		"q> quick"
+		"exit q 0"
+		"a/x1> pod-a"
+		"exit a/x1 0"
+		"error create-bg h hang.json: container removed"
+		"started h"           # the id is free again
+		"h> quick"
+		"exit h 0"
+		"a> a-ready"
+		"exit a 137"
+	)
+	for line in "${want[@]}"; do
+		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
+	done
+	[ "$(grep -c '^error' "$out")" = 1 ] || { echo "unexpected errors: $(grep '^error' "$out" | tr '\n' '|')"; return 1; }
+	# The hung create was answered by its removal, after the rest had been.
+	[ "$(grep -nxF "exit a/x1 0" "$out" | cut -d: -f1)" -lt "$(grep -nF "error create-bg h" "$out" | cut -d: -f1)" ] ||
+		{ echo "the hung create was answered too early: $(tr '\n' '|' <"$out")"; return 1; }
+}
+
 test_port_forward() {
 	# The port-forward API (kubectl port-forward's path into a VM): an HTTP request to
 	# httpd on the guest's loopback, a 9 MiB reply (over two credit windows), and a
@@ -660,7 +691,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc pod_and_exec container_life port_forward detached_sandbox \
+	default_security seccomp_kill_like_runc pod_and_exec container_life setup_hang port_forward detached_sandbox \
 	bad_kernel_boot_timeout net_user net_publish q35_machine qmp_schema; do
 	run_test "$t"
 done

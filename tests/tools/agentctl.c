@@ -8,6 +8,9 @@
  * Every container's root is DIR, overlaid (the guest's writes never reach it).
  *
  * Script lines (words split on spaces; '#' comments):
+ *   create-bg ID CONFIG.json  the same without waiting: "created ID" (or "error LINE:
+ *                           message") is printed whenever the answer comes
+ *   check                   Check; prints "check ok"
  *   create ID CONFIG.json   create a container; "{pid:OTHER}" in the file becomes
  *                           OTHER's pid
  *   start ID                attach its stdio, start it; prints "started ID"
@@ -319,7 +322,39 @@ static int attach_start(const char *line, struct proc *p, struct pod_proc *pp)
 	return 0;
 }
 
-static void do_create(const char *line, const char *id, const char *file)
+/* create-bg: the answer is printed when it comes, whatever line the script is at. */
+struct bg_create {
+	char *line, *id;
+};
+
+static void bg_created(void *userdata, int r, const struct hull_error *err)
+{
+	struct bg_create *bg = userdata;
+	if (r < 0)
+		printf("error %s: %s\n", bg->line, err && err->msg ? err->msg : strerror(-r));
+	else
+		printf("created %s\n", bg->id);
+	fflush(stdout);
+	free(bg->line);
+	free(bg->id);
+	free(bg);
+}
+
+static void do_check(const char *line)
+{
+	struct hull_error *err = NULL;
+	struct op *op = op_new();
+	Hull__Agent__V1__CheckRequest cr = HULL__AGENT__V1__CHECK_REQUEST__INIT;
+
+	if (pod_call(pod, "Check", &cr.base, op_reply, op, &err) < 0) {
+		fail(line, err);
+		return;
+	}
+	if (op_wait(line, op) == 0)
+		printf("check ok\n");
+}
+
+static void do_create(const char *line, const char *id, const char *file, bool bg)
 {
 	_cleanup_free_ char *cfg = read_config(file);
 	struct hull_error *err = NULL;
@@ -333,6 +368,20 @@ static void do_create(const char *line, const char *id, const char *file)
 	}
 	cc.config = cfg;
 	cc.config_len = strlen(cfg);
+	if (bg) {
+		struct bg_create *b = xcalloc(1, sizeof(*b));
+		b->line = xstrdup(line);
+		b->id = xstrdup(id);
+		if (pod_create(pod, &cc, bg_created, b, &c, &err) < 0) {
+			free(b->line);
+			free(b->id);
+			free(b);
+			fail(line, err);
+			return;
+		}
+		proc_reset(proc_get(id, NULL));
+		return;
+	}
 	op = op_new();
 	if (pod_create(pod, &cc, op_done, op, &c, &err) < 0) {
 		fail(line, err);
@@ -613,7 +662,11 @@ static void run_line(char *line)
 	if (n == 0 || w[0][0] == '#')
 		return;
 	if (strcmp(w[0], "create") == 0 && n == 3)
-		do_create(copy, w[1], w[2]);
+		do_create(copy, w[1], w[2], false);
+	else if (strcmp(w[0], "create-bg") == 0 && n == 3)
+		do_create(copy, w[1], w[2], true);
+	else if (strcmp(w[0], "check") == 0 && n == 1)
+		do_check(copy);
 	else if (strcmp(w[0], "start") == 0 && n == 2)
 		do_start(copy, w[1]);
 	else if (strcmp(w[0], "exec") == 0 && n == 4)
