@@ -17,14 +17,14 @@
 #include "util.h"
 
 /* Cases that pin a bug not fixed yet fail; they run only when asked for. */
-#define KNOWN_BUG(what)                                                                    \
-	do {                                                                               \
-		if (!getenv("HULL_TEST_KNOWN_BUGS")) {                                     \
+#define KNOWN_BUG(what)                                                                       \
+	do {                                                                                  \
+		if (!getenv("HULL_TEST_KNOWN_BUGS")) {                                        \
 			print_message("known bug, skipped (HULL_TEST_KNOWN_BUGS=1 runs it): " \
-			              "%s\n",                                                  \
-			              what);                                                   \
-			skip();                                                            \
-		}                                                                          \
+			              "%s\n",                                                 \
+			              what);                                                  \
+			skip();                                                               \
+		}                                                                             \
 	} while (0)
 
 struct tmp {

@@ -56,8 +56,8 @@ static void test_defaults(void **state)
 	/* The table documents every key, and its defaults are the ones init sets. */
 	list = vmm_settings_list(&n);
 	assert_int_equal(n, 9);
-	const char *keys[] = {"kernel", "initrd", "qemu",    "accel",       "machine",
-	                      "channel", "cpus",  "memory", "boot_timeout"};
+	const char *keys[] = {"kernel",  "initrd", "qemu",   "accel",       "machine",
+	                      "channel", "cpus",   "memory", "boot_timeout"};
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		const struct vmm_setting *e = NULL;
 		for (size_t j = 0; j < n; j++)
@@ -279,8 +279,8 @@ static void test_copy_is_deep(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),    cmocka_unit_test(test_set_each_key),
-	    cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_unknown_key),
+	    cmocka_unit_test(test_defaults),     cmocka_unit_test(test_set_each_key),
+	    cmocka_unit_test(test_bad_values),   cmocka_unit_test(test_unknown_key),
 	    cmocka_unit_test(test_copy_is_deep),
 	};
 	return cmocka_run_group_tests_name("vmm-settings", tests, NULL, NULL);

@@ -190,18 +190,28 @@ static const struct ttrpc_method methods[] = {
 
 static pid_t server(const char *path)
 {
+	int ready[2];
+	char c;
+
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid > 0) {
-		for (int i = 0; i < 500 && access(path, F_OK) < 0; i++)
-			usleep(2000);
+		/* Listening once it says so (the socket file alone exists before listen()). */
+		close(ready[1]);
+		assert_int_equal(read(ready[0], &c, 1), 1);
+		close(ready[0]);
 		return pid;
 	}
+	close(ready[0]);
 	struct state st = {0};
 	struct event_loop *loop = event_loop_new();
 	struct ttrpc_server *s = ttrpc_server_new(loop, methods, ELEMENTSOF(methods), &st);
 	if (ttrpc_server_listen(s, path, NULL) < 0)
 		_exit(2);
+	if (write(ready[1], "", 1) != 1)
+		_exit(2);
+	close(ready[1]);
 	while (!st.stop)
 		if (event_loop_once(loop, 10000) < 0)
 			_exit(3);
@@ -481,7 +491,7 @@ static void raw_request(struct raw *r, uint32_t sid, const char *method,
 {
 	struct buf out = {0};
 	ttrpc_request_append(&out, sid, 0, TASK, method, msg);
-	assert_int_equal(send_all(r->fd, buf_head(&out), out.len), 0);
+	assert_int_equal(write_all(r->fd, buf_head(&out), out.len), 0);
 	buf_release(&out);
 }
 
@@ -493,15 +503,18 @@ static Hull__Ttrpc__Response *raw_response(struct harness *h, struct raw *r, uin
 	uint8_t tmp[64 << 10];
 
 	for (int i = 0; ttrpc_decoder_next(&r->dec, &f) != 1; i++) {
-		ssize_t n = recv(r->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-		if (n == 0)
-			return NULL;
-		if (n < 0) {
-			assert_int_equal(errno, EAGAIN);
+		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+		ssize_t n;
+		assert_true(poll(&pfd, 1, 0) >= 0);
+		if (!pfd.revents) {
 			assert_true(i < 200);
 			assert_int_equal(event_loop_once(h->loop, 50), 0);
 			continue;
 		}
+		n = read(r->fd, tmp, sizeof(tmp));
+		assert_true(n >= 0);
+		if (n == 0)
+			return NULL;
 		ttrpc_decoder_feed(&r->dec, tmp, (size_t)n);
 	}
 	assert_int_equal(f.type, TTRPC_TYPE_RESPONSE);
@@ -527,6 +540,33 @@ static uint32_t wait_exit_status(const Hull__Ttrpc__Response *resp)
 	return v;
 }
 
+/* A pty master; *name is its slave's path. */
+static int pty_open(char *name, size_t size)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(m >= 0);
+	assert_int_equal(grantpt(m), 0);
+	assert_int_equal(unlockpt(m), 0);
+	assert_int_equal(ptsname_r(m, name, size), 0);
+	return m;
+}
+
+/* The slave end, raw: no echo, no line editing, no CR/LF games, all 8 bits. */
+static int pty_open_slave(const char *name)
+{
+	struct termios t;
+	struct stat sb;
+	int fd = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(tcgetattr(fd, &t), 0);
+	cfmakeraw(&t);
+	assert_int_equal(tcsetattr(fd, TCSANOW, &t), 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_true(S_ISCHR(sb.st_mode));
+	return fd;
+}
+
 /* A pty, the way the agent's virtio-serial port is a character device: requests answered
  * over it, one kept and answered out of order, a reply much larger than the tty's
  * buffers with every byte value in it. */
@@ -534,26 +574,12 @@ static void test_server_pty(void **state)
 {
 	struct harness h;
 	struct result res = {0}, wres = {0};
-	struct termios t;
-	struct stat sb;
 	char name[128];
 	(void)state;
 
 	harness_setup(&h);
-	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-	assert_true(m >= 0);
-	assert_int_equal(grantpt(m), 0);
-	assert_int_equal(unlockpt(m), 0);
-	assert_int_equal(ptsname_r(m, name, sizeof(name)), 0);
-	int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	assert_true(slave >= 0);
-	/* Raw: no echo, no line editing, no CR/LF games, all 8 bits. */
-	assert_int_equal(tcgetattr(slave, &t), 0);
-	cfmakeraw(&t);
-	assert_int_equal(tcsetattr(slave, TCSANOW, &t), 0);
-	assert_int_equal(fstat(slave, &sb), 0);
-	assert_true(S_ISCHR(sb.st_mode));
-	assert_int_equal(ttrpc_server_add_fd(h.s, slave, 0), 0);
+	int m = pty_open(name, sizeof(name));
+	assert_int_equal(ttrpc_server_add_fd(h.s, pty_open_slave(name), 0), 0);
 	struct ttrpc_client *c = ttrpc_client_new(m, TASK);
 	assert_int_equal(ttrpc_client_attach(c, h.loop, NULL, NULL), 0);
 
@@ -777,6 +803,61 @@ static void test_server_keep_across_hangup(void **state)
 	}
 }
 
+/* Kept across an absent host, the way the agent keeps its virtio-serial port: the server
+ * on a pty master, the host on the slave. The host goes away (its last fd closes, the
+ * master reports HUP) while a call is kept; the call is answered meanwhile; the host
+ * comes back and gets that answer, and new requests are served. */
+static void test_server_keep_across_reconnect(void **state)
+{
+	struct harness h;
+	struct raw r = {0};
+	Hull__Ttrpc__Response *resp;
+	Hull__Task__WaitRequest wr = HULL__TASK__WAIT_REQUEST__INIT;
+	Hull__Task__WaitResponse w = HULL__TASK__WAIT_RESPONSE__INIT;
+	Hull__Task__ConnectRequest cr = HULL__TASK__CONNECT_REQUEST__INIT;
+	char name[128];
+	uint32_t sid;
+	(void)state;
+
+	harness_setup(&h);
+	assert_int_equal(ttrpc_server_add_fd(h.s, pty_open(name, sizeof(name)), TTRPC_FD_KEEP), 0);
+	r.fd = pty_open_slave(name);
+	wr.id = cr.id = (char *)"c1";
+	raw_request(&r, 1, "Wait", &wr.base);
+	TURN_UNTIL(h.loop, h.st.waiter != NULL);
+	assert_non_null(h.st.waiter);
+
+	close(r.fd);
+	/* Several turns, retries of the parked connection among them (every 50 ms). */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(event_loop_once(h.loop, 30), 0);
+	assert_non_null(ttrpc_call_out(h.st.waiter));
+	w.exit_status = 137;
+	ttrpc_call_reply(h.st.waiter, 0, NULL, &w.base);
+	h.st.waiter = NULL;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(event_loop_once(h.loop, 30), 0);
+
+	r.fd = pty_open_slave(name);
+	resp = raw_response(&h, &r, &sid);
+	assert_non_null(resp);
+	assert_int_equal(sid, 1);
+	assert_int_equal(status_code(resp), 0);
+	assert_int_equal(wait_exit_status(resp), 137);
+	hull__ttrpc__response__free_unpacked(resp, NULL);
+
+	raw_request(&r, 3, "Connect", &cr.base);
+	resp = raw_response(&h, &r, &sid);
+	assert_non_null(resp);
+	assert_int_equal(sid, 3);
+	assert_int_equal(status_code(resp), 0);
+	hull__ttrpc__response__free_unpacked(resp, NULL);
+
+	ttrpc_decoder_release(&r.dec);
+	close(r.fd);
+	harness_teardown(&h);
+}
+
 /* A peer that writes requests and does not read: its requests wait once more than
  * 16 MiB of replies are queued for it, the connection stays, and they are read again
  * once it reads. */
@@ -841,6 +922,7 @@ int main(void)
 	    cmocka_unit_test(test_server_call_data),
 	    cmocka_unit_test(test_server_stream_in_use),
 	    cmocka_unit_test(test_server_keep_across_hangup),
+	    cmocka_unit_test(test_server_keep_across_reconnect),
 	    cmocka_unit_test(test_server_backpressure),
 	};
 	/* A peer that is gone is an error to see, not a SIGPIPE. */
