@@ -324,6 +324,8 @@ void ttrpc_client_feed(struct ttrpc_client *c, const void *data, size_t len)
 	c->depth++;
 	ttrpc_decoder_feed(&c->dec, data, len);
 	dispatch(c);
+	if (!c->doomed)
+		update_interest(c);
 	leave(c);
 }
 
@@ -388,8 +390,10 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *us
 			break;
 		}
 	}
-	if (!c->doomed)
+	if (!c->doomed) {
 		rearm_timer(c);
+		update_interest(c); /* a callback may have queued a call (a retry) */
+	}
 	leave(c);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "log.h"
 #include "ttrpc-msg.h"
@@ -467,11 +468,25 @@ int ttrpc_server_listen(struct ttrpc_server *s, const char *path, struct hull_er
 
 void ttrpc_server_flush(struct ttrpc_server *s, int timeout_ms)
 {
+	struct timespec ts;
+	int64_t deadline;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
 	for (struct ttrpc_conn *c = s->conns; c; c = c->next) {
-		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-		c->parked = false;
-		while (c->out.len > 0 && poll(&pfd, 1, timeout_ms) > 0) {
-			ssize_t n = conn_write(c, buf_head(&c->out), c->out.len);
+		while (c->out.len > 0) {
+			struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+			int64_t left;
+			ssize_t n;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			left = deadline - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+			/* A peer that is gone (a hangup, an error) or that does not read in
+			 * time gets no more: this is the last thing before power-off. */
+			if (left <= 0 || poll(&pfd, 1, (int)left) <= 0 ||
+			    (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+				break;
+			n = conn_write(c, buf_head(&c->out), c->out.len);
 			if (n < 0 && errno != EINTR && errno != EAGAIN)
 				break;
 			if (n > 0)

@@ -59,11 +59,24 @@ static void rotate(struct logfile *l)
 
 void logfile_write(struct logfile *l, const void *p, size_t n)
 {
-	if (l->size > 0 && l->size + n > l->max_size)
-		rotate(l);
-	/* A regular file on the state dir: a write does not wait for anyone. */
-	if (write_all(l->fd, p, n) == 0)
-		l->size += n;
+	const uint8_t *b = p;
+
+	/* In pieces that fit: one write (up to the stream window) never takes a file past
+	 * max_size. */
+	while (n > 0) {
+		size_t take = (size_t)MIN((uint64_t)n, l->max_size);
+		if (l->size > 0 && l->size + take > l->max_size)
+			rotate(l);
+		take = (size_t)MIN((uint64_t)take, l->max_size - MIN(l->size, l->max_size));
+		if (take == 0)
+			take = (size_t)MIN((uint64_t)n, l->max_size); /* rotation failed */
+		/* A regular file on the state dir: a write does not wait for anyone. */
+		if (write_all(l->fd, b, take) < 0)
+			return;
+		l->size += take;
+		b += take;
+		n -= take;
+	}
 }
 
 struct logfile *logfile_unref(struct logfile *l)

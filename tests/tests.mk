@@ -1,14 +1,14 @@
 # Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
 # Included from the top-level Makefile.
 
-UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile
+UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
 
-$(BUILD)/tests/test-logfile: tests/unit/test-logfile.c $(LIB_POD) $(LIB_COMMON)
+$(BUILD)/tests/test-logfile $(BUILD)/tests/test-stream: $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_POD) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 

@@ -75,6 +75,9 @@ static int set_cpus(struct vmm_settings *s, const char *v)
 	char *end;
 	unsigned long n;
 
+	/* Digits only: strtoul would take " 2", "+2" and "-1" too. */
+	if (*v < '0' || *v > '9')
+		return -EINVAL;
 	errno = 0;
 	n = strtoul(v, &end, 10);
 	if (errno || end == v || *end || n < 1 || n > VMM_CPUS_MAX)

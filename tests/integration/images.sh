@@ -188,8 +188,9 @@ t.addfile(ti, io.BytesIO(data)); t.close()' "$T/l$i.tar" "$i" || return 1
 		args+=(--layer-tar "$T/l$i.tar")
 	done
 	$MKIMAGE "$ROOTFS" "$T/deep.tar" example.com/t/deep:1 "${args[@]}" && h load -i "$T/deep.tar" && want_rc 0 || return 1
-	h run example.com/t/deep:1 -- sh -c 'cat /l1 /l22; grep -o "lowerdir=/run/hull/shares/hull-root" /proc/mounts'
-	want_rc 0 && want_out $'layer 1\nlayer 22\nlowerdir=/run/hull/shares/hull-root' || { echo "microvm"; return 1; }
+	# The unpacked tree reaches the guest through the sandbox's shared directory.
+	h run example.com/t/deep:1 -- sh -c 'cat /l1 /l22; grep -o "lowerdir=/run/hull/shares/hull-shared/job/rootfs" /proc/mounts'
+	want_rc 0 && want_out $'layer 1\nlayer 22\nlowerdir=/run/hull/shares/hull-shared/job/rootfs' || { echo "microvm"; return 1; }
 	HULL_IMAGE_BACKEND=erofs h run --machine q35 example.com/t/deep:1 -- sh -c 'cat /l22; grep -o "hull-l[0-9]*" /proc/mounts | sort -u | wc -l'
 	want_rc 0 && want_out $'layer 22\n23' || { echo "q35"; return 1; }
 }

@@ -16,17 +16,6 @@
 #include "pod-log.h"
 #include "util.h"
 
-/* Cases that pin a bug not fixed yet fail; they run only when asked for. */
-#define KNOWN_BUG(what)                                                                       \
-	do {                                                                                  \
-		if (!getenv("HULL_TEST_KNOWN_BUGS")) {                                        \
-			print_message("known bug, skipped (HULL_TEST_KNOWN_BUGS=1 runs it): " \
-			              "%s\n",                                                 \
-			              what);                                                  \
-			skip();                                                               \
-		}                                                                             \
-	} while (0)
-
 struct tmp {
 	char dir[32];
 	char *path; /* dir/job.log */
@@ -196,8 +185,6 @@ static void test_cap_with_large_writes(void **state)
 	const size_t n = 64u << 10;
 	struct logfile *l;
 
-	KNOWN_BUG("pod/pod-log.c logfile_write(): one write larger than max_size lands whole "
-	          "in one file, so max_files such writes put max_files * n on disk");
 	_cleanup_free_ char *chunk = xmalloc(n);
 	l = logfile_open(t->path, max_size, max_files, NULL);
 	assert_non_null(l);

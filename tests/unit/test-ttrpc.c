@@ -23,17 +23,6 @@
 #include "ttrpc-msg.h"
 #include "util.h"
 
-/* Cases that pin a bug not fixed yet fail; they run only when asked for. */
-#define KNOWN_BUG(what)                                                                       \
-	do {                                                                                  \
-		if (!getenv("HULL_TEST_KNOWN_BUGS")) {                                        \
-			print_message("known bug, skipped (HULL_TEST_KNOWN_BUGS=1 runs it): " \
-			              "%s\n",                                                 \
-			              what);                                                  \
-			skip();                                                               \
-		}                                                                             \
-	} while (0)
-
 /* Turn the loop until cond holds, at most ~10 s: a hang fails the assertion after it
  * instead of stalling the suite. */
 #define TURN_UNTIL(loop, cond)                                            \
@@ -729,8 +718,6 @@ static void test_client_call_from_deadline_cb_is_sent(void **state)
 	struct ttrpc_frame f;
 	(void)state;
 
-	KNOWN_BUG("common/ttrpc-client.c on_timer(): a call queued from a deadline "
-	          "callback is not written until the peer sends something");
 	rig_setup(&r);
 	uint32_t sid = ttrpc_client_call(r.c, "Once", NULL, 0, 10, retry_cb, NULL, &rt);
 	peer_next_frame(&r, &f);
