@@ -27,6 +27,7 @@
 
 #define TASK_SERVICE "containerd.task.v2.Task"
 #define TIMEOUT_MS 30000
+#define RM_KILL_WAIT_MS 10000
 
 static int task_connect(const char *name, struct ttrpc_client **ret, char **ret_dir)
 {
@@ -131,25 +132,32 @@ static int kill_task(struct ttrpc_client *ac, int sig)
 	return r;
 }
 
-static int wait_task(struct ttrpc_client *ac, const char *exec_id, uint32_t *ret_status)
+static int wait_task_ms(struct ttrpc_client *ac, const char *exec_id, uint32_t *ret_status,
+                        int timeout_ms)
 {
 	Hull__Task__WaitRequest req = HULL__TASK__WAIT_REQUEST__INIT;
 	Hull__Task__WaitResponse *resp = NULL;
 	struct hull_error *err = NULL;
 	req.id = (char *)CONTAINER_ID;
 	req.exec_id = (char *)exec_id;
-	/* No deadline: a job may run for hours; the server answers when it exits. */
 	int r =
 	    ttrpc_client_call_sync(ac, "Wait", &req.base, &hull__task__wait_response__descriptor,
-	                           (ProtobufCMessage **)&resp, INT32_MAX, &err);
+	                           (ProtobufCMessage **)&resp, timeout_ms, &err);
 	if (r < 0) {
-		fprintf(stderr, "hull: wait: %s\n", err->msg);
+		if (r != -ETIMEDOUT)
+			fprintf(stderr, "hull: wait: %s\n", err->msg);
 		hull_error_free(err);
 		return r;
 	}
 	*ret_status = resp->exit_status;
 	hull__task__wait_response__free_unpacked(resp, NULL);
 	return 0;
+}
+
+/* No deadline: a job may run for hours; the server answers when it exits. */
+static int wait_task(struct ttrpc_client *ac, const char *exec_id, uint32_t *ret_status)
+{
+	return wait_task_ms(ac, exec_id, ret_status, INT32_MAX);
 }
 
 int cli_kill(int argc, char **argv)
@@ -207,10 +215,11 @@ int cli_rm(int argc, char **argv)
 		ttrpc_client_free(ac);
 		return EXIT_HULL_ERROR;
 	}
-	if (running && (kill_task(ac, SIGKILL) < 0 || wait_task(ac, "", &status) < 0)) {
-		ttrpc_client_free(ac);
-		return EXIT_HULL_ERROR;
-	}
+	/* A guest that does not end its job even for SIGKILL has 10 s: then the sandbox
+	 * goes with its VM all the same (Shutdown now). */
+	if (running && (kill_task(ac, SIGKILL) < 0 ||
+	                wait_task_ms(ac, "", &status, RM_KILL_WAIT_MS) == -ETIMEDOUT))
+		sd.now = true;
 	/* Delete the job, then the process ends with the sandbox (it has no task left). */
 	dr.id = sd.id = (char *)CONTAINER_ID;
 	(void)ttrpc_client_call_sync(ac, "Delete", &dr.base, NULL, NULL, TIMEOUT_MS, NULL);

@@ -38,20 +38,38 @@ struct logfile *logfile_open(const char *path, uint64_t max_size, unsigned max_f
 	return l;
 }
 
+/* PATH.(k-1) -> PATH.k, then the full PATH becomes PATH.1 and a new PATH takes its place
+ * in one step (RENAME_EXCHANGE): a reader (hull logs -f) never finds PATH missing. */
 static void rotate(struct logfile *l)
 {
+	_cleanup_free_ char *fresh = xasprintf("%s.new", l->path);
 	int fd;
 
-	for (unsigned i = l->max_files - 1; i >= 1; i--) {
-		_cleanup_free_ char *from =
-		    i == 1 ? xstrdup(l->path) : xasprintf("%s.%u", l->path, i - 1);
+	for (unsigned i = l->max_files - 1; i >= 2; i--) {
+		_cleanup_free_ char *from = xasprintf("%s.%u", l->path, i - 1);
 		_cleanup_free_ char *to = xasprintf("%s.%u", l->path, i);
 		(void)rename(from, to);
 	}
-	/* With one file, or when the rename failed: start the one file over. */
-	fd = open(l->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	fd = open(fresh, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return; /* keep writing where we were: the cap is then best effort */
+	if (renameat2(AT_FDCWD, fresh, AT_FDCWD, l->path, RENAME_EXCHANGE) < 0) {
+		/* A filesystem without exchange: the old way, PATH briefly missing. */
+		if (l->max_files > 1) {
+			_cleanup_free_ char *one = xasprintf("%s.1", l->path);
+			(void)rename(l->path, one);
+		}
+		if (rename(fresh, l->path) < 0) {
+			close(fd);
+			(void)unlink(fresh);
+			return;
+		}
+	} else if (l->max_files > 1) {
+		_cleanup_free_ char *one = xasprintf("%s.1", l->path);
+		(void)rename(fresh, one); /* fresh now names the full one */
+	} else {
+		(void)unlink(fresh);
+	}
 	close(l->fd);
 	l->fd = fd;
 	l->size = 0;

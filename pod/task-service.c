@@ -23,6 +23,7 @@ struct task {
 	char *bundle;
 	bool rootfs_mounted; /* containerd's mounts on bundle/rootfs are ours to undo */
 	bool paused;
+	bool deleting; /* a Delete is on its way */
 };
 
 /* A process's stdio paths, reported by State. */
@@ -624,6 +625,8 @@ struct delete_ctx {
 	struct ttrpc_call *call;
 	char *id;
 	struct task *task;
+	struct task_io **ios;
+	size_t n_ios;
 	uint32_t pid, status;
 	uint64_t at;
 };
@@ -637,6 +640,9 @@ static void on_deleted(void *userdata, int r, const struct hull_error *err)
 	(void)r, (void)err;
 
 	task_release(dc->task);
+	for (size_t i = 0; i < dc->n_ios; i++)
+		task_io_free(dc->ios[i]);
+	free(dc->ios);
 	set_timestamp(&t, dc->at);
 	resp.pid = dc->pid;
 	resp.exit_status = dc->status;
@@ -693,15 +699,26 @@ static int t_delete(void *userdata, struct ttrpc_call *call, const uint8_t *payl
 	dc->status = status;
 	dc->at = at ? at : realtime_ns();
 	dc->task = pod_ctr_data(c);
+	if (dc->task->deleting) {
+		free(dc->id);
+		free(dc);
+		return hull_error_set(err, -EBUSY, "'%s' is being deleted", pod_ctr_id(c));
+	}
+	/* What we keep of its processes goes with it, in on_deleted (the pod core may free
+	 * the container inside pod_delete: nothing of it is touched after the call). */
+	for (struct pod_proc *q = pod_proc_next(c, NULL); q; q = pod_proc_next(c, q)) {
+		dc->ios = xrealloc(dc->ios, (dc->n_ios + 1) * sizeof(*dc->ios));
+		dc->ios[dc->n_ios++] = pod_proc_data(q);
+	}
+	dc->task->deleting = true;
 	r = pod_delete(c, on_deleted, dc, err);
 	if (r < 0) {
+		dc->task->deleting = false;
+		free(dc->ios);
 		free(dc->id);
 		free(dc);
 		return r;
 	}
-	/* The pod core lets go of the container; what we kept of it goes in on_deleted. */
-	task_io_forget(c);
-	pod_ctr_set_data(c, NULL);
 	return 1;
 }
 

@@ -153,8 +153,11 @@ static void on_agent_error(struct ttrpc_client *c, const struct hull_error *err,
 	}
 	e = error_new(err->code, err->msg);
 	hull_error_prefix(&e, "agent channel");
-	if (err->code == -EPROTO)
+	if (err->code == -EPROTO && sb->vm) {
+		/* Security: a guest that broke the channel is not left running. */
 		log_warn("%s: the sandbox's VM is stopped", e->msg);
+		sb->vm->ops->stop(sb->vm, 0);
+	}
 	lose(sb, e);
 }
 

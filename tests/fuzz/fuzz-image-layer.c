@@ -14,6 +14,12 @@
 
 static char base[] = "/tmp/hull-fuzz-layer.XXXXXX";
 
+/* The scratch dir goes when the fuzzer (or replay) exits. */
+static void remove_base(void)
+{
+	rm_tree(base);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -25,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ready) {
 		if (!mkdtemp(base))
 			abort();
+		atexit(remove_base);
 		ready = true;
 	}
 	blob = xasprintf("%s/layer", base);

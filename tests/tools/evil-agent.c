@@ -5,7 +5,8 @@
  * command says (args[0]; the command of every container of a pod chooses for that
  * container):
  *
- *   flood [fd]     stdout (or fd 2) frames far past the credit the host granted
+ *   flood [fd]     stdout (or fd 2) frames far past the credit the host granted; only
+ *                  SIGKILL ends it
  *   frame-at-cap   one output frame of exactly the 4 MiB frame limit (legal), then exit 0
  *   frame-over-cap one frame 1 byte over the limit
  *   bad-stream     output on a stream id the host never opened
@@ -247,8 +248,8 @@ static void handle_request(const struct ttrpc_frame *f)
 		    NULL, req->payload.len, req->payload.data);
 		struct ctr *c = sr ? ctr_find(sr->id) : NULL;
 		reply_empty(f->stream_id);
-		/* A flood never stops for a signal; the others end by it. */
-		if (c && c->mode != MODE_FLOOD && c->mode != MODE_DEAF)
+		/* A flood stops only for SIGKILL, a deaf one never; the others end by any. */
+		if (c && c->mode != MODE_DEAF && (c->mode != MODE_FLOOD || sr->signal == SIGKILL))
 			end(c, 0, (int)sr->signal);
 		if (sr)
 			hull__agent__v1__signal_request__free_unpacked(sr, NULL);

@@ -43,10 +43,10 @@ static void mem_close(struct stream_sink *s)
 struct guest {
 	int fd;
 	struct ttrpc_decoder dec;
-	uint32_t sid;          /* the stream's, from its request */
-	uint64_t credit;       /* what the host granted us */
-	uint64_t in_bytes;     /* stdin bytes the host sent */
-	size_t max_chunk;      /* the largest stdin frame */
+	uint32_t sid;      /* the stream's, from its request */
+	uint64_t credit;   /* what the host granted us */
+	uint64_t in_bytes; /* stdin bytes the host sent */
+	size_t max_chunk;  /* the largest stdin frame */
 	bool in_eof, cancelled;
 };
 
