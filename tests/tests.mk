@@ -1,7 +1,8 @@
 # Tests: cmocka unit tests, fuzzers (libFuzzer) with replay binaries, integration.
 # Included from the top-level Makefile.
 
-UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream
+UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream \
+	shim-events
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
@@ -11,6 +12,10 @@ $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMO
 $(BUILD)/tests/test-logfile $(BUILD)/tests/test-stream: $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_POD) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
+
+$(BUILD)/tests/test-shim-events: tests/unit/test-shim-events.c $(LIB_SHIM) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Ishim $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 
 $(BUILD)/tests/test-image: tests/unit/test-image.c $(LIB_IMAGE) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
@@ -73,7 +78,7 @@ unit: $(UNIT_BINS)
 fuzz-replay: $(REPLAY_BINS)
 
 check: all $(UNIT_BINS) $(REPLAY_BINS)
-	@tests/run-all.sh
+	@HULL_UNIT_TESTS="$(UNIT_TESTS)" HULL_FUZZERS="$(FUZZERS)" tests/run-all.sh
 
 integration: all $(BUILD)/tests/agentctl
 	@HULL_TEST_ONLY=integration tests/run-all.sh

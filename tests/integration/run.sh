@@ -521,6 +521,9 @@ test_port_forward() {
 		"error forward 9 http-get.txt: port 9 in the sandbox: Connection refused"
 		"error forward 0 http-get.txt: port 0: want 1..65535"
 		"exit w 137"
+		"forward cancelled"
+		"n> peer-closed"
+		"exit n 0"
 	)
 	for line in "${want[@]}"; do
 		grep -qxF -- "$line" "$T/clean" || { echo "missing '$line' in: $(tr '\n' '|' <"$T/clean")"; return 1; }

@@ -27,6 +27,7 @@
  *   forward PORT FILE       port-forward: FILE's bytes to PORT on the guest's loopback,
  *                           then half-close; prints the reply ("forward> line", up to
  *                           a NUL), "forward bytes N" and "forward done" (or "error")
+ *   forward-cancel PORT     PortForward to PORT, cancelled at once: "forward cancelled"
  *   sleep MS                the loop keeps turning meanwhile
  * A failing call prints "error LINE: message" and the script goes on. Each line runs to
  * its end on the event loop before the next one starts; a line the guest does not
@@ -594,6 +595,41 @@ static void on_client(struct event_loop *lp, int fd, uint32_t revents, void *use
 		event_mod(lp, fd, 0);
 }
 
+/* forward-cancel: a forward the host abandons while it is open (its client sends
+ * nothing and stays): cancelled, the agent closes the guest's socket. */
+static void do_forward_cancel(const char *line, unsigned port)
+{
+	struct hull_error *err = NULL;
+	struct stream *st;
+	struct op *op;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		printf("error %s: socketpair\n", line);
+		return;
+	}
+	op = op_new();
+	st = pod_port_forward(pod, port, sv[0], &fwd_ops, op, &err);
+	if (!st) {
+		close(sv[0]);
+		close(sv[1]);
+		fail(line, err);
+		return;
+	}
+	/* The request and the cancel go in order on the channel: the agent has dialled
+	 * when the cancel reaches it. */
+	stream_cancel(st);
+	if (turn_until(op_is_done, op, LINE_TIMEOUT_MS) < 0)
+		printf("error %s: timed out after %d s\n", line, LINE_TIMEOUT_MS / 1000);
+	else if (op->r == -ECANCELED)
+		printf("forward cancelled\n");
+	else
+		printf("error %s: %s\n", line, op->r < 0 ? op->msg : "not cancelled");
+	pod_port_forward_free(pod, st);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* The port-forward API as a CRI server drives it: a socket per client connection (here
  * one end of a socketpair), the pod carrying its bytes on the loop. */
 static void do_forward(const char *line, unsigned port, const char *file)
@@ -685,6 +721,8 @@ static void run_line(char *line)
 		do_pause(copy, w[1], w[0][0] == 'p');
 	else if (strcmp(w[0], "ps") == 0 && n == 2)
 		do_ps(copy, w[1]);
+	else if (strcmp(w[0], "forward-cancel") == 0 && n == 2)
+		do_forward_cancel(copy, (unsigned)atoi(w[1]));
 	else if (strcmp(w[0], "forward") == 0 && n == 3)
 		do_forward(copy, (unsigned)atoi(w[1]), w[2]);
 	else if (strcmp(w[0], "sleep") == 0 && n == 2)
