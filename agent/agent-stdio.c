@@ -74,9 +74,10 @@ void agent_stdio_close(struct agent_process *p)
 
 void agent_stdio_ready(struct agent_process *p)
 {
-	for (int *fd = &p->proc.stdin_fd; fd <= &p->proc.stderr_fd; fd++)
-		if (*fd >= 0)
-			fd_set_nonblock(*fd, 1);
+	int *fds[] = {&p->proc.stdin_fd, &p->proc.stdout_fd, &p->proc.stderr_fd};
+	for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+		if (*fds[i] >= 0)
+			fd_set_nonblock(*fds[i], 1);
 	p->stdout_open = p->proc.stdout_fd >= 0;
 	p->stderr_open = p->proc.stderr_fd >= 0;
 }

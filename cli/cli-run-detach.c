@@ -125,17 +125,6 @@ static void on_shutdown(void *userdata)
 
 static const struct task_service_ops ops = {.booted = on_booted, .shutdown = on_shutdown};
 
-static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
-{
-	struct detach *d = userdata;
-	struct signalfd_siginfo si;
-	(void)loop, (void)revents;
-	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
-		log_info("%s: stopping the sandbox", strsignal((int)si.ssi_signo));
-		d->shutdown = true;
-	}
-}
-
 /* --timeout: SIGKILL, and a guest that does not end the job then loses its VM. */
 static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
 {
@@ -172,19 +161,10 @@ static void serve(struct run_opts *o, int ready_fd)
 	const struct ttrpc_method *methods;
 	_cleanup_free_ char *logpath = NULL;
 	size_t n_methods;
-	sigset_t mask;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGPIPE);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	sigdelset(&mask, SIGPIPE);
 	d.loop = event_loop_new();
-	d.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.sig_fd = event_add_stop_signals(d.loop, &d.shutdown);
 	d.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	event_add(d.loop, d.sig_fd, EPOLLIN, on_signal, &d);
 	event_add(d.loop, d.timer_fd, EPOLLIN, on_timer, &d);
 	d.ts = task_service_new(d.loop, &ops, &d);
 	d.pod = task_service_pod(d.ts);
@@ -222,9 +202,10 @@ out:
 	d.log = logfile_unref(d.log);
 	run_job_done(&d.job);
 	free(d.sock);
-	close(d.sig_fd);
-	close(d.timer_fd);
 	d.loop = event_loop_free(d.loop);
+	if (d.sig_fd >= 0)
+		close(d.sig_fd);
+	close(d.timer_fd);
 }
 
 int run_detach_fork(struct run_opts *o, int *ret_ready_fd)

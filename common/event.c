@@ -2,7 +2,13 @@
 #include "event.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "log.h"
 
 #include "macros.h"
 
@@ -169,4 +175,37 @@ int event_loop_once(struct event_loop *loop, int timeout_ms)
 	run_deferred(loop);
 	sources_sweep(loop);
 	return 0;
+}
+
+static void on_stop_signal(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
+{
+	struct signalfd_siginfo si;
+	(void)loop, (void)revents;
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("%s: stopping the sandbox", strsignal((int)si.ssi_signo));
+		*(bool *)userdata = true;
+	}
+}
+
+int event_add_stop_signals(struct event_loop *loop, bool *stop)
+{
+	sigset_t mask;
+	int fd, r;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigdelset(&mask, SIGPIPE);
+	fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	r = event_add(loop, fd, EPOLLIN, on_stop_signal, stop);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
 }

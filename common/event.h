@@ -22,5 +22,9 @@ typedef void (*event_defer_cb)(void *userdata);
 void event_defer(struct event_loop *loop, event_defer_cb fn, void *userdata);
 /* Forget deferred calls of fn with userdata (the object they would touch is gone). */
 void event_defer_cancel(struct event_loop *loop, event_defer_cb fn, void *userdata);
+/* For a serving process: SIGTERM, SIGINT and SIGHUP through a signalfd on loop, each
+ * logged and setting *stop; SIGPIPE blocked (writes to a gone peer fail with EPIPE).
+ * Returns the signalfd (the caller closes it after event_loop_free) or -errno. */
+int event_add_stop_signals(struct event_loop *loop, bool *stop);
 /* Run one round: wait up to timeout_ms (-1 forever) and dispatch. 0 or -errno. */
 int event_loop_once(struct event_loop *loop, int timeout_ms);

@@ -92,37 +92,17 @@ static const struct task_service_ops ops = {
     .shutdown = shutdown_asked,
 };
 
-static void on_signal(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
-{
-	struct shim *s = userdata;
-	struct signalfd_siginfo si;
-	(void)loop, (void)revents;
-	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
-		log_info("%s: stopping the sandbox", strsignal((int)si.ssi_signo));
-		s->shutdown = true;
-	}
-}
-
 int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
 {
 	struct shim s = {.a = a, .sig_fd = -1};
 	_cleanup_error_ struct hull_error *err = NULL;
 	const struct ttrpc_method *methods;
 	size_t n_methods;
-	sigset_t mask;
 	int r;
 
 	shim_config_defaults(&s.cfg);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGPIPE);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	sigdelset(&mask, SIGPIPE);
-	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	s.loop = event_loop_new();
-	event_add(s.loop, s.sig_fd, EPOLLIN, on_signal, &s);
+	s.sig_fd = event_add_stop_signals(s.loop, &s.shutdown);
 	if (a->ttrpc_address && *a->ttrpc_address)
 		s.events = shim_events_new(s.loop, a->ttrpc_address, a->namespace);
 	s.ts = task_service_new(s.loop, &ops, &s);
@@ -158,7 +138,8 @@ out:
 	strv_free(s.cgroups);
 	s.events = shim_events_free(s.events);
 	s.loop = event_loop_free(s.loop);
-	close(s.sig_fd);
+	if (s.sig_fd >= 0)
+		close(s.sig_fd);
 	shim_config_done(&s.cfg);
 	return r;
 }

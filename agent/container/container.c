@@ -760,8 +760,10 @@ struct spawn {
 
 static void spawn_done(struct spawn *sp)
 {
-	for (int *fd = &sp->sync_parent; fd <= &sp->err_w; fd++)
-		closep(fd);
+	int *fds[] = {&sp->sync_parent, &sp->sync_child, &sp->in_r,  &sp->in_w,
+	              &sp->out_r,       &sp->out_w,      &sp->err_r, &sp->err_w};
+	for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+		closep(fds[i]);
 }
 
 static int spawn_prepare(bool terminal, struct spawn *sp)

@@ -82,16 +82,6 @@ finish_bg() {
 	wait "$evil_pid"
 	echo $? >"$T/rc"
 }
-# Wait up to 60 s for file $1 to contain $2.
-wait_for() {
-	local i
-	for i in $(seq 1 600); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for '$2' in $1: $(tail -c 300 "$1" 2>/dev/null)"
-	return 1
-}
 # A reader that never reads: holds the FIFO's read end open, reads nothing.
 stuck_fifo() {
 	mkfifo "$1"

@@ -35,6 +35,17 @@ run_test() {
 	rm -rf "$T"
 }
 
+# Wait until file $1 contains $2 (up to 60 s).
+wait_for() {
+	local i
+	for i in $(seq 1 600); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "timed out waiting for '$2' in $1: $(tail -c 300 "$1" 2>/dev/null)"
+	return 1
+}
+
 # A TCP port free on loopback right now (for servers and -p in tests).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -11,7 +11,7 @@ HULL=$BUILD/hull
 ROOTFS=$BUILD/rootfs-demo
 only=${HULL_TEST_FILTER:-}
 CNI_BIN=/usr/lib/cni
-TESTS="ns_join ns_bad cni_run cni_reach cni_dns cni_publish cni_bad cni_killed_hard"
+TESTS="ns_join ns_stale_qdisc ns_bad cni_run cni_reach cni_dns cni_publish cni_bad cni_killed_hard"
 
 skip_all() {
 	for t in $TESTS; do
@@ -131,6 +131,22 @@ test_ns_join() {
 	# The namespace is as it was: no tap, no ingress qdisc (leaks checks), the veth kept.
 	ip netns exec "$NS" ip -o addr show eth0 | grep -q "10.214.0.2/24" || { echo "veth lost its address"; return 1; }
 	leaks | grep . && return 1
+	ip link del "h$NS"
+	ip netns del "$NS"
+}
+
+test_ns_stale_qdisc() {
+	# A sandbox killed before its teardown leaves its ingress qdisc (and redirect) on
+	# the namespace's interface: the next attach replaces it, and nothing is left after.
+	ip netns add "$NS" || return 1
+	ip link add "h$NS" type veth peer name eth0 netns "$NS" && ip link set "h$NS" up &&
+		ip netns exec "$NS" ip addr add 10.214.1.2/24 dev eth0 &&
+		ip netns exec "$NS" ip link set eth0 up &&
+		ip netns exec "$NS" tc qdisc add dev eth0 ingress || return 1
+	hrun --net="ns:/run/netns/$NS" -- sh -c 'ip -o addr show eth0'
+	expect_rc 0 && expect_out_has "inet 10.214.1.2/24" || return 1
+	ip netns exec "$NS" tc qdisc show dev eth0 | grep -q ingress &&
+		{ echo "an ingress qdisc is left: $(ip netns exec "$NS" tc qdisc show dev eth0)"; return 1; }
 	ip link del "h$NS"
 	ip netns del "$NS"
 }

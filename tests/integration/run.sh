@@ -34,16 +34,6 @@ leaks() {
 
 . "$top/tests/integration/lib.sh"
 
-# Wait until file $1 contains $2 (up to 60 s).
-wait_for() {
-	local i
-	for i in $(seq 1 600); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for '$2' in $1"
-	return 1
-}
 
 # ---- tests ----------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ static int do_forward(void *userdata, struct ttrpc_call *call, const uint8_t *pa
                       ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct containerd *cd = userdata;
-	Hull__Events__ForwardRequest *fr = hull__events__forward_request__unpack(NULL, len, payload);
+	Hull__Events__ForwardRequest *fr =
+	    hull__events__forward_request__unpack(NULL, len, payload);
 	(void)call, (void)ret;
 	if (!fr || !fr->envelope)
 		return hull_error_set(err, -EINVAL, "bad forward");
