@@ -495,6 +495,21 @@ test_setup_hang() {
 		{ echo "the hung create was answered too early: $(tr '\n' '|' <"$out")"; return 1; }
 }
 
+test_unprivileged() {
+	# Without root: the sandbox's binds in a user and mount namespace of hull's own
+	# (decision 44); a volume, the job's output and exit status as for root.
+	command -v setpriv >/dev/null || { echo "setpriv (util-linux) is not installed"; return 77; }
+	local state=$T/state-nobody
+	mkdir -p "$state" "$T/vol" && echo shared-file >"$T/vol/f" && chmod 0711 "$work" "$T" &&
+		chmod -R a+rX "$T/vol" && chown 65534:65534 "$state" || return 1
+	setpriv --reuid=65534 --regid=65534 --clear-groups env HULL_STATE_DIR="$state" \
+		"$HULL" run --rootfs "$ROOTFS" -v "$T/vol:/mnt:ro" -- sh -c 'cat /mnt/f; exit 5' \
+		>"$T/out" 2>"$T/err" </dev/null
+	echo $? >"$T/rc"
+	expect_rc 5 && expect_out shared-file || return 1
+	[ -z "$(ls -A "$state")" ] || { echo "state left: $(ls -A "$state")"; return 1; }
+}
+
 test_port_forward() {
 	# The port-forward API (kubectl port-forward's path into a VM): an HTTP request to
 	# httpd on the guest's loopback, a 9 MiB reply (over two credit windows), and a
@@ -686,7 +701,7 @@ for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty 
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
 	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
-	default_security seccomp_kill_like_runc pod_and_exec container_life setup_hang port_forward detached_sandbox \
+	default_security seccomp_kill_like_runc pod_and_exec container_life setup_hang port_forward unprivileged detached_sandbox \
 	bad_kernel_boot_timeout net_user net_publish q35_machine qmp_schema; do
 	run_test "$t"
 done
