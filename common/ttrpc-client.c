@@ -131,11 +131,6 @@ static bool leave(struct ttrpc_client *c)
 	return true;
 }
 
-int ttrpc_client_fd(struct ttrpc_client *c)
-{
-	return c->fd;
-}
-
 bool ttrpc_client_failed(struct ttrpc_client *c, const struct hull_error **ret_err)
 {
 	if (ret_err)

@@ -44,7 +44,6 @@ struct ttrpc_client *ttrpc_client_new(int fd, const char *service);
  * this client's callbacks (the free then happens when it returns). Accepts NULL;
  * returns NULL. */
 struct ttrpc_client *ttrpc_client_free(struct ttrpc_client *c);
-int ttrpc_client_fd(struct ttrpc_client *c);
 /* Drive the client from loop; error_cb (may be NULL) is told once when the connection
  * ends. */
 int ttrpc_client_attach(struct ttrpc_client *c, struct event_loop *loop,

@@ -321,11 +321,6 @@ void *pod_ctr_data(const struct pod_ctr *c)
 	return c->data;
 }
 
-bool pod_ctr_in_guest(const struct pod_ctr *c)
-{
-	return c->in_guest;
-}
-
 /* ---- the sandbox -------------------------------------------------------------------- */
 
 static void send_create(struct pod_ctr *c);
@@ -348,14 +343,16 @@ static void pod_lose(struct pod *pod, const struct hull_error *err)
 		op = *pp;
 		*pp = NULL;
 		ttrpc_client_forget(pod->sb->agent, op->sid);
-		if (op->kind == OP_CREATE && op->c) {
+		if ((op->kind == OP_CREATE || op->kind == OP_REMOVE) && op->c) {
 			ctr_unlink(op->c);
 			ctr_free(op->c);
 		} else if (op->kind == OP_EXEC && op->p) {
 			proc_unlink(op->p);
 			proc_free(op->p);
 		}
-		if (op->done)
+		if (op->done && op->kind == OP_REMOVE)
+			op->done(op->userdata, 0, NULL); /* gone from the host, as asked */
+		else if (op->done)
 			op->done(op->userdata, gone.code, &gone);
 		if (op->reply)
 			op->reply(op->userdata, gone.code, &gone, NULL, 0);
@@ -492,18 +489,6 @@ const char *pod_state_dir(const struct pod *pod)
 struct sandbox *pod_sandbox(const struct pod *pod)
 {
 	return pod->sb;
-}
-
-bool pod_is_ready(const struct pod *pod)
-{
-	return pod->ready && !pod->lost;
-}
-
-bool pod_is_lost(const struct pod *pod, const struct hull_error **ret_err)
-{
-	if (ret_err)
-		*ret_err = pod->lost_err;
-	return pod->lost;
 }
 
 void pod_kill(struct pod *pod, const struct hull_error *err)

@@ -76,9 +76,6 @@ struct pod *pod_free(struct pod *pod, int timeout_ms);
 const char *pod_id(const struct pod *pod);
 const char *pod_state_dir(const struct pod *pod);
 struct sandbox *pod_sandbox(const struct pod *pod);
-bool pod_is_ready(const struct pod *pod);
-/* The VM is gone (or never came up); *ret_err (may be NULL) is why (borrowed). */
-bool pod_is_lost(const struct pod *pod, const struct hull_error **ret_err);
 /* Kill the VM now, for the reason given (a guest that broke the protocol). */
 void pod_kill(struct pod *pod, const struct hull_error *err);
 
@@ -122,8 +119,6 @@ struct pod *pod_ctr_pod(const struct pod_ctr *c);
 /* The front end's own pointer for this container. */
 void pod_ctr_set_data(struct pod_ctr *c, void *data);
 void *pod_ctr_data(const struct pod_ctr *c);
-/* In the guest (created and not yet removed). */
-bool pod_ctr_in_guest(const struct pod_ctr *c);
 /* Remove it from the guest (its init must have ended), then undo its host side and free
  * it with its processes; done follows (called with 0 also when the guest is gone). */
 int pod_delete(struct pod_ctr *c, pod_done_fn done, void *userdata, struct hull_error **err);

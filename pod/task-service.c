@@ -1019,6 +1019,8 @@ static int t_connect(void *userdata, struct ttrpc_call *call, const uint8_t *pay
 	return 0;
 }
 
+static bool task_service_empty(struct task_service *ts);
+
 static int t_shutdown(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
                       ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -1077,7 +1079,7 @@ void task_service_adopt(struct task_service *ts, struct pod_ctr *c, const char *
 	pod_ctr_set_data(c, t);
 }
 
-bool task_service_empty(struct task_service *ts)
+static bool task_service_empty(struct task_service *ts)
 {
 	for (struct pod_ctr *c = pod_ctr_next(ts->pod, NULL); c; c = pod_ctr_next(ts->pod, c))
 		if (pod_ctr_data(c))

@@ -40,5 +40,3 @@ const struct ttrpc_method *task_service_methods(size_t *ret_n);
 /* Serve as a task a container made directly on the pod (hull run -d's job): bundle is
  * what State reports (may be NULL). */
 void task_service_adopt(struct task_service *ts, struct pod_ctr *c, const char *bundle);
-/* No task left. */
-bool task_service_empty(struct task_service *ts);
