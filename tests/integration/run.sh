@@ -37,6 +37,21 @@ leaks() {
 
 # ---- tests ----------------------------------------------------------------------
 
+# agentctl SCRIPT: a sandbox driven by tests/integration/pod/SCRIPT; its output in
+# $T/out.
+agentctl() {
+	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" "$1") >"$T/out" 2>"$T/err" ||
+		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+}
+# expect_lines FILE LINE...: each LINE is a whole line of FILE.
+expect_lines() {
+	local file=$1 line
+	shift
+	for line in "$@"; do
+		grep -qxF -- "$line" "$file" || { echo "missing '$line' in: $(tr '\n' '|' <"$file")"; return 1; }
+	done
+}
+
 test_echo() {
 	hrun -- echo hello from the VM && expect_rc 0 && expect_out "hello from the VM"
 }
@@ -432,8 +447,7 @@ PY
 
 test_pod_and_exec() {
 	local out=$T/out
-	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" script) >"$out" 2>"$T/err" ||
-		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	agentctl script || return 1
 	local want=(
 		"started a"
 		"error create bad bad.json: process.user.uid: want an integer, got string"
@@ -457,9 +471,7 @@ test_pod_and_exec() {
 		"a> a-ready"
 		"exit a 137"
 	)
-	for line in "${want[@]}"; do
-		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
-	done
+	expect_lines "$out" "${want[@]}" || return 1
 	grep -q "error create c b.json: create container 'c': join namespace: '/proc/[0-9]*/ns/ipc': No such file or directory" "$out" ||
 		{ echo "joining a dead container's namespace: $(tail -1 "$out")"; return 1; }
 }
@@ -469,8 +481,7 @@ test_setup_hang() {
 	# only its own CreateContainer (pod/hang-script). Everything else is answered while
 	# it hangs, and removing it answers the create CANCELLED.
 	local out=$T/out
-	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" hang-script) >"$out" 2>"$T/err" ||
-		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	agentctl hang-script || return 1
 	local want=(
 		"started a"
 		"check ok"
@@ -486,9 +497,7 @@ test_setup_hang() {
 		"a> a-ready"
 		"exit a 137"
 	)
-	for line in "${want[@]}"; do
-		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
-	done
+	expect_lines "$out" "${want[@]}" || return 1
 	[ "$(grep -c '^error' "$out")" = 1 ] || { echo "unexpected errors: $(grep '^error' "$out" | tr '\n' '|')"; return 1; }
 	# The hung create was answered by its removal, after the rest had been.
 	[ "$(grep -nxF "exit a/x1 0" "$out" | cut -d: -f1)" -lt "$(grep -nF "error create-bg h" "$out" | cut -d: -f1)" ] ||
@@ -515,8 +524,7 @@ test_port_forward() {
 	# httpd on the guest's loopback, a 9 MiB reply (over two credit windows), and a
 	# closed or bad port refused clearly.
 	local out=$T/out
-	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" forward-script) >"$out" 2>"$T/err" ||
-		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	agentctl forward-script || return 1
 	tr -d '\r' <"$out" >"$T/clean"
 	local want=(
 		"started w"
@@ -530,9 +538,7 @@ test_port_forward() {
 		"n> peer-closed"
 		"exit n 0"
 	)
-	for line in "${want[@]}"; do
-		grep -qxF -- "$line" "$T/clean" || { echo "missing '$line' in: $(tr '\n' '|' <"$T/clean")"; return 1; }
-	done
+	expect_lines "$T/clean" "${want[@]}" || return 1
 	# The big reply: its 9 MiB body and headers, all of it.
 	local big
 	big=$(grep '^forward bytes ' "$T/clean" | sed -n 2p | cut -d' ' -f3)
@@ -542,8 +548,7 @@ test_port_forward() {
 
 test_container_life() {
 	local out=$T/out
-	(cd "$top/tests/integration/pod" && BUILD=$BUILD "$BUILD/tests/agentctl" --rootfs "$ROOTFS" life-script) >"$out" 2>"$T/err" ||
-		{ echo "agentctl failed: $(head -c 400 "$T/err")"; return 1; }
+	agentctl life-script || return 1
 	local want=(
 		"started a"
 		"stats a mem_limit=67108864 pids=2 pids_limit=20 cpu=used mem=used"  # the spec's limits
@@ -553,9 +558,7 @@ test_container_life() {
 		"a> up"
 		"exit a 137"                                                       # SIGKILL reaches a paused container
 	)
-	for line in "${want[@]}"; do
-		grep -qxF -- "$line" "$out" || { echo "missing '$line' in: $(tr '\n' '|' <"$out")"; return 1; }
-	done
+	expect_lines "$out" "${want[@]}" || return 1
 	# pause and resume answered without an error (the agent waits for cgroup.events).
 	grep -q '^error \(pause\|resume\)' "$out" && { echo "$(grep '^error' "$out")"; return 1; }
 	return 0
