@@ -71,6 +71,9 @@ static int open_serial(int *ret_fd)
 	return r;
 }
 
+/* The listening socket: the host connects once per boot, and again after every restore
+ * of a template (the transport resets and the template's connection drops; the
+ * listener stays). Only the host can reach a guest's vsock port. */
 static int open_vsock(int *ret_fd)
 {
 	struct sockaddr_vm addr = {
@@ -78,18 +81,13 @@ static int open_vsock(int *ret_fd)
 	    .svm_port = AGENT_VSOCK_PORT,
 	    .svm_cid = VMADDR_CID_ANY,
 	};
-	_cleanup_close_ int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int fd;
+	_cleanup_close_ int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (lfd < 0)
 		return -errno;
-	if (bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 1) < 0)
+	if (bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 4) < 0)
 		return -errno;
-	/* One host connection per boot: the sandbox process owns the VM. */
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	*ret_fd = fd;
+	*ret_fd = TAKE_FD(lfd);
 	return 0;
 }
 

@@ -51,6 +51,7 @@ int main(void)
 	struct agent a = {0};
 	sigset_t mask;
 	int sfd, chan_fd = -1, r;
+	bool vsock;
 
 	log_setup("hull-agent", LOG_LEVEL_WARN);
 	/* json-c seeds its default string hash from the kernel RNG, which can block early
@@ -85,7 +86,8 @@ int main(void)
 	if (sfd < 0)
 		agent_poweroff("signalfd failed");
 
-	r = agent_channel_open(cmdline_has("hull.channel=vsock"), &chan_fd);
+	vsock = cmdline_has("hull.channel=vsock");
+	r = agent_channel_open(vsock, &chan_fd);
 	if (r < 0) {
 		errno = -r;
 		log_error("open host channel: %m");
@@ -95,9 +97,7 @@ int main(void)
 
 	a.loop = event_loop_new();
 	event_add(a.loop, sfd, EPOLLIN, on_signal, &a);
-	/* Kept: a virtio-serial port reports HUP while no host is connected, and the
-	 * one vsock connection of a boot has no successor. */
-	r = agent_service_start(&a, chan_fd, TTRPC_FD_KEEP);
+	r = agent_service_start(&a, chan_fd, vsock);
 	if (r < 0) {
 		errno = -r;
 		log_error("serve the host channel: %m");

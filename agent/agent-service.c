@@ -380,6 +380,26 @@ static int do_network(void *userdata, struct ttrpc_call *call, const uint8_t *pa
 	return 0;
 }
 
+/* First after every boot and restore: nothing the workload draws or reads comes from a
+ * template's clock, RNG or identity. */
+static int do_sync(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                   ProtobufCMessage **ret, struct hull_error **err)
+{
+	Hull__Agent__V1__SyncRequest *req =
+	    DECODE(Hull__Agent__V1__SyncRequest, hull__agent__v1__sync_request__unpack);
+	int r;
+
+	(void)userdata, (void)call;
+	r = agent_sync_check(req, err);
+	if (r == 0)
+		r = agent_sync_apply(req, err);
+	hull__agent__v1__sync_request__free_unpacked(req, NULL);
+	if (r < 0)
+		return hull_error_prefix(err, "Sync");
+	*ret = empty_reply();
+	return 0;
+}
+
 /* Answered when the guest side closes (or the host cancels). */
 static int do_port_forward(void *userdata, struct ttrpc_call *call, const uint8_t *payload,
                            size_t len, ProtobufCMessage **ret, struct hull_error **err)
@@ -426,17 +446,21 @@ static const struct ttrpc_method methods[] = {
     {AGENT_SERVICE, "ResizePty", do_resize},
     {AGENT_SERVICE, "RemoveContainer", do_remove},
     {AGENT_SERVICE, "DestroySandbox", do_destroy},
+    {AGENT_SERVICE, "Sync", do_sync},
     {AGENT_SERVICE, "ConfigureNetwork", do_network},
     {AGENT_SERVICE, "PortForward", do_port_forward},
 };
 
-int agent_service_start(struct agent *a, int fd, unsigned flags)
+int agent_service_start(struct agent *a, int fd, bool listening)
 {
 	a->forwards.agent = a;
 	a->forwards.id = (char *)"port-forward";
 	a->server = ttrpc_server_new(a->loop, methods, ELEMENTSOF(methods), a);
 	ttrpc_server_set_drain_cb(a->server, agent_stdio_drained, a);
-	return ttrpc_server_add_fd(a->server, fd, flags);
+	if (listening)
+		return ttrpc_server_listen_fd(a->server, fd);
+	/* Kept: a virtio-serial port reports HUP while no host is connected. */
+	return ttrpc_server_add_fd(a->server, fd, TTRPC_FD_KEEP);
 }
 
 void agent_service_stop(struct agent *a)

@@ -4,6 +4,7 @@
  * the guest (oci_spec_parse). */
 #include "agent.h"
 
+#include <ctype.h>
 #include <string.h>
 
 #include "container/oci-spec.h"
@@ -131,4 +132,51 @@ int agent_spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
 	if (req->oci_config.len == 0)
 		return hull_error_set(err, -EINVAL, "oci_config: missing");
 	return spec_from_oci(req, spec, err);
+}
+
+#define SYNC_ENTROPY_MIN 32
+#define SYNC_ENTROPY_MAX 512
+#define SYNC_MAX_NICS 16
+/* 2001-09-09: a host clock before that is broken, not a time to take. */
+#define SYNC_REALTIME_MIN_NS (1000000000LL * 1000000000LL)
+
+static bool mac_valid(const char *m)
+{
+	if (strlen(m) != 17)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? m[i] != ':' : !strchr("0123456789abcdefABCDEF", m[i]))
+			return false;
+	return true;
+}
+
+static bool hostname_valid(const char *h)
+{
+	size_t n = strlen(h);
+	if (n > 64)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '.' || *p == '_'))
+			return false;
+	return true;
+}
+
+int agent_sync_check(const Hull__Agent__V1__SyncRequest *req, struct hull_error **err)
+{
+	if (req->realtime_ns < SYNC_REALTIME_MIN_NS)
+		return hull_error_set(err, -EINVAL, "realtime_ns: %lld is not a time to take",
+		                      (long long)req->realtime_ns);
+	if (req->entropy.len < SYNC_ENTROPY_MIN || req->entropy.len > SYNC_ENTROPY_MAX)
+		return hull_error_set(err, -EINVAL, "entropy: %zu bytes, want %d to %d",
+		                      req->entropy.len, SYNC_ENTROPY_MIN, SYNC_ENTROPY_MAX);
+	if (!hostname_valid(req->hostname))
+		return hull_error_set(err, -EINVAL, "hostname: '%.64s' is not a host name",
+		                      req->hostname);
+	if (req->n_nics > SYNC_MAX_NICS)
+		return hull_error_set(err, -E2BIG, "nics: more than %d", SYNC_MAX_NICS);
+	for (size_t i = 0; i < req->n_nics; i++)
+		if (!req->nics[i] || !mac_valid(req->nics[i]->from_mac) ||
+		    !mac_valid(req->nics[i]->to_mac))
+			return hull_error_set(err, -EINVAL, "nics[%zu]: not a pair of MACs", i);
+	return 0;
 }

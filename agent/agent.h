@@ -65,12 +65,14 @@ int agent_init_system(void);
 _noreturn_ void agent_poweroff(const char *why);
 uint64_t agent_now_ms(void);
 
-/* The channel to the host (agent-channel.c): an open, non-blocking fd. */
+/* The channel to the host (agent-channel.c): the virtio-serial port (an open,
+ * non-blocking fd), or with vsock a listening socket. */
 int agent_channel_open(bool vsock, int *ret_fd);
 
-/* The service (agent-service.c): serve the agent API on fd (taken) with the shared
- * ttrpc server, flags TTRPC_FD_*. a->loop must be set. 0 or -errno. */
-int agent_service_start(struct agent *a, int fd, unsigned flags);
+/* The service (agent-service.c): serve the agent API with the shared ttrpc server on fd
+ * (taken): a stream, kept across hangups, or a listening socket. a->loop must be set.
+ * 0 or -errno. */
+int agent_service_start(struct agent *a, int fd, bool listening);
 /* Answer every kept call CANCELLED, kill and free every container and forward, close
  * the channel. */
 void agent_service_stop(struct agent *a);
@@ -79,6 +81,10 @@ void agent_service_stop(struct agent *a);
  * filled on success only. */
 int agent_spec_from_request(const Hull__Agent__V1__CreateContainerRequest *req,
                             struct container_spec *spec, struct hull_error **err);
+/* SyncRequest: every field checked (agent-spec.c); applied to the system (agent-sync.c):
+ * the clock, entropy and a CRNG reseed, the host name, MACs, disks probed again. */
+int agent_sync_check(const Hull__Agent__V1__SyncRequest *req, struct hull_error **err);
+int agent_sync_apply(const Hull__Agent__V1__SyncRequest *req, struct hull_error **err);
 
 /* Containers and their processes (agent-process.c). */
 struct agent_container *agent_container_find(struct agent *a, const char *id);

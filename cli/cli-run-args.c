@@ -101,6 +101,9 @@ static void usage(FILE *f)
 	        "      --accel A         auto, kvm or tcg (default auto; env HULL_ACCEL)\n"
 	        "      --machine M       microvm or q35 (default microvm)\n"
 	        "      --channel C       auto, serial or vsock (default auto)\n"
+	        "      --no-template     boot the VM instead of restoring it from a template\n"
+	        "      --template-domain NAME  share templates only with sandboxes of NAME\n"
+	        "                        (default: one domain per user; docs/templates.md)\n"
 	        "      --log-level L     error, warn, info or debug\n"
 	        "\n"
 	        "Exit status: CMD's own; 128+N if CMD died of signal N; 124 timeout;\n"
@@ -452,6 +455,8 @@ enum {
 	OPT_VM_ACCEL,
 	OPT_VM_MACHINE,
 	OPT_VM_CHANNEL,
+	OPT_VM_TEMPLATE_DOMAIN,
+	OPT_NO_TEMPLATE,
 };
 
 static const struct option long_opts[] = {
@@ -477,6 +482,8 @@ static const struct option long_opts[] = {
     {"accel", required_argument, NULL, OPT_VM_ACCEL},
     {"machine", required_argument, NULL, OPT_VM_MACHINE},
     {"channel", required_argument, NULL, OPT_VM_CHANNEL},
+    {"template-domain", required_argument, NULL, OPT_VM_TEMPLATE_DOMAIN},
+    {"no-template", no_argument, NULL, OPT_NO_TEMPLATE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-opt", required_argument, NULL, OPT_LOG_OPT},
     {"privileged", no_argument, NULL, OPT_PRIVILEGED},
@@ -501,6 +508,8 @@ static const struct {
     {OPT_VM_ACCEL, "--accel", "accel"},
     {OPT_VM_MACHINE, "--machine", "machine"},
     {OPT_VM_CHANNEL, "--channel", "channel"},
+    {OPT_VM_TEMPLATE_DOMAIN, "--template-domain", "template_domain"},
+    {OPT_NO_TEMPLATE, "--no-template", "template"},
 };
 
 /* 0 when c is not a VM setting's flag; 1 when set; -EINVAL after saying why. */
@@ -513,6 +522,8 @@ static int parse_vm_option(struct run_opts *o, int c, const char *arg)
 		if (vm_flags[i].opt != c)
 			continue;
 		/* Paths relative to where hull runs; the setting takes absolute ones. */
+		if (c == OPT_NO_TEMPLATE)
+			arg = "false";
 		if ((c == OPT_VM_KERNEL || c == OPT_VM_INITRD) && arg[0] != '/') {
 			_cleanup_free_ char *cwd = getcwd(NULL, 0);
 			abs = xasprintf("%s/%s", cwd ? cwd : ".", arg);

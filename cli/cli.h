@@ -25,6 +25,7 @@ int cli_save(int argc, char **argv);
 int cli_images(int argc, char **argv);
 int cli_rmi(int argc, char **argv);
 int cli_image(int argc, char **argv);
+int cli_template(int argc, char **argv);
 
 struct image_store;
 /* An image name or digest as the user wrote it: the store holding it, its full name

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 	    "  images [-q]                                  list the images in the store\n"
 	    "  rmi NAME...                                  remove images\n"
 	    "  image inspect NAME | image prune             an image's config; drop unused data\n"
+	    "  template create|ls|rm|prune                  VMs restored instead of booted\n"
 	    "  check                                        what this host offers (KVM, vsock)\n"
 	    "  version                                      print the version\n"
 	    "\n"
@@ -49,11 +50,13 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int argc, char **argv);
-	} commands[] = {{"check", cli_check},     {"ps", cli_ps},       {"exec", cli_exec},
-	                {"logs", cli_logs},       {"kill", cli_kill},   {"rm", cli_rm},
-	                {"inspect", cli_inspect}, {"load", cli_load},   {"images", cli_images},
-	                {"rmi", cli_rmi},         {"image", cli_image}, {"pull", cli_pull},
-	                {"save", cli_save}};
+	} commands[] = {{"check", cli_check},     {"ps", cli_ps},
+	                {"exec", cli_exec},       {"logs", cli_logs},
+	                {"kill", cli_kill},       {"rm", cli_rm},
+	                {"inspect", cli_inspect}, {"load", cli_load},
+	                {"images", cli_images},   {"rmi", cli_rmi},
+	                {"image", cli_image},     {"pull", cli_pull},
+	                {"save", cli_save},       {"template", cli_template}};
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);

@@ -443,6 +443,7 @@ int ttrpc_server_listen(struct ttrpc_server *s, const char *path, struct hull_er
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -1;
 	mode_t old;
+	int r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return hull_error_set(err, -ENAMETOOLONG, "socket path '%s' too long", path);
@@ -460,9 +461,21 @@ int ttrpc_server_listen(struct ttrpc_server *s, const char *path, struct hull_er
 	umask(old);
 	if (listen(fd, 16) < 0)
 		return hull_error_set_errno(err, -errno, "listen '%s'", path);
-	if (event_add(s->loop, fd, EPOLLIN, on_accept, s) < 0)
-		return hull_error_set_errno(err, -errno, "listen '%s'", path);
-	s->listen_fd = TAKE_FD(fd);
+	r = ttrpc_server_listen_fd(s, TAKE_FD(fd));
+	if (r < 0)
+		return hull_error_set_errno(err, r, "listen '%s'", path);
+	return 0;
+}
+
+int ttrpc_server_listen_fd(struct ttrpc_server *s, int fd)
+{
+	fd_set_nonblock(fd, 1);
+	if (s->listen_fd >= 0 || event_add(s->loop, fd, EPOLLIN, on_accept, s) < 0) {
+		int r = s->listen_fd >= 0 ? -EBUSY : -errno;
+		close(fd);
+		return r;
+	}
+	s->listen_fd = fd;
 	return 0;
 }
 

@@ -49,6 +49,9 @@ struct ttrpc_server *ttrpc_server_new(struct event_loop *loop, const struct ttrp
                                       size_t n_methods, void *userdata);
 /* Listen on path (mode 0600, an existing socket file is replaced). */
 int ttrpc_server_listen(struct ttrpc_server *s, const char *path, struct hull_error **err);
+/* Accept connections on a listening socket (taken): the agent's vsock port, where a
+ * restored clone's host connects anew. 0 or -errno (the fd is closed). */
+int ttrpc_server_listen_fd(struct ttrpc_server *s, int fd);
 /* Serve an open stream fd (an accepted socket, a socketpair end, a character device);
  * takes the fd and makes it non-blocking. flags: TTRPC_FD_*. */
 int ttrpc_server_add_fd(struct ttrpc_server *s, int fd, unsigned flags);

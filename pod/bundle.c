@@ -25,6 +25,8 @@ void bundle_done(struct bundle *b)
 	free(b->sandbox_id);
 	free(b->cgroups_path);
 	free(b->netns_path);
+	free(b->k8s_namespace);
+	free(b->template_domain);
 	*b = (struct bundle){0};
 }
 
@@ -73,6 +75,10 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 		b->container_type = xstrdup(path);
 	if ((path = json_get_string(o, "io.kubernetes.cri.sandbox-id")))
 		b->sandbox_id = xstrdup(path);
+	if ((path = json_get_string(o, "io.kubernetes.cri.sandbox-namespace")))
+		b->k8s_namespace = xstrdup(path);
+	if ((path = json_get_string(o, "io.hull.template-domain")))
+		b->template_domain = xstrdup(path);
 	o = NULL;
 	json_object_object_get_ex(root, "linux", &o);
 	if ((path = json_get_string(o, "cgroupsPath")) && *path)

@@ -32,6 +32,11 @@ struct bundle {
 	char *sandbox_id;
 	char *cgroups_path;
 	char *netns_path;
+	/* Who may share the pod's template (docs/templates.md): the CRI annotation
+	 * io.kubernetes.cri.sandbox-namespace, and the pod annotation
+	 * io.hull.template-domain (containerd passes it with pod_annotations). */
+	char *k8s_namespace;
+	char *template_domain;
 };
 
 /* Read DIR/config.json (at most 1 MiB) and resolve what it names on the host. */

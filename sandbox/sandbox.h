@@ -3,16 +3,19 @@
 
 #include "event.h"
 #include "sandbox-net.h"
+#include "sandbox-template.h"
 #include "ttrpc-client.h"
 #include "vmm.h"
 
-/* One sandbox: a VM booted with the agent, its state dir, the agent channel. The pod
- * core (pod/) owns one; nothing above it reaches in here.
+/* One sandbox: a VM with the agent, its state dir, the agent channel. The pod core
+ * (pod/) owns one; nothing above it reaches in here.
  *
  * Started from an event loop and never blocking it on the guest: sandbox_start()
  * returns once QEMU runs (its own start, to the QMP greeting, is a few tens of ms and
- * does not depend on the guest); connecting to the agent, its Check and the network
- * configuration run from the loop, and ops->ready says how the boot ended. */
+ * does not depend on the guest); the rest runs from the loop, and ops->ready says how
+ * the start ended. By default the VM is a clone of a template (docs/templates.md):
+ * restored instead of booted, the template built first when there is none; anything
+ * a template cannot serve boots cold, logged at info with the reason. */
 struct sandbox_config {
 	const char *state_root; /* parent of the per-sandbox state dir, NULL: the default */
 	const char *id;         /* the sandbox's name, or NULL for a random id */
@@ -27,6 +30,11 @@ struct sandbox_config {
 	 * joined to the VM by taps and configured in the guest (docs/networking.md). */
 	const char *netns;
 	bool debug;
+	/* `hull template create`: only make sure the template this sandbox would restore
+	 * from exists (built if not), then report ready; no clone runs. The shape is
+	 * n_disks disks (disks may be NULL) and template_nics tap NICs. */
+	bool template_only;
+	unsigned template_nics;
 };
 
 struct sandbox;
@@ -41,6 +49,13 @@ struct sandbox_ops {
 	void (*lost)(struct sandbox *sb, const struct hull_error *err, void *userdata);
 };
 
+enum sandbox_phase {
+	SANDBOX_BOOT,    /* its own VM boots: channel, Check, Sync, network */
+	SANDBOX_WAIT,    /* another process builds the template it needs */
+	SANDBOX_BUILD,   /* the template's VM boots first: channel, Check, save */
+	SANDBOX_RESTORE, /* a clone loads the template's state; Sync waits for it */
+};
+
 struct sandbox {
 	char *id;
 	char *state_dir;
@@ -49,12 +64,14 @@ struct sandbox {
 	char *shared_dir;
 	struct ttrpc_client *agent; /* attached to the loop; NULL until connected */
 	bool ready, lost;
+	char *template_id;                         /* restored from this template; NULL: booted */
 	uint64_t t_start_ns, t_vmm_ns, t_ready_ns; /* phases, for bench/ */
 	/* the rest is the sandbox's own */
 	struct event_loop *loop;
 	const struct sandbox_ops *ops;
 	void *userdata;
 	struct vmm *vm;
+	struct vmm_config vc; /* its own VM, as a cold boot runs it */
 	struct vmm_share share;
 	struct sandbox_net *net; /* with cfg->netns */
 	struct vmm_nic *nics;
@@ -68,6 +85,20 @@ struct sandbox {
 	unsigned net_calls;             /* ConfigureNetwork calls not yet answered */
 	struct hull_error *kill_reason; /* sandbox_kill()'s */
 	bool stopping;                  /* in sandbox_stop(): no more callbacks */
+	char net_mac[18];               /* --net=user's NIC: random, the sandbox's own */
+	/* templates */
+	enum sandbox_phase phase;
+	bool template_only;
+	char *domain, *root;
+	struct template_spec tspec;
+	struct template *tpl;         /* open while a clone restores */
+	struct template_build *build; /* while the template's VM boots */
+	struct vmm_disk *slot_disks;  /* a clone's or template's devices, by slot */
+	struct vmm_nic *slot_nics;
+	char (*slot_macs)[18];
+	char nat_slot_mac[18];
+	int tick_fd;               /* timerfd: restore progress, waiting for a builder */
+	uint64_t wait_deadline_ns; /* stop waiting for another builder */
 };
 
 /* Create the state dir, launch QEMU and begin the boot. On failure nothing is left and

@@ -30,7 +30,7 @@ void shim_config_done(struct shim_config *c)
 static int set_value(struct shim_config *c, const char *key, const char *v, bool quoted,
                      struct hull_error **err)
 {
-	static const char *const strings[] = {"kernel", "initrd", "qemu"};
+	static const char *const strings[] = {"kernel", "initrd", "qemu", "template_domain"};
 	if (strcmp(key, "log_level") == 0) {
 		int l = log_level_from_string(v);
 		if (l < 0)

@@ -46,6 +46,36 @@ static char *options_config_path(const Hull__Task__Any *opts)
 	return path;
 }
 
+/* The pod's trust domain (docs/templates.md): the config file's template_domain if the
+ * operator set one (every pod shares it), else its Kubernetes namespace, else its
+ * containerd namespace. The pod annotation only narrows it (a pod may keep apart from
+ * the rest of its namespace, never join another's). */
+static int pod_domain(const struct shim *s, const struct bundle *b, char **ret,
+                      struct hull_error **err)
+{
+	const char *ns = s->a->namespace && *s->a->namespace ? s->a->namespace : "default";
+	char *base;
+
+	if (b->template_domain && !id_is_valid(b->template_domain))
+		return hull_error_set(err, -EINVAL,
+		                      "annotation io.hull.template-domain: '%.64s' is not a name "
+		                      "(1 to 64 of A-Z a-z 0-9 _ . -, not starting with '.')",
+		                      b->template_domain);
+	if (s->cfg.vm.template_domain)
+		base = xstrdup(s->cfg.vm.template_domain);
+	else if (b->k8s_namespace && id_is_valid(b->k8s_namespace))
+		base = xasprintf("k8s-%s", b->k8s_namespace);
+	else
+		base = xasprintf("ctd-%s", id_is_valid(ns) ? ns : "default");
+	if (b->template_domain) {
+		*ret = xasprintf("%s.%s", base, b->template_domain);
+		free(base);
+	} else {
+		*ret = base;
+	}
+	return 0;
+}
+
 static int boot(void *userdata, struct pod *pod, const Hull__Task__Any *options,
                 const struct bundle *b, struct hull_error **err)
 {
@@ -66,6 +96,14 @@ static int boot(void *userdata, struct pod *pod, const Hull__Task__Any *options,
 	/* The sandbox is named after the shim's first task (the pod sandbox in
 	 * Kubernetes), so hull's tools and the cleanup find it. */
 	pc.id = id_is_valid(s->a->id) ? s->a->id : NULL;
+	{
+		char *domain = NULL;
+		r = pod_domain(s, b, &domain, err);
+		if (r < 0)
+			return r;
+		free(s->cfg.vm.template_domain);
+		s->cfg.vm.template_domain = domain;
+	}
 	pc.vm = &s->cfg.vm;
 	pc.netns = b->netns_path;
 	pc.debug = log_get_level() >= LOG_LEVEL_DEBUG;

@@ -32,6 +32,9 @@ int qmp_handshake(struct qmp *q, int timeout_ms, struct hull_error **err);
  * On success *ret_return (may be NULL) holds the "return" value (caller puts it). */
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object **ret_return,
                 int timeout_ms, struct hull_error **err);
+/* The same, passing fd (>= 0) with the command (SCM_RIGHTS): "getfd". */
+int qmp_execute_fd(struct qmp *q, const char *cmd, json_object *args, int fd,
+                   json_object **ret_return, int timeout_ms, struct hull_error **err);
 /* Non-blocking: read what is there and dispatch events. -ECONNRESET at EOF. */
 int qmp_poll_events(struct qmp *q, struct hull_error **err);
 /* Parse one QMP message (a line without its newline): exposed for the fuzzer. */

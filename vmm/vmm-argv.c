@@ -138,13 +138,18 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		if (strpbrk(*f, ", \n"))
 			return hull_error_set(err, -EINVAL, "net: bad port forward '%.64s'", *f);
 	for (size_t i = 0; i < cfg->n_nics; i++)
-		if (cfg->nics[i].fd < 3 || !mac_valid(cfg->nics[i].mac) ||
+		if ((cfg->nics[i].fd < 3 && cfg->nics[i].fd != -1) ||
+		    !mac_valid(cfg->nics[i].mac) ||
 		    (cfg->nics[i].mtu && (cfg->nics[i].mtu < 68 || cfg->nics[i].mtu > 65535)))
 			return hull_error_set(err, -EINVAL, "nic %zu: bad fd, MAC or MTU", i);
 	for (size_t i = 0; i < cfg->n_disks; i++)
 		if (!cfg->disks[i].path || !valid_tag(cfg->disks[i].serial) ||
 		    strlen(cfg->disks[i].serial) > 20)
 			return hull_error_set(err, -EINVAL, "disk %zu: bad path or serial", i);
+	if (cfg->incoming &&
+	    (cfg->incoming_fd < 3 || (!cfg->mem_path && cfg->mem_fd < 3) || cfg->mem_shared))
+		return hull_error_set(err, -EINVAL,
+		                      "a clone needs its state fd and a private RAM file");
 
 	state = opt_escape(cfg->state_dir);
 	kernel = opt_escape(cfg->kernel);
@@ -162,14 +167,18 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	push(&argv, "none");
 	push(&argv, "-no-reboot");
 	push(&argv, "-machine");
-	if (cfg->machine == VMM_MACHINE_MICROVM)
-		/* No ACPI: QEMU then lists the virtio-mmio devices on the kernel command
-		 * line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES). */
-		push(&argv, "microvm,acpi=off,rtc=off");
-	else
-		push(&argv, "q35");
+	/* No ACPI on microvm: QEMU then lists the virtio-mmio devices on the kernel
+	 * command line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES). */
+	pushf(&argv, "%s%s",
+	      cfg->machine == VMM_MACHINE_MICROVM ? "microvm,acpi=off,rtc=off" : "q35",
+	      cfg->mem_path || cfg->mem_fd > 2 ? ",memory-backend=mem" : "");
 	push(&argv, "-accel");
-	push(&argv, cfg->accel == VMM_ACCEL_KVM ? "kvm" : "tcg");
+	if (cfg->accel == VMM_ACCEL_KVM)
+		push(&argv, "kvm");
+	else if (cfg->tb_size_mib)
+		pushf(&argv, "tcg,tb-size=%u", cfg->tb_size_mib);
+	else
+		push(&argv, "tcg");
 	if (cfg->accel == VMM_ACCEL_KVM) {
 		push(&argv, "-cpu");
 		push(&argv, "host");
@@ -178,6 +187,20 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	pushf(&argv, "%u", cfg->cpus);
 	push(&argv, "-m");
 	pushf(&argv, "%lluM", (unsigned long long)cfg->memory_mib);
+	if (cfg->mem_path || cfg->mem_fd > 2) {
+		_cleanup_free_ char *mem = cfg->mem_fd > 2
+		                               ? xasprintf("/proc/self/fd/%d", cfg->mem_fd)
+		                               : opt_escape(cfg->mem_path);
+		/* share=off: a private mapping, so a clone's writes never reach the
+		 * template's file (nor another clone). */
+		push(&argv, "-object");
+		pushf(&argv, "memory-backend-file,id=mem,size=%lluM,mem-path=%s,share=%s",
+		      (unsigned long long)cfg->memory_mib, mem, cfg->mem_shared ? "on" : "off");
+	}
+	if (cfg->incoming) {
+		push(&argv, "-incoming");
+		push(&argv, "defer");
+	}
 	if (cfg->sandbox) {
 		/* Security: QEMU's own seccomp filter; it may not exec or raise privileges. */
 		push(&argv, "-sandbox");
@@ -252,8 +275,11 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	}
 	for (size_t i = 0; i < cfg->n_nics; i++) {
 		push(&argv, "-netdev");
-		pushf(&argv, "tap,id=nic%zu,fd=%d%s", i, cfg->nics[i].fd,
-		      cfg->vhost_net ? ",vhost=on" : "");
+		if (cfg->nics[i].fd < 0)
+			pushf(&argv, "hubport,id=nic%zu,hubid=%zu", i, i);
+		else
+			pushf(&argv, "tap,id=nic%zu,fd=%d%s", i, cfg->nics[i].fd,
+			      cfg->vhost_net ? ",vhost=on" : "");
 		push(&argv, "-device");
 		if (cfg->nics[i].mtu)
 			pushf(&argv, "virtio-net-%s,netdev=nic%zu,mac=%s,host_mtu=%u", bus, i,

@@ -130,9 +130,14 @@ static int qemu_start(struct vmm *vm, struct hull_error **err)
 		dup2(devnull, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
-		/* The taps are ours until QEMU has them. */
+		/* The taps (and a clone's state file) are ours until QEMU has them. */
 		for (size_t i = 0; i < vm->cfg.n_nics; i++)
-			(void)fcntl(vm->cfg.nics[i].fd, F_SETFD, 0);
+			if (vm->cfg.nics[i].fd >= 0)
+				(void)fcntl(vm->cfg.nics[i].fd, F_SETFD, 0);
+		if (vm->cfg.incoming)
+			(void)fcntl(vm->cfg.incoming_fd, F_SETFD, 0);
+		if (vm->cfg.mem_fd > 2)
+			(void)fcntl(vm->cfg.mem_fd, F_SETFD, 0);
 		execvp(argv[0], argv);
 		dprintf(2, "exec '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -250,6 +255,155 @@ static void qemu_stop(struct vmm *vm, unsigned timeout_ms)
 	}
 }
 
+/* ---- templates: save and restore with x-ignore-shared ------------------------------
+ *
+ * Guest RAM lives in a file (cfg.mem_path), so only the device state travels: the
+ * migration capability x-ignore-shared leaves shared RAM out of the stream. QEMU 7.2
+ * has no file: URI and -sandbox forbids exec:, so the stream goes to an fd: passed
+ * with getfd to save, inherited by the clone to load. x-ignore-shared is a QMP-only
+ * setting there (docs/templates.md). */
+
+#define MIGRATE_WAIT_MS 10000
+#define STATE_FDNAME "hull-state"
+
+static json_object *ignore_shared_caps(void)
+{
+	json_object *args = json_object_new_object(), *caps = json_object_new_array();
+	json_object *cap = json_object_new_object();
+	json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
+	json_object_object_add(cap, "state", json_object_new_boolean(1));
+	json_object_array_add(caps, cap);
+	json_object_object_add(args, "capabilities", caps);
+	return args;
+}
+
+/* Does this QEMU know x-ignore-shared? From its own answer, not its version. */
+static int check_ignore_shared(struct vmm *vm, struct hull_error **err)
+{
+	json_object *ret = NULL;
+	bool found = false;
+	int r = qmp_execute(vm->qmp, "query-migrate-capabilities", NULL, &ret, QMP_WAIT_MS, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0;
+	     json_object_is_type(ret, json_type_array) && i < json_object_array_length(ret); i++) {
+		json_object *c = json_object_array_get_idx(ret, i), *name = NULL;
+		if (json_object_object_get_ex(c, "capability", &name) &&
+		    strcmp(json_object_get_string(name), "x-ignore-shared") == 0)
+			found = true;
+	}
+	json_object_put(ret);
+	if (!found)
+		return hull_error_set(err, -EOPNOTSUPP,
+		                      "this QEMU has no x-ignore-shared migration capability");
+	return 0;
+}
+
+static int set_ignore_shared(struct vmm *vm, struct hull_error **err)
+{
+	json_object *args = ignore_shared_caps();
+	int r = check_ignore_shared(vm, err);
+	if (r == 0)
+		r = qmp_execute(vm->qmp, "migrate-set-capabilities", args, NULL, QMP_WAIT_MS, err);
+	json_object_put(args);
+	return r;
+}
+
+/* query-migrate's status: 1 completed, 0 still going, < 0 failed. */
+static int migrate_status(struct vmm *vm, struct hull_error **err)
+{
+	json_object *ret = NULL, *st = NULL, *desc = NULL;
+	const char *status;
+	int r = qmp_execute(vm->qmp, "query-migrate", NULL, &ret, QMP_WAIT_MS, err);
+
+	if (r < 0)
+		return r;
+	json_object_object_get_ex(ret, "status", &st);
+	status = st ? json_object_get_string(st) : "none";
+	if (strcmp(status, "completed") == 0)
+		r = 1;
+	else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+		json_object_object_get_ex(ret, "error-desc", &desc);
+		r = hull_error_set(err, -EIO, "migration %s: %.256s", status,
+		                   desc ? json_object_get_string(desc) : "(no reason given)");
+	} else
+		r = 0;
+	json_object_put(ret);
+	return r;
+}
+
+static int qemu_save(struct vmm *vm, int fd, struct hull_error **err)
+{
+	json_object *args;
+	int r;
+
+	if (!vm->qmp || !vm->cfg.mem_shared)
+		return hull_error_set(err, -EINVAL, "save: the VM's RAM is not a shared file");
+	r = qmp_execute(vm->qmp, "stop", NULL, NULL, QMP_WAIT_MS, err);
+	if (r == 0)
+		r = set_ignore_shared(vm, err);
+	if (r < 0)
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "fdname", json_object_new_string(STATE_FDNAME));
+	r = qmp_execute_fd(vm->qmp, "getfd", args, fd, NULL, QMP_WAIT_MS, err);
+	json_object_put(args);
+	if (r < 0)
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "uri", json_object_new_string("fd:" STATE_FDNAME));
+	r = qmp_execute(vm->qmp, "migrate", args, NULL, QMP_WAIT_MS, err);
+	json_object_put(args);
+	/* The device state is tens of KB: done in milliseconds. */
+	for (int waited = 0; r == 0; waited++) {
+		r = migrate_status(vm, err);
+		if (r == 0 && waited >= MIGRATE_WAIT_MS)
+			r = hull_error_set(err, -ETIMEDOUT, "save: not done in %d ms",
+			                   MIGRATE_WAIT_MS);
+		if (r == 0)
+			sleep_ms(1);
+	}
+	return r < 0 ? hull_error_prefix(err, "save the template's state") : 0;
+}
+
+static int qemu_restore(struct vmm *vm, struct hull_error **err)
+{
+	json_object *args;
+	int r;
+
+	if (!vm->qmp || !vm->cfg.incoming)
+		return hull_error_set(err, -EINVAL, "restore: the VM was not started to restore");
+	r = set_ignore_shared(vm, err);
+	if (r < 0)
+		return r;
+	/* No self-announcement after the load: it would send the template's MAC (in the
+	 * device state) onto the clone's network before the guest takes its own. */
+	args = json_object_new_object();
+	json_object_object_add(args, "announce-rounds", json_object_new_int(0));
+	r = qmp_execute(vm->qmp, "migrate-set-parameters", args, NULL, QMP_WAIT_MS, err);
+	json_object_put(args);
+	if (r < 0)
+		return r;
+	{
+		_cleanup_free_ char *uri = xasprintf("fd:%d", vm->cfg.incoming_fd);
+		args = json_object_new_object();
+		json_object_object_add(args, "uri", json_object_new_string(uri));
+		r = qmp_execute(vm->qmp, "migrate-incoming", args, NULL, QMP_WAIT_MS, err);
+		json_object_put(args);
+	}
+	return r;
+}
+
+static int qemu_restore_poll(struct vmm *vm, struct hull_error **err)
+{
+	int r = migrate_status(vm, err);
+	if (r <= 0)
+		return r < 0 ? hull_error_prefix(err, "restore from the template") : 0;
+	/* The template was stopped before its state was saved: so is the clone. */
+	r = qmp_execute(vm->qmp, "cont", NULL, NULL, QMP_WAIT_MS, err);
+	return r < 0 ? r : 1;
+}
+
 static void qemu_free(struct vmm *vm)
 {
 	if (vm->pid > 0 && !vm->reaped)
@@ -267,5 +421,8 @@ const struct vmm_ops vmm_qemu_ops = {
     .exit_fd = qemu_exit_fd,
     .exited = qemu_exited,
     .stop = qemu_stop,
+    .save = qemu_save,
+    .restore = qemu_restore,
+    .restore_poll = qemu_restore_poll,
     .free = qemu_free,
 };

@@ -173,8 +173,42 @@ int qmp_handshake(struct qmp *q, int timeout_ms, struct hull_error **err)
 	return qmp_execute(q, "qmp_capabilities", NULL, NULL, timeout_ms, err);
 }
 
+/* The line, with fd (>= 0) passed alongside its first byte (SCM_RIGHTS), as QMP's getfd
+ * expects. */
+static int send_line(int sock, const char *line, int fd)
+{
+	size_t len = strlen(line);
+	if (fd >= 0) {
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl = {0};
+		struct iovec iov = {.iov_base = (void *)line, .iov_len = 1};
+		struct msghdr m = {.msg_iov = &iov,
+		                   .msg_iovlen = 1,
+		                   .msg_control = ctl.buf,
+		                   .msg_controllen = sizeof(ctl.buf)};
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0)
+			if (errno != EINTR)
+				return -errno;
+		line++, len--;
+	}
+	return send_all(sock, line, len);
+}
+
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object **ret_return,
                 int timeout_ms, struct hull_error **err)
+{
+	return qmp_execute_fd(q, cmd, args, -1, ret_return, timeout_ms, err);
+}
+
+int qmp_execute_fd(struct qmp *q, const char *cmd, json_object *args, int fd,
+                   json_object **ret_return, int timeout_ms, struct hull_error **err)
 {
 	json_object *req = json_object_new_object();
 	uint64_t id = q->next_id++;
@@ -188,7 +222,7 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, json_object *
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	{
 		_cleanup_free_ char *line = xasprintf("%s\n", s);
-		r = send_all(q->fd, line, strlen(line));
+		r = send_line(q->fd, line, fd);
 	}
 	json_object_put(req);
 	if (r < 0)

@@ -105,6 +105,26 @@ static int set_boot_timeout(struct vmm_settings *s, const char *v)
 	return 0;
 }
 
+static int set_template(struct vmm_settings *s, const char *v)
+{
+	if (strcmp(v, "true") == 0)
+		s->template = true;
+	else if (strcmp(v, "false") == 0)
+		s->template = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int set_template_domain(struct vmm_settings *s, const char *v)
+{
+	if (!id_is_valid(v))
+		return -EINVAL;
+	free(s->template_domain);
+	s->template_domain = xstrdup(v);
+	return 0;
+}
+
 static const struct {
 	struct vmm_setting info;
 	setting_fn set;
@@ -125,6 +145,13 @@ static const struct {
     {{"boot_timeout", "a duration like 30s, 500ms, 5m (at most 1h)", "30s",
       "give up when the VM is not ready after this"},
      set_boot_timeout},
+    {{"template", "true or false", "true",
+      "restore from a template instead of booting (docs/templates.md)"},
+     set_template},
+    {{"template_domain", "1 to 64 of A-Z a-z 0-9 _ . - (not starting with '.')", NULL,
+      "trust domain: only its sandboxes share a template (default: per user for hull run, "
+      "per Kubernetes namespace for pods)"},
+     set_template_domain},
 };
 
 const struct vmm_setting *vmm_settings_list(size_t *ret_n)
@@ -163,6 +190,7 @@ void vmm_settings_done(struct vmm_settings *s)
 	free(s->kernel);
 	free(s->initrd);
 	free(s->qemu);
+	free(s->template_domain);
 	*s = (struct vmm_settings){0};
 }
 
@@ -172,4 +200,5 @@ void vmm_settings_copy(struct vmm_settings *dst, const struct vmm_settings *src)
 	dst->kernel = src->kernel ? xstrdup(src->kernel) : NULL;
 	dst->initrd = src->initrd ? xstrdup(src->initrd) : NULL;
 	dst->qemu = src->qemu ? xstrdup(src->qemu) : NULL;
+	dst->template_domain = src->template_domain ? xstrdup(src->template_domain) : NULL;
 }

@@ -43,6 +43,8 @@ struct vmm_settings {
 	unsigned cpus;
 	uint64_t memory_mib;
 	uint64_t boot_timeout_ms;
+	bool template;         /* restore from a template rather than boot (docs/templates.md) */
+	char *template_domain; /* who may share one; NULL: the front end's default */
 };
 
 struct vmm_setting {
@@ -78,7 +80,8 @@ struct vmm_disk {
 };
 
 /* A tap the caller opened (a pod's interface): QEMU inherits fd as -netdev tap,fd=,
- * and the guest sees a virtio-net NIC with this MAC and MTU. */
+ * and the guest sees a virtio-net NIC with this MAC and MTU (0: none offered). fd -1
+ * is a template's slot: a NIC on a hub port of its own, which carries nothing. */
 struct vmm_nic {
 	int fd;
 	const char *mac;
@@ -113,6 +116,17 @@ struct vmm_config {
 	bool vhost_net; /* the taps' data path in the host kernel (KVM only) */
 	bool debug;     /* kernel messages on the console, agent debug logs */
 	bool sandbox;   /* QEMU's own seccomp sandbox (-sandbox on,...) */
+	/* Templates (docs/templates.md): guest RAM in this file, mapped shared while a
+	 * template boots (its pages are the template), privately by a clone (read from
+	 * the template's pages, copy-on-write). NULL: anonymous memory. */
+	const char *mem_path;
+	int mem_fd; /* > 2: instead of mem_path, this inherited fd's file (a clone's) */
+	bool mem_shared;
+	/* A clone: QEMU starts waiting for its state (-incoming defer) and inherits
+	 * incoming_fd, the template's state file, which restore() loads. */
+	bool incoming;
+	int incoming_fd;
+	unsigned tb_size_mib; /* TCG's translation cache, 0: QEMU's default */
 };
 
 const char *vmm_accel_to_string(enum vmm_accel a);
@@ -156,6 +170,15 @@ struct vmm_ops {
 	bool (*exited)(struct vmm *vm);
 	/* Ask to stop, wait up to timeout_ms, then force it. Always leaves it gone. */
 	void (*stop)(struct vmm *vm, unsigned timeout_ms);
+	/* Templates. Stop the VM and write its device state to fd (RAM is not written:
+	 * it is cfg.mem_path, mapped shared); the VM stays stopped. -EOPNOTSUPP when
+	 * the VMM cannot. */
+	int (*save)(struct vmm *vm, int fd, struct hull_error **err);
+	/* A VM started with cfg.incoming: begin loading its state. */
+	int (*restore)(struct vmm *vm, struct hull_error **err);
+	/* Non-blocking: 1 once the state is loaded and the VM runs, 0 while it loads,
+	 * < 0 with *err when the load failed. */
+	int (*restore_poll)(struct vmm *vm, struct hull_error **err);
 	void (*free)(struct vmm *vm);
 };
 

@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	a.loop = event_loop_new();
 	/* As on the virtio-serial port: the connection outlives a hangup. */
-	if (agent_service_start(&a, sv[0], TTRPC_FD_KEEP) < 0)
+	if (agent_service_start(&a, sv[0], false) < 0)
 		abort();
 	do
 		settle(&a, sv[1], data, &off, frame_end(data, size, off));

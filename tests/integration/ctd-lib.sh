@@ -72,8 +72,8 @@ leaks() {
 	if grep -q " $W/state/io.containerd.runtime.v2.task/" /proc/mounts; then
 		echo "bundle mount left: $(grep -o " $W/state/io.containerd.runtime.v2.task/[^ ]*" /proc/mounts | head -1)"
 	fi
-	if [ -n "$(ls -A "$HULL_STATE_DIR" | grep -v '^\.s$')" ] || [ -n "$(ls -A "$HULL_STATE_DIR/.s" 2>/dev/null)" ]; then
-		echo "state left: $(ls -A "$HULL_STATE_DIR" "$HULL_STATE_DIR/.s" 2>/dev/null | tr '\n' ' ')"
+	if [ -n "$(state_left "$HULL_STATE_DIR")" ] || [ -n "$(ls -A "$HULL_STATE_DIR/.s" 2>/dev/null)" ]; then
+		echo "state left: $(state_left "$HULL_STATE_DIR"; ls -A "$HULL_STATE_DIR/.s" 2>/dev/null | tr '\n' ' ')"
 	fi
 }
 

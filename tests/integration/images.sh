@@ -26,7 +26,7 @@ trap 'pkill -9 -f -- "$HULL_STATE_DIR" 2>/dev/null; pkill -f -- "$work/" 2>/dev/
 
 leaks() {
 	wait_gone "$HULL_STATE_DIR" || { echo "QEMU left"; pkill -9 -f -- "$HULL_STATE_DIR"; }
-	[ -z "$(ls -A "$HULL_STATE_DIR")" ] || { echo "state left"; rm -rf "${HULL_STATE_DIR:?}"/*; }
+	[ -z "$(state_left "$HULL_STATE_DIR")" ] || { echo "state left: $(state_left "$HULL_STATE_DIR")"; rm -rf "${HULL_STATE_DIR:?}"/*; }
 	[ -z "$(ls -A "$HULL_IMAGE_ROOT/tmp" 2>/dev/null)" ] || echo "store tmp/ left: $(ls "$HULL_IMAGE_ROOT/tmp")"
 	[ -z "$(ls -A "$OUTSIDE")" ] || echo "written outside the store: $(ls -A "$OUTSIDE")"
 }

@@ -35,6 +35,14 @@ run_test() {
 	rm -rf "$T"
 }
 
+# What a test left in a state root: anything but the template store (kept from test to
+# test, as on a host: a suite builds each template once) and the shim's socket dir; in
+# the store, a build or a removal in progress. Nothing printed when clean.
+state_left() {
+	ls -A "$1" 2>/dev/null | grep -v -e '^\.templates$' -e '^\.s$'
+	ls -A "$1/.templates" 2>/dev/null | grep -e '^\.build-' -e '^\.trash-' | sed 's|^|.templates/|'
+}
+
 # Wait until file $1 contains $2 (up to 60 s).
 wait_for() {
 	local i

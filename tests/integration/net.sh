@@ -75,7 +75,7 @@ leaks() {
 	local f i
 	# A detached sandbox's process tears its network down after `hull rm` returns.
 	for i in $(seq 1 100); do
-		[ -z "$(ls -A "$HULL_STATE_DIR")" ] && break
+		[ -z "$(state_left "$HULL_STATE_DIR")" ] && break
 		sleep 0.1
 	done
 	if ! wait_gone "$HULL_STATE_DIR"; then
@@ -83,8 +83,8 @@ leaks() {
 		pkill -9 -f -- "$HULL_STATE_DIR"
 		return
 	fi
-	if [ -n "$(ls -A "$HULL_STATE_DIR")" ]; then
-		echo "state left: $(ls -A "$HULL_STATE_DIR" | head -3 | tr '\n' ' ')"
+	if [ -n "$(state_left "$HULL_STATE_DIR")" ]; then
+		echo "state left: $(state_left "$HULL_STATE_DIR" | head -3 | tr '\n' ' ')"
 		rm -rf "${HULL_STATE_DIR:?}"/*
 	fi
 	# Every address host-local leased was released by CNI DEL.

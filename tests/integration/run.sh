@@ -26,8 +26,8 @@ leaks() {
 		pkill -9 -f -- "$HULL_STATE_DIR"
 		return
 	fi
-	if [ -n "$(ls -A "$HULL_STATE_DIR")" ]; then
-		echo "state left: $(ls -A "$HULL_STATE_DIR" | head -3 | tr '\n' ' ')"
+	if [ -n "$(state_left "$HULL_STATE_DIR")" ]; then
+		echo "state left: $(state_left "$HULL_STATE_DIR" | head -3 | tr '\n' ' ')"
 		rm -rf "${HULL_STATE_DIR:?}"/*
 	fi
 }
@@ -516,7 +516,7 @@ test_unprivileged() {
 		>"$T/out" 2>"$T/err" </dev/null
 	echo $? >"$T/rc"
 	expect_rc 5 && expect_out shared-file || return 1
-	[ -z "$(ls -A "$state")" ] || { echo "state left: $(ls -A "$state")"; return 1; }
+	[ -z "$(state_left "$state")" ] || { echo "state left: $(state_left "$state")"; return 1; }
 }
 
 test_port_forward() {

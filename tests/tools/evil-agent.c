@@ -280,7 +280,7 @@ static void handle_request(const struct ttrpc_frame *f)
 		for (size_t i = 0; i < n_ctrs; i++)
 			if (ctrs[i].mode == MODE_IGNORE_DESTROY)
 				flooding_after_end = true;
-	} else if (strcmp(m, "ConfigureNetwork") == 0) {
+	} else if (strcmp(m, "ConfigureNetwork") == 0 || strcmp(m, "Sync") == 0) {
 		reply_empty(f->stream_id);
 	} else {
 		ttrpc_response_append(&out, f->stream_id, TTRPC_UNIMPLEMENTED, "evil", NULL);

@@ -32,6 +32,10 @@ static void assert_settings_equal(const struct vmm_settings *a, const struct vmm
 	assert_int_equal(a->cpus, b->cpus);
 	assert_int_equal(a->memory_mib, b->memory_mib);
 	assert_int_equal(a->boot_timeout_ms, b->boot_timeout_ms);
+	assert_int_equal(a->template, b->template);
+	assert_true((!a->template_domain && !b->template_domain) ||
+	            (a->template_domain && b->template_domain &&
+	             strcmp(a->template_domain, b->template_domain) == 0));
 }
 
 static void test_defaults(void **state)
@@ -51,13 +55,16 @@ static void test_defaults(void **state)
 	assert_null(s.kernel);           /* hull's own guest */
 	assert_null(s.initrd);
 	assert_null(s.qemu);
+	assert_true(s.template); /* restored from a template unless told not to */
+	assert_null(s.template_domain);
 	vmm_settings_done(&s);
 
 	/* The table documents every key, and its defaults are the ones init sets. */
 	list = vmm_settings_list(&n);
-	assert_int_equal(n, 9);
-	const char *keys[] = {"kernel",  "initrd", "qemu",   "accel",       "machine",
-	                      "channel", "cpus",   "memory", "boot_timeout"};
+	assert_int_equal(n, 11);
+	const char *keys[] = {"kernel",       "initrd",   "qemu",           "accel",
+	                      "machine",      "channel",  "cpus",           "memory",
+	                      "boot_timeout", "template", "template_domain"};
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		const struct vmm_setting *e = NULL;
 		for (size_t j = 0; j < n; j++)
@@ -143,6 +150,15 @@ static void test_set_each_key(void **state)
 	assert_int_equal(vmm_settings_set(&s, "boot_timeout", "90", &err), 0);
 	assert_int_equal(s.boot_timeout_ms, 90000); /* a bare number is seconds */
 
+	assert_int_equal(vmm_settings_set(&s, "template", "false", &err), 0);
+	assert_false(s.template);
+	assert_int_equal(vmm_settings_set(&s, "template", "true", &err), 0);
+	assert_true(s.template);
+	assert_int_equal(vmm_settings_set(&s, "template_domain", "tenant-a", &err), 0);
+	assert_string_equal(s.template_domain, "tenant-a");
+	assert_int_equal(vmm_settings_set(&s, "template_domain", "ns.b_2", &err), 0);
+	assert_string_equal(s.template_domain, "ns.b_2");
+
 	assert_null(err); /* never set on success */
 	vmm_settings_done(&s);
 	assert_null(s.kernel);
@@ -181,6 +197,12 @@ static void test_bad_values(void **state)
 	    {"kernel", "", "an absolute path"},
 	    {"initrd", "initramfs.cpio", "an absolute path"},
 	    {"qemu", "", "a program name or path"},
+	    {"template", "yes", "true or false"},
+	    {"template", "", "true or false"},
+	    {"template_domain", "", "1 to 64 of A-Z a-z 0-9 _ . - (not starting with '.')"},
+	    {"template_domain", "../x", "1 to 64 of A-Z a-z 0-9 _ . - (not starting with '.')"},
+	    {"template_domain", ".hidden", "1 to 64 of A-Z a-z 0-9 _ . - (not starting with '.')"},
+	    {"template_domain", "a b", "1 to 64 of A-Z a-z 0-9 _ . - (not starting with '.')"},
 	};
 	struct vmm_settings s, before;
 	(void)state;
@@ -196,6 +218,8 @@ static void test_bad_values(void **state)
 	assert_int_equal(vmm_settings_set(&s, "machine", "q35", NULL), 0);
 	assert_int_equal(vmm_settings_set(&s, "accel", "tcg", NULL), 0);
 	assert_int_equal(vmm_settings_set(&s, "channel", "serial", NULL), 0);
+	assert_int_equal(vmm_settings_set(&s, "template", "false", NULL), 0);
+	assert_int_equal(vmm_settings_set(&s, "template_domain", "d1", NULL), 0);
 	vmm_settings_copy(&before, &s);
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
