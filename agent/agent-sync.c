@@ -41,8 +41,8 @@ static int add_entropy(const uint8_t *data, size_t len)
 
 static int parse_mac(const char *s, unsigned char mac[6])
 {
-	return sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx", &mac[0], &mac[1], &mac[2],
-	              &mac[3], &mac[4], &mac[5]) == 6
+	return sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx", &mac[0], &mac[1], &mac[2], &mac[3],
+	              &mac[4], &mac[5]) == 6
 	           ? 0
 	           : -EINVAL;
 }

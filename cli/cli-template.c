@@ -105,7 +105,8 @@ static int create(int argc, char **argv)
 			r = vmm_settings_set(&vm, key, optarg, &err);
 			if (r < 0)
 				fprintf(stderr, "hull template create: --%s '%s': %s\n",
-				        c == 'm' ? "memory" : names[c - OPT_SETTING], optarg, err->msg);
+				        c == 'm' ? "memory" : names[c - OPT_SETTING], optarg,
+				        err->msg);
 		} else if (c == OPT_DISKS) {
 			r = parse_count("--disks", optarg, 20, &disks);
 		} else if (c == OPT_NICS) {
@@ -114,7 +115,8 @@ static int create(int argc, char **argv)
 			if (strcmp(optarg, "user") == 0 || strcmp(optarg, "none") == 0) {
 				cfg.net_user = strcmp(optarg, "user") == 0;
 			} else {
-				fprintf(stderr, "hull template create: --net '%s': want none or user\n",
+				fprintf(stderr,
+				        "hull template create: --net '%s': want none or user\n",
 				        optarg);
 				r = -EINVAL;
 			}
@@ -200,8 +202,8 @@ static int list(void)
 		hull_error_free(err);
 		return EXIT_HULL_ERROR;
 	}
-	printf("%-16s  %-20s %-4s %-6s %-5s %-4s %-4s %-7s %-6s %-5s %s\n", "ID", "DOMAIN",
-	       "CPUS", "MEMORY", "DISKS", "NICS", "NET", "RAM", "STATE", "AGE", "STATUS");
+	printf("%-16s  %-20s %-4s %-6s %-5s %-4s %-4s %-7s %-6s %-5s %s\n", "ID", "DOMAIN", "CPUS",
+	       "MEMORY", "DISKS", "NICS", "NET", "RAM", "STATE", "AGE", "STATUS");
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *domain = template_key_get(v[i].key, "domain");
 		_cleanup_free_ char *cpus = template_key_get(v[i].key, "cpus");
@@ -216,8 +218,8 @@ static int list(void)
 		snprintf(m, sizeof(m), "%sM", mem ? mem : "?");
 		printf("%-16s  %-20s %-4s %-6s %-5s %-4s %-4s %-7s %-6s %-5s %s\n", v[i].id,
 		       domain ? domain : "?", cpus ? cpus : "?", m, disks ? disks : "?",
-		       nics ? nics : "?", net && strcmp(net, "1") == 0 ? "user" : "none", ram, state,
-		       a, v[i].stale ? "stale (prune removes it)" : "ok");
+		       nics ? nics : "?", net && strcmp(net, "1") == 0 ? "user" : "none", ram,
+		       state, a, v[i].stale ? "stale (prune removes it)" : "ok");
 	}
 	template_info_free(v, n);
 	return 0;

@@ -44,7 +44,8 @@ bool template_domain_valid(const char *s)
 	if (n == 0 || n > TEMPLATE_DOMAIN_MAX || s[0] == '.')
 		return false;
 	for (const char *p = s; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+		            *p))
 			return false;
 	return true;
 }
@@ -124,13 +125,15 @@ int template_key(const struct template_spec *s, char **ret_key, char **ret_id,
 
 	if (!template_domain_valid(s->domain)) {
 		free(text);
-		return hull_error_set(err, -EINVAL, "template domain '%.64s': want 1 to 200 of "
-		                                    "[A-Za-z0-9_.-], not starting with '.'",
+		return hull_error_set(err, -EINVAL,
+		                      "template domain '%.64s': want 1 to 200 of "
+		                      "[A-Za-z0-9_.-], not starting with '.'",
 		                      s->domain ? s->domain : "");
 	}
 	if (!qemu || !kernel || !initrd) {
 		free(text);
-		return hull_error_set(err, -ENOENT, "template key: QEMU, kernel or initrd not found");
+		return hull_error_set(err, -ENOENT,
+		                      "template key: QEMU, kernel or initrd not found");
 	}
 	snprintf(num, sizeof(num), "%d", TEMPLATE_FORMAT);
 	add_line(&text, "format", num);
@@ -149,8 +152,6 @@ int template_key(const struct template_spec *s, char **ret_key, char **ret_id,
 	add_line(&text, "cpus", num);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)vm->memory_mib);
 	add_line(&text, "memory_mib", num);
-	snprintf(num, sizeof(num), "%u", vm->tb_size_mib);
-	add_line(&text, "tb_size_mib", num);
 	snprintf(num, sizeof(num), "%u", s->n_disks);
 	add_line(&text, "disks", num);
 	snprintf(num, sizeof(num), "%u", s->n_nics);
@@ -248,8 +249,9 @@ static int meta_parse(const char *text, char **ret_key, struct meta *m)
  * not at all. */
 static void remove_dir(const char *store, const char *dir)
 {
-	_cleanup_free_ char *trash = xasprintf("%s/.trash-%d-%llu", store, (int)getpid(),
-	                                       (unsigned long long)fnv1a(FNV_INIT, dir, strlen(dir)));
+	_cleanup_free_ char *trash =
+	    xasprintf("%s/.trash-%d-%llu", store, (int)getpid(),
+	              (unsigned long long)fnv1a(FNV_INIT, dir, strlen(dir)));
 	if (rename(dir, trash) == 0)
 		rm_tree(trash);
 	else

@@ -41,14 +41,15 @@ struct template_spec {
 	const char *root;            /* the state root */
 	const char *domain;          /* the trust domain (template_domain_valid) */
 	const struct vmm_config *vm; /* resolved: qemu, kernel, initrd, machine, accel,
-	                              * channel, cpus, memory, debug, vhost_net, tb_size */
+	                              * channel, cpus, memory, debug, vhost_net */
 	unsigned n_disks;            /* disk slots, template_disk_slots() */
 	unsigned n_nics;             /* tap NICs */
 	bool net_user;
 };
 
 /* A template found sound, its files open (they cannot be swapped under a clone). */
-struct template {
+struct template
+{
 	char *id, *dir;
 	int ram_fd;   /* read-write: QEMU maps it privately (copy-on-write) */
 	int state_fd; /* read-only, at offset 0 */
@@ -58,11 +59,11 @@ struct template {
 /* A build in progress (the builder holds the lock). */
 struct template_build {
 	char *id, *key, *store;
-	char *dir;     /* .build-<id>-<pid> */
-	char *vm_dir;  /* its VM's sockets and logs */
-	char *shared;  /* its 9p export (empty: nothing is mounted in a template) */
+	char *dir;    /* .build-<id>-<pid> */
+	char *vm_dir; /* its VM's sockets and logs */
+	char *shared; /* its 9p export (empty: nothing is mounted in a template) */
 	char *ram, *blank;
-	int state_fd;  /* written by vmm save */
+	int state_fd; /* written by vmm save */
 	int lock_fd;
 };
 

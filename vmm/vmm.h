@@ -126,7 +126,6 @@ struct vmm_config {
 	 * incoming_fd, the template's state file, which restore() loads. */
 	bool incoming;
 	int incoming_fd;
-	unsigned tb_size_mib; /* TCG's translation cache, 0: QEMU's default */
 };
 
 const char *vmm_accel_to_string(enum vmm_accel a);
