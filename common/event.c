@@ -144,18 +144,22 @@ void event_defer_cancel(struct event_loop *loop, event_defer_cb fn, void *userda
 			d->fn = NULL;
 }
 
-/* Deferred calls may defer more: those run in the same pass. */
-static void run_deferred(struct event_loop *loop)
+/* Deferred calls may defer more: those run in the same pass. Returns how many ran. */
+static int run_deferred(struct event_loop *loop)
 {
+	int n = 0;
 	while (loop->deferred) {
 		struct event_deferred *d = loop->deferred;
 		loop->deferred = d->next;
 		if (!loop->deferred)
 			loop->deferred_tail = &loop->deferred;
-		if (d->fn)
+		if (d->fn) {
 			d->fn(d->userdata);
+			n++;
+		}
 		free(d);
 	}
+	return n;
 }
 
 int event_loop_once(struct event_loop *loop, int timeout_ms)
@@ -163,7 +167,12 @@ int event_loop_once(struct event_loop *loop, int timeout_ms)
 	struct epoll_event evs[32];
 	int n;
 
-	run_deferred(loop);
+	/* Deferred work is an iteration of its own: the caller looks at what it changed
+	 * (a sandbox that became ready) before the loop waits. */
+	if (run_deferred(loop) > 0) {
+		sources_sweep(loop);
+		return 0;
+	}
 	n = epoll_wait(loop->epfd, evs, (int)ELEMENTSOF(evs), timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;

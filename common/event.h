@@ -26,5 +26,7 @@ void event_defer_cancel(struct event_loop *loop, event_defer_cb fn, void *userda
  * logged and setting *stop; SIGPIPE blocked (writes to a gone peer fail with EPIPE).
  * Returns the signalfd (the caller closes it after event_loop_free) or -errno. */
 int event_add_stop_signals(struct event_loop *loop, bool *stop);
-/* Run one round: wait up to timeout_ms (-1 forever) and dispatch. 0 or -errno. */
+/* Run one round: the deferred calls if there are any (and return: the caller checks
+ * what they changed), else wait up to timeout_ms (-1 forever) and dispatch. 0 or
+ * -errno. */
 int event_loop_once(struct event_loop *loop, int timeout_ms);

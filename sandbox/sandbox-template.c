@@ -258,6 +258,10 @@ static void remove_dir(const char *store, const char *dir)
 		rm_tree(dir);
 }
 
+/* The longest reason a failure record keeps: a longer one (QEMU's exit error carries up
+ * to 2 KiB of its log) is cut to this, so recent_failure() can still read it. */
+#define FAILED_MAX 1024u
+
 static void write_failed(const char *store, const char *id, const char *reason)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%s.failed", store, id);
@@ -265,7 +269,7 @@ static void write_failed(const char *store, const char *id, const char *reason)
 	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
-	if (write_all(fd, reason, strlen(reason)) == 0 && rename(tmp, path) == 0)
+	if (write_all(fd, reason, MIN(strlen(reason), FAILED_MAX)) == 0 && rename(tmp, path) == 0)
 		return;
 	(void)unlink(tmp);
 }
@@ -283,7 +287,7 @@ static char *recent_failure(const char *store, const char *id)
 		(void)unlink(path);
 		return NULL;
 	}
-	if (read_small(path, &reason, 1024) < 0)
+	if (read_small(path, &reason, FAILED_MAX) < 0)
 		return xstrdup("(no reason recorded)");
 	return reason;
 }
@@ -420,7 +424,6 @@ void template_build_free(struct template_build *b)
 	free(b->key);
 	free(b->store);
 	free(b->dir);
-	free(b->vm_dir);
 	free(b->shared);
 	free(b->ram);
 	free(b->blank);
@@ -473,12 +476,11 @@ int template_build_begin(const struct template_spec *s, int lock_fd, struct temp
 	b->store = template_store_path(s->root);
 	remove_old_builds(b->store, b->id);
 	b->dir = xasprintf("%s/.build-%s-%d", b->store, b->id, (int)getpid());
-	b->vm_dir = xasprintf("%s/vm", b->dir);
 	b->shared = xasprintf("%s/shared", b->dir);
 	b->ram = xasprintf("%s/ram", b->dir);
 	b->blank = xasprintf("%s/blank", b->dir);
 	state = xasprintf("%s/state", b->dir);
-	if (mkdir(b->dir, 0700) < 0 || mkdir(b->vm_dir, 0700) < 0 || mkdir(b->shared, 0700) < 0) {
+	if (mkdir(b->dir, 0700) < 0 || mkdir(b->shared, 0700) < 0) {
 		r = hull_error_set_errno(err, -errno, "create '%s'", b->dir);
 		goto fail;
 	}
@@ -522,7 +524,6 @@ int template_build_commit(struct template_build *b, struct hull_error **err)
 	if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
 		return hull_error_set_errno(err, -errno, "write '%s'", meta);
 	/* What only the build needed goes; the rest becomes the template in one rename. */
-	rm_tree(b->vm_dir);
 	rm_tree(b->shared);
 	if (rename(b->dir, final) < 0) {
 		r = -errno;
@@ -576,6 +577,26 @@ void template_restore_failed(const char *root, const char *id, const char *reaso
 
 /* ---- listing and removal ------------------------------------------------------------ */
 
+/* The path in identity()'s text: "PATH missing" or "PATH DEV:INO SIZE MTIME", where
+ * PATH may hold spaces (the other fields do not). NULL when it is neither. */
+static char *identity_path(const char *value)
+{
+	static const char missing[] = " missing";
+	size_t n = strlen(value), m = strlen(missing);
+	const char *end = value + n;
+
+	if (n > m && strcmp(end - m, missing) == 0)
+		return xstrndup(value, n - m);
+	for (int field = 0; field < 3; field++) {
+		while (end > value && end[-1] != ' ')
+			end--;
+		if (end == value)
+			return NULL;
+		end--; /* the space before the field */
+	}
+	return end > value ? xstrndup(value, (size_t)(end - value)) : NULL;
+}
+
 /* Is any file named in key changed or gone? */
 static bool key_stale(const char *key)
 {
@@ -583,7 +604,7 @@ static bool key_stale(const char *key)
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
 		_cleanup_free_ char *line = xstrndup(p, len);
-		char *eq = strchr(line, '='), *sp;
+		char *eq = strchr(line, '=');
 		p = nl ? nl + 1 : NULL;
 		if (!eq)
 			continue;
@@ -591,14 +612,10 @@ static bool key_stale(const char *key)
 		if (strcmp(line, "qemu") && strcmp(line, "kernel") && strcmp(line, "initrd") &&
 		    strcmp(line, "firmware"))
 			continue;
-		sp = strchr(eq + 1, ' ');
-		if (!sp)
-			return true;
-		*sp = '\0';
 		{
-			_cleanup_free_ char *now = identity(eq + 1);
-			*sp = ' ';
-			if (strcmp(now, eq + 1) != 0)
+			_cleanup_free_ char *path = identity_path(eq + 1);
+			_cleanup_free_ char *now = path ? identity(path) : NULL;
+			if (!now || strcmp(now, eq + 1) != 0)
 				return true;
 		}
 	}
@@ -716,7 +733,8 @@ int template_prune(const char *root)
 				rm_tree(p);
 				close(fd);
 			}
-		} else if (dot && strcmp(dot, ".failed") == 0) {
+		} else if (dot && strncmp(dot, ".failed", 7) == 0) {
+			/* A record, or one being written by a process that died. */
 			(void)unlink(p);
 		} else if (dot && strcmp(dot, ".lock") == 0) {
 			_cleanup_free_ char *id = xstrndup(de->d_name, (size_t)(dot - de->d_name));

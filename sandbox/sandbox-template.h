@@ -60,7 +60,6 @@ struct template
 struct template_build {
 	char *id, *key, *store;
 	char *dir;    /* .build-<id>-<pid> */
-	char *vm_dir; /* its VM's sockets and logs */
 	char *shared; /* its 9p export (empty: nothing is mounted in a template) */
 	char *ram, *blank;
 	int state_fd; /* written by vmm save */
@@ -70,7 +69,8 @@ struct template_build {
 /* Names a domain can have: 1 to 200 of [A-Za-z0-9_.-], not starting with '.'. */
 bool template_domain_valid(const char *s);
 /* The slots a template offers for n disks: 0, or the next power of two (an image of 3
- * layers and one of 4 share a template), but never more than max. */
+ * layers and one of 4 share a template) where that fits in max, else max (or n itself
+ * when n is more than max: then nothing fits and the caller finds out). */
 unsigned template_disk_slots(unsigned n, unsigned max);
 /* The MAC slot i of a template has until the guest takes the sandbox's; the NAT NIC
  * of --net=user is slot TEMPLATE_NAT_SLOT. buf: 18 bytes. */
@@ -91,7 +91,8 @@ int template_lock(const char *root, const char *id, int *ret_fd, struct hull_err
  * with an empty export, the blank disk, and the RAM file sized for s->vm. */
 int template_build_begin(const struct template_spec *s, int lock_fd, struct template_build **ret,
                          struct hull_error **err);
-/* The state is written: check it, write meta, and move the build into place. */
+/* The state is written: check it, write meta, and move the build into place; frees b.
+ * On failure b stays the caller's, to abort. */
 int template_build_commit(struct template_build *b, struct hull_error **err);
 /* Throw the build away; with a reason, remember it (<id>.failed). Frees b. */
 void template_build_abort(struct template_build *b, const char *reason);
@@ -118,8 +119,8 @@ void template_info_free(struct template_info *t, size_t n);
 char *template_key_get(const char *key, const char *name);
 /* Remove a template (its clones keep running: they hold their pages). -ENOENT if none. */
 int template_remove(const char *root, const char *id, struct hull_error **err);
-/* Remove stale templates, builds nobody runs, old failure records and unused locks.
- * Returns how many templates went. */
+/* Remove stale templates, builds nobody runs, failure records (so the next start tries
+ * again) and unused locks. Returns how many templates went. */
 int template_prune(const char *root);
 /* ROOT/.templates. Caller frees. */
 char *template_store_path(const char *root);

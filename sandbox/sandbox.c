@@ -680,7 +680,8 @@ static int start_build(struct sandbox *sb, int lock_fd, struct hull_error **err)
 	slot_devices(sb, &vc, sb->build->blank, true);
 	sb->share = (struct vmm_share){.tag = SANDBOX_SHARED_TAG, .path = sb->build->shared};
 	vc.shares = &sb->share;
-	vc.state_dir = sb->build->vm_dir;
+	/* Its sockets and logs in the sandbox's state dir (short paths: a socket's is
+	 * at most 107 bytes), where the clone's replace them. */
 	vc.name = sb->build->id;
 	vc.hostfwd = NULL;
 	vc.vsock_cid = 3 + (uint32_t)((sandbox_now_ns() / 7) % 0x7fff0000u);
@@ -767,8 +768,8 @@ static void on_tick(struct event_loop *loop, int fd, uint32_t revents, void *use
 			step_failed(sb, r, e);
 			return;
 		}
-		log_debug("restored from template %s in %.1f ms", sb->template_id,
-		          (double)(sandbox_now_ns() - sb->t_vmm_ns) / 1e6);
+		log_info("restored from template %s in %.1f ms", sb->template_id,
+		         (double)(sandbox_now_ns() - sb->t_vmm_ns) / 1e6);
 		/* vsock: the guest runs, so its agent listens again. */
 		if (sb->vm->cfg.channel != VMM_CHANNEL_SERIAL)
 			try_connect(sb);

@@ -69,7 +69,10 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
 		failed=$((failed + $(grep -c '^not ok - ' "$log")))
 		skipped=$((skipped + $(grep -c '^skip - ' "$log")))
 	}
-	suite "integration tests (real QEMU)" tests/integration/run.sh
+	suite "integration tests (real QEMU, clones of templates)" tests/integration/run.sh
+	# The same with every VM booted: the fallback a template cannot serve stays honest.
+	HULL_TEMPLATE=false suite "integration tests again, cold boots (HULL_TEMPLATE=false)" tests/integration/run.sh
+	suite "templates (build, clone, damage, trust domains)" tests/integration/template.sh
 	suite "images (store, load, hull run IMAGE)" tests/integration/images.sh
 	suite "networking (netns, CNI bridge, real QEMU)" tests/integration/net.sh
 	suite "containerd shim (real containerd: ctr and CRI)" tests/integration/containerd.sh

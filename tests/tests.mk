@@ -2,12 +2,17 @@
 # Included from the top-level Makefile.
 
 UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream \
-	shim-events
+	shim-events template
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSRCDIR='"$(CURDIR)"' -o $@ $^ -lcmocka $(HOST_LIBS)
+
+# The template store (sandbox/sandbox-template.c) in a temporary state root, no QEMU.
+$(BUILD)/tests/test-template: tests/unit/test-template.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 
 $(BUILD)/tests/test-logfile $(BUILD)/tests/test-stream: $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_POD) $(LIB_COMMON)
 	@mkdir -p $(dir $@)

@@ -161,6 +161,51 @@ def main():
     write(a, "port-forward-cancel", request(9, "PortForward", vi(1, 8080)) + frame(9, 3, vi(5, 1)) +
           frame(9, 3, ld(2, "dropped")) + request(11, "PortForward", vi(1, 8080)) +
           frame(11, 3, vi(4, 1 << 40)))
+    # Sync (SyncRequest: realtime_ns 1, entropy 2, nics 4 of NicRename{from_mac 1, to_mac 2},
+    # hostname 5). The clock is a fixed recent time, not time.time(): seeds stay the same
+    # from run to run.
+    now_ns = 1760000000 * 10**9
+    rnd = lambda n: bytes((i * 37 + 11) & 0xFF for i in range(n))
+    rename = lambda frm="52:54:00:aa:bb:cc", to="52:54:00:12:34:56": ld(4, ld(1, frm) + ld(2, to))
+
+    def sync(realtime=now_ns, entropy=rnd(64), nics=(rename(),), hostname="sandbox-1"):
+        return ((vi(1, realtime) if realtime is not None else b"") + ld(2, entropy) +
+                b"".join(nics) + (ld(5, hostname) if hostname is not None else b""))
+    write(a, "sync", request(1, "Sync", sync()))
+    write(a, "sync-minimal", request(1, "Sync", sync(nics=(), hostname=None)))
+    write(a, "sync-entropy-bounds", request(1, "Sync", sync(entropy=rnd(32))) +
+          request(3, "Sync", sync(entropy=rnd(512))) + request(5, "Sync", sync(entropy=rnd(31))) +
+          request(7, "Sync", sync(entropy=rnd(513))))
+    write(a, "sync-entropy-short", request(1, "Sync", sync(entropy=rnd(8))))
+    write(a, "sync-entropy-long", request(1, "Sync", sync(entropy=rnd(600))))
+    write(a, "sync-realtime-zero", request(1, "Sync", sync(realtime=0)))
+    write(a, "sync-realtime-missing", request(1, "Sync", sync(realtime=None)))
+    write(a, "sync-realtime-negative", request(1, "Sync", sync(realtime=(1 << 64) - now_ns)))  # 10-byte varint
+    write(a, "sync-realtime-minus-one", request(1, "Sync", sync(realtime=(1 << 64) - 1)))
+    write(a, "sync-bad-mac", request(1, "Sync", sync(nics=(rename(frm="zz:zz"),))))
+    write(a, "sync-bad-to-mac", request(1, "Sync", sync(nics=(rename(), rename(to="52:54:00:12:34:5g")))))
+    write(a, "sync-nic-empty", request(1, "Sync", sync(nics=(ld(4, b""),))))
+    write(a, "sync-nics-16", request(1, "Sync", sync(nics=tuple(rename(frm="52:54:00:aa:bb:%02x" % i) for i in range(16)))))
+    write(a, "sync-too-many-nics", request(1, "Sync", sync(nics=tuple(rename(frm="52:54:00:aa:bb:%02x" % i) for i in range(17)))))
+    write(a, "sync-hostname-64", request(1, "Sync", sync(hostname="h" * 64)))
+    write(a, "sync-hostname-long", request(1, "Sync", sync(hostname="h" * 70)))
+    write(a, "sync-hostname-space", request(1, "Sync", sync(hostname="my host")))
+    write(a, "sync-garbage", request(1, "Sync", b"\x12\x40" + rnd(3)))  # entropy says 64 bytes, has 3
+    write(a, "sync-wrong-type", request(1, "Sync", vi(2, 5) + ld(1, "now")))
+    # A restored sandbox's first calls: Sync, then its network, then its container; and
+    # the same after a refused Sync. The fuzzer's ConfigureNetwork looks the MAC up in the
+    # host's /sys/class/net: "-lo" names lo's, which every host has, so it validates.
+
+    def restored(mac):
+        net = ld(1, ld(1, mac) + ld(2, "10.0.2.15/24") + vi(3, 1500)) + ld(2, ld(1, "default") + ld(2, "10.0.2.2"))
+        return (request(3, "ConfigureNetwork", net) + request(5, "CreateContainer", create(args=("cat",))) +
+                request(7, "AttachStdio", cr, flags=2) + credit + stdin + request(9, "StartContainer", cr) +
+                request(11, "WaitProcess", cr) + request(13, "Check"))
+    lo = "00:00:00:00:00:00"
+    write(a, "life-sync", request(1, "Sync", sync()) + restored("52:54:00:12:34:56") +
+          request(15, "Sync", sync(nics=(), hostname="")))
+    write(a, "life-sync-lo", request(1, "Sync", sync(nics=(rename(to=lo),))) + restored(lo))
+    write(a, "life-sync-refused", request(1, "Sync", sync(entropy=rnd(8))) + restored("52:54:00:12:34:56"))
 
     # ---- ttrpc frames, either direction ----
     t = "ttrpc-frame"

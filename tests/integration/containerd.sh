@@ -12,7 +12,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
-	fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_pod_templates fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -214,6 +214,44 @@ net_ctr() { # SANDBOX NAME SHELL-COMMAND: prints the started container's id
 pod_gone() {
 	cri StopPodSandbox '{"pod_sandbox_id":"'$1'"}' >/dev/null
 	cri RemovePodSandbox '{"pod_sandbox_id":"'$1'"}' >/dev/null
+}
+
+# A pod (NODE network) in Kubernetes namespace $2, annotations $3 (JSON object or ""):
+# prints its sandbox id.
+tpl_pod() {
+	local ann="" pod
+	[ -n "$3" ] && ann=',"annotations":'"$3"
+	pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"'$2'"},"hostname":"'$1'","log_directory":"'$W/logs/$1'"'"$ann"',"linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	mkdir -p "$W/logs/$1"
+	cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id
+}
+# The template the shim of sandbox $1 restored its VM from (its log in containerd's).
+tpl_of() { sed -n "s/.*sandbox=$1 restored from template \([0-9a-f]\{16\}\).*/\1/p" "$W/containerd.log" | tail -1; }
+
+test_cri_pod_templates() {
+	# Pods restore from a template of their trust domain: their Kubernetes namespace.
+	# A second pod of a namespace restores from the template the first built; a pod of
+	# another namespace never does; the annotation keeps a pod apart from its
+	# namespace's (it narrows, never widens), and a bad one is refused by name.
+	local a1 a2 b1 s1 out ta1 ta2 tb1 ts1
+	a1=$(tpl_pod a1 tpl-a "") && [ -n "$a1" ] || { echo "RunPodSandbox a1 failed"; return 1; }
+	a2=$(tpl_pod a2 tpl-a "")
+	b1=$(tpl_pod b1 tpl-b "")
+	s1=$(tpl_pod s1 tpl-a '{"io.hull.template-domain":"solo"}')
+	ta1=$(tpl_of "$a1") ta2=$(tpl_of "$a2") tb1=$(tpl_of "$b1") ts1=$(tpl_of "$s1")
+	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"bad","uid":"u-bad","namespace":"tpl-a"},"annotations":{"io.hull.template-domain":"no way"},"linux":{"security_context":{"namespace_options":{"network":"NODE"}}}},"runtime_handler":"hull"}' 2>&1)
+	local id
+	for id in $a1 $a2 $b1 $s1; do pod_gone "$id"; done
+	until_ok no_vm "$a1" && until_ok no_vm "$b1" || return 1
+	[ -n "$ta1" ] && [ "$ta1" = "$ta2" ] || { echo "pods of one namespace: templates '$ta1' and '$ta2'"; return 1; }
+	[ -n "$tb1" ] && [ "$tb1" != "$ta1" ] || { echo "a pod of another namespace restored from '$tb1'"; return 1; }
+	[ -n "$ts1" ] && [ "$ts1" != "$ta1" ] && [ "$ts1" != "$tb1" ] ||
+		{ echo "the annotated pod restored from '$ts1' (a: $ta1, b: $tb1)"; return 1; }
+	echo "$out" | grep -q "annotation io.hull.template-domain: 'no way' is not a name" ||
+		{ echo "bad annotation: $out"; return 1; }
+	HULL_STATE_DIR=$HULL_STATE_DIR "$BUILD/hull" template ls >"$T/ls"
+	grep -q " k8s-tpl-a " "$T/ls" && grep -q " k8s-tpl-b " "$T/ls" && grep -q " k8s-tpl-a.solo " "$T/ls" ||
+		{ echo "template ls: $(cat "$T/ls")"; return 1; }
 }
 
 test_cri_pod_network() {

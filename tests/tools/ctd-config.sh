@@ -33,6 +33,8 @@ state = "$W/state"
       runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
       runtime_type = "io.containerd.hull.v2"
+      # The pod annotation that narrows a pod's template domain (docs/templates.md).
+      pod_annotations = ["io.hull.template-domain"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
         ConfigPath = "$W/shim.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]

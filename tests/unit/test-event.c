@@ -209,6 +209,24 @@ static void test_defer_cancel(void **state)
 	trace_teardown(&other);
 }
 
+/* Deferred work is a round of its own: a loop waiting forever (-1) with nothing to
+ * wake it still returns after running it, so its caller sees what it changed (the
+ * sandbox of `hull template create` ready from a deferred call). SIGALRM ends a test
+ * that would hang. */
+static void test_defer_is_a_round(void **state)
+{
+	struct trace t;
+	(void)state;
+
+	trace_setup(&t);
+	alarm(10);
+	event_defer(t.loop, defer_d, &t);
+	assert_int_equal(event_loop_once(t.loop, -1), 0);
+	assert_string_equal(t.log, "D");
+	alarm(0);
+	trace_teardown(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +234,7 @@ int main(void)
 	    cmocka_unit_test(test_defer_outside_round),
 	    cmocka_unit_test(test_defer_chain_same_pass),
 	    cmocka_unit_test(test_defer_cancel),
+	    cmocka_unit_test(test_defer_is_a_round),
 	};
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);
 }

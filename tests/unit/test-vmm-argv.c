@@ -245,6 +245,193 @@ static void test_invalid_configs(void **state)
 	expect_invalid(&c, "bad tag");
 }
 
+/* A template's VM: RAM in a file mapped shared, so its pages are the template. */
+static void test_template_memory_backend(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.mem_path = "/run/hull/.templates/.build-x/ram";
+	c.mem_shared = true;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-machine", NULL),
+	                    "microvm,acpi=off,rtc=off,memory-backend=mem");
+	assert_string_equal(value_of(argv, "-m", NULL), "256M");
+	assert_string_equal(
+	    value_of(argv, "-object", "memory-backend-file"),
+	    "memory-backend-file,id=mem,size=256M,mem-path=/run/hull/.templates/.build-x/ram,"
+	    "share=on");
+	/* Booted, not restored. */
+	assert_int_equal(find(argv, "-incoming"), -1);
+	/* The other -object (entropy) is still there. */
+	assert_string_equal(value_of(argv, "-object", "rng-random"),
+	                    "rng-random,id=rng0,filename=/dev/urandom");
+}
+
+/* A clone: the template's RAM by inherited fd, mapped privately; state loaded later. */
+static void test_clone_incoming(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	int i;
+	(void)state;
+
+	c.mem_fd = 12;
+	c.incoming = true;
+	c.incoming_fd = 13;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-machine", NULL),
+	                    "microvm,acpi=off,rtc=off,memory-backend=mem");
+	assert_string_equal(value_of(argv, "-object", "memory-backend-file"),
+	                    "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/12,"
+	                    "share=off");
+	i = find(argv, "-incoming");
+	assert_true(i > 0);
+	assert_string_equal(argv[i + 1], "defer");
+	/* The state fd is QMP's business (restore), not the command line's. */
+	assert_null(value_of(argv, "-incoming", "13"));
+
+	/* An fd wins over a path when both are given. */
+	strv_free(argv);
+	argv = NULL;
+	c.mem_path = "/somewhere/else";
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-object", "memory-backend-file"),
+	                    "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/12,"
+	                    "share=off");
+}
+
+static void test_q35_memory_backend(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.machine = VMM_MACHINE_Q35;
+	c.memory_mib = 1024;
+	c.mem_path = "/dev/shm/ram";
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-machine", NULL), "q35,memory-backend=mem");
+	assert_string_equal(value_of(argv, "-m", NULL), "1024M");
+	/* Not shared unless asked. */
+	assert_string_equal(
+	    value_of(argv, "-object", "memory-backend-file"),
+	    "memory-backend-file,id=mem,size=1024M,mem-path=/dev/shm/ram,share=off");
+}
+
+/* No file, no fd (or a stdio fd, which is "none"): anonymous memory, no backend. */
+static void test_no_memory_backend(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.mem_fd = 2;
+	c.mem_shared = true;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-machine", NULL), "microvm,acpi=off,rtc=off");
+	assert_null(value_of(argv, "-object", "memory-backend"));
+	strv_free(argv);
+	argv = NULL;
+	c.mem_fd = -1;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_null(value_of(argv, "-object", "memory-backend"));
+}
+
+static void test_mem_path_comma_is_escaped(void **state)
+{
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.mem_path = "/run/a,b/ram,share=on";
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-object", "memory-backend-file"),
+	                    "memory-backend-file,id=mem,size=256M,mem-path=/run/a,,b/ram,,share=on,"
+	                    "share=off");
+}
+
+/* A template's NIC slot: a hub port of its own, the slot's MAC, no MTU offered. */
+static void test_placeholder_nics(void **state)
+{
+	const struct vmm_nic nics[] = {{-1, "0a:68:75:6c:6c:00", 0},
+	                               {-1, "0a:68:75:6c:6c:01", 0},
+	                               {7, "aa:bb:cc:dd:ee:01", 0}};
+	struct vmm_config c = base_config();
+	_cleanup_strv_free_ char **argv = NULL;
+	(void)state;
+
+	c.nics = nics;
+	c.n_nics = 3;
+	c.vhost_net = true;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-netdev", "id=nic0"), "hubport,id=nic0,hubid=0");
+	assert_string_equal(value_of(argv, "-device", "netdev=nic0"),
+	                    "virtio-net-device,netdev=nic0,mac=0a:68:75:6c:6c:00");
+	assert_string_equal(value_of(argv, "-netdev", "id=nic1"), "hubport,id=nic1,hubid=1");
+	assert_string_equal(value_of(argv, "-device", "netdev=nic1"),
+	                    "virtio-net-device,netdev=nic1,mac=0a:68:75:6c:6c:01");
+	/* vhost is the taps' business: a real tap beside the slots still gets it. */
+	assert_string_equal(value_of(argv, "-netdev", "id=nic2"), "tap,id=nic2,fd=7,vhost=on");
+
+	/* On q35 the slot is a PCI NIC, and an MTU given is offered as for a tap. */
+	const struct vmm_nic mtu[] = {{-1, "0a:68:75:6c:6c:00", 1400}};
+	strv_free(argv);
+	argv = NULL;
+	c.machine = VMM_MACHINE_Q35;
+	c.nics = mtu;
+	c.n_nics = 1;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-netdev", "id=nic0"), "hubport,id=nic0,hubid=0");
+	assert_string_equal(value_of(argv, "-device", "netdev=nic0"),
+	                    "virtio-net-pci,netdev=nic0,mac=0a:68:75:6c:6c:00,host_mtu=1400");
+}
+
+static void test_invalid_template_configs(void **state)
+{
+	const struct vmm_nic stdio_nic[] = {{0, "aa:bb:cc:dd:ee:01", 0}};
+	struct vmm_nic nic = stdio_nic[0];
+	struct vmm_config c;
+	(void)state;
+
+	/* A clone without its state fd (none, or a stdio one). */
+	const int bad_state_fds[] = {0, 1, 2, -1};
+	for (size_t i = 0; i < ELEMENTSOF(bad_state_fds); i++) {
+		c = base_config(), c.mem_fd = 12, c.incoming = true;
+		c.incoming_fd = bad_state_fds[i];
+		expect_invalid(&c, "a clone needs its state fd and a private RAM file");
+	}
+	/* A clone that would write into the template's pages. */
+	c = base_config(), c.mem_fd = 12, c.incoming = true, c.incoming_fd = 13;
+	c.mem_shared = true;
+	expect_invalid(&c, "a clone needs its state fd and a private RAM file");
+	/* A clone with no RAM file at all (no path, no fd or a stdio one). */
+	c = base_config(), c.incoming = true, c.incoming_fd = 13;
+	expect_invalid(&c, "a clone needs its state fd and a private RAM file");
+	c.mem_fd = 2;
+	expect_invalid(&c, "a clone needs its state fd and a private RAM file");
+	/* With a path instead of an fd it is fine. */
+	c.mem_fd = -1, c.mem_path = "/x/ram";
+	{
+		_cleanup_strv_free_ char **argv = NULL;
+		assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	}
+	/* A NIC fd of 0..2 (or another negative than -1) is refused; only -1 is a slot. */
+	const int bad_nic_fds[] = {0, 1, 2, -2};
+	for (size_t i = 0; i < ELEMENTSOF(bad_nic_fds); i++) {
+		c = base_config();
+		nic.fd = bad_nic_fds[i];
+		c.nics = &nic;
+		c.n_nics = 1;
+		expect_invalid(&c, "nic 0: bad fd, MAC or MTU");
+	}
+	/* A slot with a bad MAC is refused like a tap's. */
+	nic = (struct vmm_nic){-1, "0A:68:75:6C:6C:00", 0};
+	c = base_config(), c.nics = &nic, c.n_nics = 1;
+	expect_invalid(&c, "nic 0: bad fd, MAC or MTU");
+}
+
 static char *write_fixture(const char *content)
 {
 	char *path = xstrdup("/tmp/hull-cpuinfo-XXXXXX");
@@ -314,6 +501,13 @@ int main(void)
 	    cmocka_unit_test(test_accel_override),
 	    cmocka_unit_test(test_user_network),
 	    cmocka_unit_test(test_tap_nics),
+	    cmocka_unit_test(test_template_memory_backend),
+	    cmocka_unit_test(test_clone_incoming),
+	    cmocka_unit_test(test_q35_memory_backend),
+	    cmocka_unit_test(test_no_memory_backend),
+	    cmocka_unit_test(test_mem_path_comma_is_escaped),
+	    cmocka_unit_test(test_placeholder_nics),
+	    cmocka_unit_test(test_invalid_template_configs),
 	};
 	return cmocka_run_group_tests_name("vmm-argv", tests, NULL, NULL);
 }
