@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""hull benchmarks: startup against a QEMU boot floor, stdio throughput against the
-raw channel, host memory of an idle sandbox. Prints figures; asserts nothing."""
+"""hull benchmarks: startup from a template and cold against a QEMU boot floor, stdio
+throughput against the raw channel, host memory of idle sandboxes (clones and cold),
+sandboxes started at once, and how many idle sandboxes the machine holds. Prints
+figures; asserts nothing."""
 import os
 import shutil
 import signal
@@ -16,11 +18,13 @@ from benchlib import pss_kib
 TOP = sys.argv[1]
 BUILD = os.environ.get("BUILD", os.path.join(TOP, "build"))
 HULL = os.path.join(BUILD, "hull")
+AGENTCTL = os.path.join(BUILD, "tests", "agentctl")
 KERNEL = os.path.join(BUILD, "guest", "vmlinuz")
 FLOOR_INITRD = os.path.join(BUILD, "bench", "initramfs-floor.cpio")
 ROOTFS = os.path.join(BUILD, "rootfs-demo")
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-STATE = tempfile.mkdtemp(prefix="hull-bench.")
+# On tmpfs, as /run/hull is: template RAM files are host memory, not disk pages.
+STATE = tempfile.mkdtemp(prefix="hull-bench.", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 ENV = dict(os.environ, HULL_STATE_DIR=os.path.join(STATE, "state"), HULL_BENCH_PHASES="1")
 THROUGHPUT_BYTES = 256 << 20
 
@@ -51,10 +55,10 @@ def time_floor():
     return time.monotonic() - t0
 
 
-def time_hull_true():
+def time_hull_true(cold=False):
     t0 = time.monotonic()
-    p = subprocess.run([HULL, "run", "--rootfs", ROOTFS, "--", "true"], env=ENV, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run([HULL, "run"] + (["--no-template"] if cold else []) + ["--rootfs", ROOTFS, "--", "true"],
+                       env=ENV, capture_output=True, text=True, timeout=120)
     wall = time.monotonic() - t0
     if p.returncode != 0:
         raise RuntimeError("hull run failed: " + p.stderr)
@@ -67,22 +71,35 @@ def time_hull_true():
     return wall, phases
 
 
+def print_phases(phases):
+    for k in ("vmm_start_ms", "boot_ms", "job_ms", "teardown_ms"):
+        if k in phases:
+            print(f"           {k[:-3]:<22} median {median(phases[k]):7.0f} ms")
+
+
 def bench_startup():
-    floors, walls, phases = [], [], {}
+    floors, walls, colds, phases, cphases = [], [], [], {}, {}
+    time_hull_true()  # the template, built once before anything is timed
     for _ in range(RUNS):
-        # Interleaved so both see the same machine load.
+        # Interleaved so all three see the same machine load.
         floors.append(time_floor())
         w, ph = time_hull_true()
         walls.append(w)
         for k, v in ph.items():
             phases.setdefault(k, []).append(v)
-    f, w = median(floors), median(walls)
-    print(f"startup  hull run -- true      median {w * 1000:7.0f} ms   (n={RUNS})")
-    for k in ("vmm_start_ms", "boot_ms", "job_ms", "teardown_ms"):
-        if k in phases:
-            print(f"           {k[:-3]:<22} median {median(phases[k]):7.0f} ms")
-    print(f"floor    QEMU boot+poweroff   median {f * 1000:7.0f} ms")
-    print(f"ratio    hull / floor          {w / f:.2f}x   (goal: <= 1.3x)")
+        w, ph = time_hull_true(cold=True)
+        colds.append(w)
+        for k, v in ph.items():
+            cphases.setdefault(k, []).append(v)
+    f, w, c = median(floors), median(walls), median(colds)
+    print(f"startup  hull run -- true (clone of a template)  median {w * 1000:7.0f} ms   (n={RUNS})")
+    print_phases(phases)
+    print(f"startup  hull run --no-template -- true (boot)   median {c * 1000:7.0f} ms")
+    print_phases(cphases)
+    print(f"floor    QEMU boot+poweroff                    median {f * 1000:7.0f} ms")
+    print(f"ratio    clone / cold boot   {w / c:.2f}x   (goal: <= 0.15x)")
+    print(f"ratio    cold boot / floor   {c / f:.2f}x   (goal: <= 1.3x)")
+    print(f"ratio    clone / floor       {w / f:.2f}x")
 
 
 def read_until(sock, total):
@@ -151,26 +168,170 @@ def bench_throughput():
     print(f"ratio    hull / raw             {h / r:.2f}x")
 
 
+def hull_d(name, *args):
+    p = subprocess.run([HULL, "run", "-d", "--name", name] + list(args) + ["--rootfs", ROOTFS, "--", "sleep", "100000"],
+                       env=ENV, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"hull run -d {name}: {p.stderr.strip()}")
+
+
+def hull_rm(names):
+    for i in range(0, len(names), 16):
+        ps = [subprocess.Popen([HULL, "rm", "-f", n], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for n in names[i:i + 16]]
+        for p in ps:
+            p.wait(timeout=120)
+
+
+def sandbox_pids(name):
+    """The detached sandbox's hull process and its QEMU."""
+    out = subprocess.run(["pgrep", "-f", "--", f"{ENV['HULL_STATE_DIR']}/{name}/"], capture_output=True, text=True)
+    qemu = [int(x) for x in out.stdout.split()]
+    hull = []
+    for q in qemu:
+        with open(f"/proc/{q}/stat") as f:
+            hull.append(int(f.read().rsplit(")", 1)[1].split()[1]))
+    return qemu, hull
+
+
+def cpu_ticks(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            t += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return t
+
+
+def idle_figures(names, seconds=10):
+    """PSS per sandbox (QEMU, hull) and CPU per sandbox over seconds, once they settled."""
+    time.sleep(2)
+    qemus, hulls = [], []
+    for n in names:
+        q, h = sandbox_pids(n)
+        qemus += q
+        hulls += h
+    a = cpu_ticks(qemus + hulls)
+    time.sleep(seconds)
+    b = cpu_ticks(qemus + hulls)
+    n = len(names)
+    q = sum(pss_kib(x) for x in qemus) / n / 1024
+    h = sum(pss_kib(x) for x in hulls) / n / 1024
+    cpu = (b - a) / os.sysconf("SC_CLK_TCK") / seconds / n * 100
+    return q, h, cpu
+
+
+def template_ram_mib():
+    store = os.path.join(ENV["HULL_STATE_DIR"], ".templates")
+    total = 0
+    for d in os.listdir(store):
+        ram = os.path.join(store, d, "ram")
+        if os.path.isfile(ram):
+            total += os.stat(ram).st_blocks * 512
+    return total / (1 << 20)
+
+
 def bench_memory():
-    p = subprocess.Popen([HULL, "run", "--rootfs", ROOTFS, "--", "sh", "-c", "echo ready; exec sleep 600"],
-                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    clones = [f"mem-clone-{i}" for i in range(10)]
+    colds = [f"mem-cold-{i}" for i in range(3)]
     try:
-        p.stdout.readline()
-        time.sleep(1)
-        out = subprocess.run(["pgrep", "-f", "-P", str(p.pid), "qemu-system"], capture_output=True, text=True)
-        qemu = [int(x) for x in out.stdout.split()]
-        q = sum(pss_kib(x) for x in qemu)
-        h = pss_kib(p.pid)
-        print(f"memory   idle sandbox PSS: QEMU {q / 1024:.1f} MiB + hull {h / 1024:.1f} MiB "
-              f"= {(q + h) / 1024:.1f} MiB (guest -m 256M)")
+        for n in clones:
+            hull_d(n)
+        q, h, cpu = idle_figures(clones)
+        print(f"memory   idle clone PSS, 10 of one template: QEMU {q:.1f} MiB + hull {h:.1f} MiB "
+              f"= {q + h:.1f} MiB each (goal: <= 25 MiB), CPU {cpu:.2f}% of a core each")
+        print(f"           the template's RAM file: {template_ram_mib():.1f} MiB resident, once")
+        hull_rm(clones)
+        for n in colds:
+            hull_d(n, "--no-template")
+        q, h, cpu = idle_figures(colds)
+        print(f"memory   idle cold-booted PSS, 3 of them:    QEMU {q:.1f} MiB + hull {h:.1f} MiB "
+              f"= {q + h:.1f} MiB each, CPU {cpu:.2f}% of a core each (guest -m 256M)")
     finally:
-        p.send_signal(signal.SIGINT)
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
+        hull_rm(clones + colds)
+
+
+def start_at_once(names, *args):
+    t0 = time.monotonic()
+    ps = [subprocess.Popen([HULL, "run", "-d", "--name", n] + list(args) + ["--rootfs", ROOTFS, "--", "sleep", "100000"],
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for n in names]
+    failed = 0
+    for p in ps:
+        p.wait(timeout=600)
+        failed += p.returncode != 0
+    return time.monotonic() - t0, failed
+
+
+def ready_at_once(n, cold=False):
+    """n sandboxes through the pod core at once (tests/tools/agentctl: boot, Check, stop):
+    the time until every one answered Check."""
+    script = os.path.join(STATE, "check-script")
+    with open(script, "w") as f:
+        f.write("check\n")
+    env = dict(ENV, HULL_TEMPLATE="false") if cold else ENV
+    t0 = time.monotonic()
+    ps = [subprocess.Popen([AGENTCTL, "--rootfs", ROOTFS, script], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+    last, failed = t0, 0
+    for p in ps:
+        ok = any(line.strip() == "check ok" for line in p.stdout)
+        if ok:
+            last = max(last, time.monotonic())
+        failed += not ok
+        p.wait(timeout=600)
+    return last - t0, failed
+
+
+def bench_burst():
+    burst = [f"burst-{i}" for i in range(20)]
+    try:
+        t, failed = ready_at_once(20)
+        print(f"burst    20 clones started at once (to Check):    {t * 1000:5.0f} ms, {20 / t:5.1f} sandboxes/s"
+              f" (goal: >= 20/s){f', {failed} failed' if failed else ''}")
+        t, failed = ready_at_once(10, cold=True)
+        print(f"burst    10 cold boots at once (to Check):        {t * 1000:5.0f} ms, {10 / t:5.1f} sandboxes/s"
+              f"{f', {failed} failed' if failed else ''}")
+        t, failed = start_at_once(burst)
+        print(f"burst    20 hull run -d at once (job running):    {t * 1000:5.0f} ms, {20 / t:5.1f} sandboxes/s"
+              f"{f', {failed} failed' if failed else ''}")
+    finally:
+        hull_rm(burst)
+
+
+def bench_capacity():
+    """Idle clones started one after another until the next takes over 5 s (or the cap)."""
+    cap = int(os.environ.get("BENCH_CAPACITY_MAX", "400"))
+    names, last = [], 0.0
+    try:
+        while len(names) < cap:
+            n = f"cap-{len(names)}"
+            t0 = time.monotonic()
+            try:
+                hull_d(n)
+            except RuntimeError as e:
+                print(f"capacity start {len(names) + 1} failed: {str(e)[:200]}")
+                break
+            names.append(n)
+            last = time.monotonic() - t0
+            if last > 5:
+                break
+        q, h, cpu = idle_figures(names, seconds=20)
+        with open("/proc/meminfo") as f:
+            avail = [int(line.split()[1]) for line in f if line.startswith("MemAvailable:")][0]
+        why = "the cap (BENCH_CAPACITY_MAX)" if len(names) >= cap and last <= 5 else "a start took over 5 s"
+        print(f"capacity {len(names)} idle clones held (stopped at {why}; goal: >= 300);"
+              f" last start {last * 1000:.0f} ms")
+        print(f"           each: PSS QEMU {q:.1f} MiB + hull {h:.1f} MiB, CPU {cpu:.2f}% of a core;"
+              f" MemAvailable after: {avail / (1 << 20):.1f} GiB")
+    finally:
+        hull_rm(names)
 
 
 def main():
-    for f in (HULL, KERNEL, FLOOR_INITRD, ROOTFS):
+    for f in (HULL, AGENTCTL, KERNEL, FLOOR_INITRD, ROOTFS):
         if not os.path.exists(f):
             sys.exit(f"bench: {f} missing: run make bench")
     print(f"hull benchmarks ({os.uname().nodename}, {os.cpu_count()} CPUs, accel tcg)")
@@ -178,6 +339,8 @@ def main():
         bench_startup()
         bench_throughput()
         bench_memory()
+        bench_burst()
+        bench_capacity()
     finally:
         shutil.rmtree(STATE, ignore_errors=True)
 

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Pods through containerd's CRI plugin, hull beside runc in the same run: pod start
-latency (RunPodSandbox -> first container running), pod teardown (StopPodSandbox +
-RemovePodSandbox), and host memory of an idle pod (PSS of the VM and the shim for hull,
-of the shim, pause and container for runc). Starts its own containerd; prints
-figures; asserts nothing. Debian's python3 (python3-grpcio)."""
+"""Pods through containerd's CRI plugin, hull (clones of a template, and cold boots:
+the hull-cold handler) beside runc in the same run: pod start latency (RunPodSandbox ->
+first container running), pod teardown (StopPodSandbox + RemovePodSandbox), and host
+memory of an idle pod (PSS of the VM and the shim for hull, of the shim, pause and
+container for runc). Starts its own containerd; prints figures; asserts nothing.
+Debian's python3 (python3-grpcio)."""
 import os
 import shutil
 import signal
@@ -98,25 +99,31 @@ def main():
                             os.path.join(BUILD, img + ".tar")],
                            check=True, stdout=subprocess.DEVNULL)
         api = CRI(sock)
-        starts = {"runc": [], "hull": []}
-        stops = {"runc": [], "hull": []}
+        handlers = ("runc", "hull", "hull-cold")
+        starts = {h: [] for h in handlers}
+        stops = {h: [] for h in handlers}
+        # The pods' template, built once before anything is timed.
+        sid, _ = start_pod(api, "hull", "warm", os.path.join(w, "logs", "warm"))
+        stop_pod(api, sid)
         for i in range(RUNS):
-            for handler in ("runc", "hull"):
+            for handler in handlers:
                 sid, t = start_pod(api, handler, f"{handler}-{i}", os.path.join(w, "logs", f"{handler}{i}"))
                 starts[handler].append(t)
                 stops[handler].append(stop_pod(api, sid))
         m = {h: statistics.median(v) for h, v in starts.items()}
         s = {h: statistics.median(v) for h, v in stops.items()}
         print(f"pods     CRI pod start (RunPodSandbox -> container running), n={RUNS}")
-        print(f"           hull  median {m['hull'] * 1000:7.0f} ms")
-        print(f"           runc  median {m['runc'] * 1000:7.0f} ms   ratio hull/runc {m['hull'] / m['runc']:.2f}x")
+        print(f"           hull (clone) median {m['hull'] * 1000:7.0f} ms   ratio hull/runc {m['hull'] / m['runc']:.2f}x")
+        print(f"           hull (cold)  median {m['hull-cold'] * 1000:7.0f} ms   ratio hull/runc {m['hull-cold'] / m['runc']:.2f}x")
+        print(f"           runc         median {m['runc'] * 1000:7.0f} ms")
         print(f"pods     CRI pod teardown (StopPodSandbox + RemovePodSandbox)")
-        print(f"           hull  median {s['hull'] * 1000:7.0f} ms")
-        print(f"           runc  median {s['runc'] * 1000:7.0f} ms   ratio hull/runc {s['hull'] / s['runc']:.2f}x")
+        print(f"           hull (clone) median {s['hull'] * 1000:7.0f} ms")
+        print(f"           hull (cold)  median {s['hull-cold'] * 1000:7.0f} ms")
+        print(f"           runc         median {s['runc'] * 1000:7.0f} ms   ratio hull/runc {s['hull'] / s['runc']:.2f}x")
 
         # Host memory of an idle pod, after it settled.
         mem = {}
-        for handler in ("hull", "runc"):
+        for handler in handlers:
             sid, _ = start_pod(api, handler, f"{handler}-mem", os.path.join(w, "logs", f"{handler}-mem"))
             time.sleep(3)
             shims = pids_matching(f"-id {sid} ")
@@ -124,14 +131,15 @@ def main():
             for p in shims:
                 procs.update(descendants(p))
             mem[handler] = (sum(pss_kib(p) for p in procs), len(procs))
-            if handler == "hull":
+            if handler.startswith("hull"):
                 q = sum(pss_kib(p) for p in procs if "qemu" in open(f"/proc/{p}/comm").read())
-                mem["qemu"] = q
+                mem["qemu-" + handler] = q
             stop_pod(api, sid)
         print(f"memory   idle pod PSS (guest -m 256M; shim and its children)")
-        print(f"           hull  {mem['hull'][0] / 1024:6.1f} MiB over {mem['hull'][1]} processes "
-              f"(QEMU {mem['qemu'] / 1024:.1f} MiB)")
-        print(f"           runc  {mem['runc'][0] / 1024:6.1f} MiB over {mem['runc'][1]} processes")
+        for h in ("hull", "hull-cold"):
+            print(f"           {h + (' (clone)' if h == 'hull' else ''):<12} {mem[h][0] / 1024:6.1f} MiB over "
+                  f"{mem[h][1]} processes (QEMU {mem['qemu-' + h] / 1024:.1f} MiB)")
+        print(f"           runc         {mem['runc'][0] / 1024:6.1f} MiB over {mem['runc'][1]} processes")
     finally:
         ctd.send_signal(signal.SIGTERM)
         try:

@@ -14,8 +14,9 @@
 #include "log.h"
 #include "util.h"
 
-#define TEMPLATE_FORMAT 1
+#define TEMPLATE_FORMAT 2
 #define META_MAX (16u << 10)
+#define EXTENTS_MAX (8u << 20)
 #define META_SEPARATOR "--\n"
 
 /* Firmware QEMU loads into guest ROM: a clone's must be the template's. */
@@ -221,7 +222,7 @@ static int hash_fd(int fd, uint64_t *ret)
 }
 
 struct meta {
-	uint64_t ram_size, state_size, state_hash;
+	uint64_t ram_size, state_size, state_hash, extents_hash, kept;
 	long long created;
 };
 
@@ -230,16 +231,22 @@ struct meta {
 static int meta_parse(const char *text, char **ret_key, struct meta *m)
 {
 	const char *sep = strstr(text, "\n" META_SEPARATOR);
-	unsigned long long a = 0, b = 0, c = 0;
+	unsigned long long a = 0, b = 0, c = 0, e = 0, k = 0;
 	long long d = 0;
 
 	if (!sep)
 		return -EBADMSG;
 	if (sscanf(sep + 1 + strlen(META_SEPARATOR),
-	           "ram_size=%llu\nstate_size=%llu\nstate_hash=%llx\ncreated=%lld\n", &a, &b, &c,
-	           &d) != 4)
+	           "ram_size=%llu\nstate_size=%llu\nstate_hash=%llx\nextents_hash=%llx\n"
+	           "kept=%llu\ncreated=%lld\n",
+	           &a, &b, &c, &e, &k, &d) != 6)
 		return -EBADMSG;
-	*m = (struct meta){.ram_size = a, .state_size = b, .state_hash = c, .created = d};
+	*m = (struct meta){.ram_size = a,
+	                   .state_size = b,
+	                   .state_hash = c,
+	                   .extents_hash = e,
+	                   .kept = k,
+	                   .created = d};
 	if (ret_key)
 		*ret_key = xstrndup(text, (size_t)(sep - text) + 1);
 	return 0;
@@ -303,8 +310,36 @@ struct template *template_close(struct template *t)
 	free(t->id);
 	free(t->dir);
 	free(t->blank);
+	free(t->keep);
 	free(t);
 	return NULL;
+}
+
+/* "OFFSET LENGTH" lines into pairs, each inside size and after the one before. */
+static int extents_parse(const char *text, uint64_t size, uint64_t (**ret)[2], size_t *ret_n)
+{
+	uint64_t(*v)[2] = NULL;
+	size_t n = 0;
+	uint64_t end = 0;
+
+	for (const char *p = text; *p;) {
+		unsigned long long off, len;
+		int used = 0;
+		if (sscanf(p, "%llu %llu\n%n", &off, &len, &used) != 2 || used == 0 || len == 0 ||
+		    off < end || off > size || len > size - off) {
+			free(v);
+			return -EBADMSG;
+		}
+		v = xrealloc(v, (n + 1) * sizeof(*v));
+		v[n][0] = off;
+		v[n][1] = len;
+		n++;
+		end = off + len;
+		p += used;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
 }
 
 /* Why dir is not a sound template for key, or NULL (t filled). */
@@ -343,7 +378,70 @@ static char *check(struct template *t, const char *key, uint64_t memory_mib)
 		return xstrdup("state does not match its hash");
 	if (stat(t->blank, &st) < 0 || (uint64_t)st.st_size != TEMPLATE_BLANK_SIZE)
 		return xstrdup("blank disk missing or resized");
+	{
+		_cleanup_free_ char *path = xasprintf("%s/extents", t->dir);
+		_cleanup_free_ char *ext = NULL;
+		r = read_small(path, &ext, EXTENTS_MAX);
+		if (r < 0)
+			return xasprintf("extents: %s", strerror(-r));
+		if (fnv1a(FNV_INIT, ext, strlen(ext)) != m.extents_hash ||
+		    extents_parse(ext, m.ram_size, &t->keep, &t->n_keep) < 0)
+			return xstrdup("extents do not match their hash");
+		t->kept = m.kept;
+	}
 	return NULL;
+}
+
+/* The RAM file's data (what the template's guest wrote) as "OFFSET LENGTH" lines;
+ * *ret_bytes their total. */
+static char *ram_extents(int fd, uint64_t *ret_bytes)
+{
+	char *text = xstrdup("");
+	uint64_t bytes = 0;
+	off_t off = 0;
+
+	for (;;) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+		char *n;
+		if (data < 0)
+			break; /* ENXIO: no data after off */
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole <= data)
+			break;
+		n = xasprintf("%s%lld %lld\n", text, (long long)data, (long long)(hole - data));
+		free(text);
+		text = n;
+		bytes += (uint64_t)(hole - data);
+		off = hole;
+	}
+	*ret_bytes = bytes;
+	return text;
+}
+
+int template_reclaim(struct template *t)
+{
+	struct stat st;
+	uint64_t off = 0, before;
+	int r = 0;
+
+	if (fstat(t->ram_fd, &st) < 0)
+		return -errno;
+	before = (uint64_t)st.st_blocks * 512;
+	/* A little above what the template kept: nothing worth a pass. */
+	if (before <= t->kept + (4u << 20))
+		return 0;
+	for (size_t i = 0; i <= t->n_keep && r == 0; i++) {
+		uint64_t end = i < t->n_keep ? t->keep[i][0] : (uint64_t)st.st_size;
+		if (end > off && fallocate(t->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		                           (off_t)off, (off_t)(end - off)) < 0)
+			r = -errno;
+		if (i < t->n_keep)
+			off = t->keep[i][0] + t->keep[i][1];
+	}
+	if (r == 0 && fstat(t->ram_fd, &st) == 0)
+		log_debug("template %s: %llu MiB of clones' zero pages given back", t->id,
+		          (unsigned long long)((before - (uint64_t)st.st_blocks * 512) >> 20));
+	return r;
 }
 
 int template_open(const struct template_spec *s, struct template **ret, struct hull_error **err)
@@ -505,21 +603,32 @@ fail:
 int template_build_commit(struct template_build *b, struct hull_error **err)
 {
 	_cleanup_free_ char *meta = xasprintf("%s/meta", b->dir);
+	_cleanup_free_ char *extents_path = xasprintf("%s/extents", b->dir);
 	_cleanup_free_ char *final = xasprintf("%s/%s", b->store, b->id);
-	_cleanup_free_ char *text = NULL;
-	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *text = NULL, *extents = NULL;
+	_cleanup_close_ int fd = -1, efd = -1, rfd = -1;
 	struct stat st, rst;
-	uint64_t h;
+	uint64_t h, kept;
 	int r;
 
 	if (fstat(b->state_fd, &st) < 0 || st.st_size == 0 || hash_fd(b->state_fd, &h) < 0)
 		return hull_error_set(err, -EIO, "template %s: no state was written", b->id);
-	if (stat(b->ram, &rst) < 0)
+	rfd = open(b->ram, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0 || fstat(rfd, &rst) < 0)
 		return hull_error_set_errno(err, -errno, "template %s: ram", b->id);
+	/* What the template's guest wrote: the rest of the file is holes, which clones
+	 * fill with zero pages as they fault them in; template_reclaim() gives those
+	 * back. */
+	extents = ram_extents(rfd, &kept);
+	efd = open(extents_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (efd < 0 || write_all(efd, extents, strlen(extents)) < 0)
+		return hull_error_set_errno(err, -errno, "write '%s'", extents_path);
 	text = xasprintf("%s" META_SEPARATOR "ram_size=%llu\nstate_size=%llu\nstate_hash=%016llx\n"
-	                 "created=%lld\n",
+	                 "extents_hash=%016llx\nkept=%llu\ncreated=%lld\n",
 	                 b->key, (unsigned long long)rst.st_size, (unsigned long long)st.st_size,
-	                 (unsigned long long)h, (long long)time(NULL));
+	                 (unsigned long long)h,
+	                 (unsigned long long)fnv1a(FNV_INIT, extents, strlen(extents)),
+	                 (unsigned long long)kept, (long long)time(NULL));
 	fd = open(meta, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
 		return hull_error_set_errno(err, -errno, "write '%s'", meta);

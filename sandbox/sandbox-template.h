@@ -20,6 +20,7 @@
  *        ram                        the guest's RAM (sparse, on tmpfs: the shared pages)
  *        state                      QEMU's device state (tens of KB)
  *        blank                      the disk an unused slot gets
+ *        extents                    the parts of ram the template wrote
  *   ROOT/.templates/<id>.lock       flock: one builder at a time
  *   ROOT/.templates/<id>.failed     why its last build or restore failed (held 10 min)
  *   ROOT/.templates/.build-<id>-<pid>/  a build in progress, renamed to <id>/ when done
@@ -54,6 +55,9 @@ struct template
 	int ram_fd;   /* read-write: QEMU maps it privately (copy-on-write) */
 	int state_fd; /* read-only, at offset 0 */
 	char *blank;
+	uint64_t(*keep)[2]; /* the RAM file's extents the template wrote: offset, length */
+	size_t n_keep;
+	uint64_t kept; /* their bytes */
 };
 
 /* A build in progress (the builder holds the lock). */
@@ -84,6 +88,11 @@ int template_key(const struct template_spec *s, char **ret_key, char **ret_id,
  * -EAGAIN: its last build or restore failed not long ago (*err says why). */
 int template_open(const struct template_spec *s, struct template **ret, struct hull_error **err);
 struct template *template_close(struct template *t);
+/* Give back the zero pages clones faulted into the RAM file's holes (a private mapping
+ * of a tmpfs file fills a hole when it is touched; the template's own pages stay).
+ * Safe while clones run: a hole reads as zeros either way, and their copies are
+ * their own. 0 or -errno. */
+int template_reclaim(struct template *t);
 
 /* The build lock: 1 with *ret_fd held, 0 while another process holds it. */
 int template_lock(const char *root, const char *id, int *ret_fd, struct hull_error **err);

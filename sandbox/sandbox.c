@@ -644,6 +644,7 @@ static int start_clone(struct sandbox *sb, struct template *t, struct hull_error
 	free(sb->template_id);
 	sb->template_id = xstrdup(t->id);
 	slot_devices(sb, &vc, t->blank, false);
+	(void)template_reclaim(t);
 	vc.mem_fd = t->ram_fd;
 	vc.mem_shared = false;
 	vc.incoming = true;

@@ -108,7 +108,7 @@ $(BUILD)/tests/cri/cri_pb2.py: tests/cri/cri.proto
 	protoc --python_out=$(dir $@) -Itests/cri $<
 check integration: $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
 
-bench: all $(BUILD)/bench/initramfs-floor.cpio $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py
+bench: all $(BUILD)/bench/initramfs-floor.cpio $(TEST_IMAGES) $(BUILD)/tests/cri/cri_pb2.py $(BUILD)/tests/agentctl
 	@bench/run.sh
 
 # The hostile guest of tests/integration/hostile.sh: a scripted evil agent as /init.

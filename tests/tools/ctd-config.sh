@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ctd-config.sh DIR: a private containerd configuration in DIR/config.toml (root,
-# state and sockets under DIR; CRI with runtime handlers "runc" and "hull", the hull
-# handler reading DIR/shim.toml) for the containerd tests and the pod benchmark. Pods
+# state and sockets under DIR; CRI with runtime handlers "runc", "hull" (reading
+# DIR/shim.toml) and "hull-cold" (DIR/shim-cold.toml: no templates)) for the containerd tests and the pod benchmark. Pods
 # with their own network get it from DIR/cni/10-hullpods.conflist: Debian's bridge and
 # host-local plugins, IPv4 and IPv6, on a bridge named in DIR/cni/bridge.
 set -eu
@@ -37,8 +37,14 @@ state = "$W/state"
       pod_annotations = ["io.hull.template-domain"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
         ConfigPath = "$W/shim.toml"
+    # The same shim booting every VM (template = false), for the pod benchmark.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull-cold]
+      runtime_type = "io.containerd.hull.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull-cold.options]
+        ConfigPath = "$W/shim-cold.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$W/cni"
 EOT
 printf '# written by tests/tools/ctd-config.sh\nmemory = "256M"\nboot_timeout = "60s"\n' >"$W/shim.toml"
+printf '# written by tests/tools/ctd-config.sh\nmemory = "256M"\nboot_timeout = "60s"\ntemplate = false\n' >"$W/shim-cold.toml"

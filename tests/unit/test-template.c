@@ -238,7 +238,7 @@ static void test_key_stable(void **state)
 	assert_int_equal(strspn(id1, "0123456789abcdef"), 16);
 
 	/* The key's text: "name=value" lines, files by identity. */
-	assert_true(strncmp(key1, "format=1\nhull=" HULL_VERSION "\n", 15 + strlen(HULL_VERSION)) ==
+	assert_true(strncmp(key1, "format=2\nhull=" HULL_VERSION "\n", 15 + strlen(HULL_VERSION)) ==
 	            0);
 	for (size_t i = 0; i < ELEMENTSOF(lines); i++)
 		assert_non_null(strstr(key1, lines[i]));
@@ -555,6 +555,49 @@ static void test_lock_replaced(void **state)
 	close(b);
 }
 
+static uint64_t blocks_of(int fd)
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* The template's guest wrote two regions of its RAM; clones then fill holes with zero
+ * pages (a private mapping of a tmpfs file does, as a write stands in for here). The
+ * next reclaim gives those back and keeps every byte the template wrote. */
+static void test_reclaim(void **state)
+{
+	struct fixture *f = *state;
+	struct template_build *b = begin(&f->spec, STATE_BYTES);
+	struct hull_error *err = NULL;
+	struct template *t = NULL;
+	_cleanup_close_ int ram = open(b->ram, O_RDWR | O_CLOEXEC);
+	static char page[4096], zero[7 << 20], back[4096];
+
+	memset(page, 'T', sizeof(page));
+	assert_true(ram >= 0);
+	assert_int_equal(pwrite(ram, page, sizeof(page), 1 << 20), (ssize_t)sizeof(page));
+	assert_int_equal(pwrite(ram, page, sizeof(page), 9 << 20), (ssize_t)sizeof(page));
+	assert_int_equal(template_build_commit(b, &err), 0);
+	assert_int_equal(template_open(&f->spec, &t, &err), 1);
+	assert_int_equal(t->n_keep, 2);
+	assert_int_equal(t->kept, 2 * sizeof(page));
+	/* Nothing grew: nothing to do. */
+	assert_int_equal(template_reclaim(t), 0);
+	assert_int_equal(blocks_of(t->ram_fd), 2 * sizeof(page));
+	/* 14 MiB of zero pages faulted in between and after the template's own. */
+	assert_int_equal(pwrite(t->ram_fd, zero, sizeof(zero), 2 << 20), (ssize_t)sizeof(zero));
+	assert_int_equal(pwrite(t->ram_fd, zero, sizeof(zero), 20 << 20), (ssize_t)sizeof(zero));
+	assert_true(blocks_of(t->ram_fd) >= 2 * sizeof(zero));
+	assert_int_equal(template_reclaim(t), 0);
+	assert_int_equal(blocks_of(t->ram_fd), 2 * sizeof(page));
+	assert_int_equal(pread(t->ram_fd, back, sizeof(back), 1 << 20), (ssize_t)sizeof(back));
+	assert_memory_equal(back, page, sizeof(page));
+	assert_int_equal(pread(t->ram_fd, back, sizeof(back), 9 << 20), (ssize_t)sizeof(back));
+	assert_memory_equal(back, page, sizeof(page));
+	template_close(t);
+}
+
 static void test_build_cycle(void **state)
 {
 	struct fixture *f = *state;
@@ -631,8 +674,8 @@ static void test_build_cycle(void **state)
 				assert_true(n < ELEMENTSOF(seen));
 				seen[n++] = xstrdup(de->d_name);
 			}
-		assert_int_equal(n, 4);
-		for (const char *w = "blank\0meta\0ram\0state\0"; *w; w += strlen(w) + 1) {
+		assert_int_equal(n, 5);
+		for (const char *w = "blank\0extents\0meta\0ram\0state\0"; *w; w += strlen(w) + 1) {
 			bool found = false;
 			for (size_t i = 0; i < n; i++)
 				found |= strcmp(seen[i], w) == 0;
@@ -776,6 +819,9 @@ enum damage {
 	DAMAGE_META_KEY,
 	DAMAGE_META_HASH,
 	DAMAGE_META_RAM_SIZE,
+	DAMAGE_EXTENTS_GONE,
+	DAMAGE_EXTENTS_EDITED,
+	DAMAGE_EXTENTS_HASH,
 	_DAMAGE_MAX,
 };
 
@@ -798,6 +844,7 @@ static void damage(const struct fixture *f, const char *id, enum damage d)
 	_cleanup_free_ char *ram = store_path(f, id, "ram");
 	_cleanup_free_ char *blank = store_path(f, id, "blank");
 	_cleanup_free_ char *meta = store_path(f, id, "meta");
+	_cleanup_free_ char *extents = store_path(f, id, "extents");
 	_cleanup_free_ char *text = NULL;
 	int fd;
 	char c;
@@ -860,6 +907,23 @@ static void damage(const struct fixture *f, const char *id, enum damage d)
 		/* ram and meta agree, but not with the VM's memory. */
 		edit_file(meta, "\nram_size=67108864\n", "\nram_size=67112960\n");
 		assert_int_equal(truncate(ram, ((off_t)MEMORY_MIB << 20) + 4096), 0);
+		break;
+	case DAMAGE_EXTENTS_GONE:
+		assert_int_equal(unlink(extents), 0);
+		break;
+	case DAMAGE_EXTENTS_EDITED:
+		/* A wrong map would punch the template's own pages out of its RAM file. */
+		write_file(extents, "0 4096\n", 0600);
+		break;
+	case DAMAGE_EXTENTS_HASH:
+		text = read_file(meta);
+		{
+			char *h = strstr(text, "extents_hash=");
+			assert_non_null(h);
+			h += strlen("extents_hash=");
+			*h = *h == '0' ? '1' : '0';
+			write_file(meta, text, 0600);
+		}
 		break;
 	case _DAMAGE_MAX:
 		break;
@@ -1332,6 +1396,7 @@ int main(void)
 	    T(test_slot_mac),
 	    T(test_lock),
 	    T(test_lock_replaced),
+	    T(test_reclaim),
 	    T(test_build_cycle),
 	    T(test_commit_without_state),
 	    T(test_commit_replaces_leftover),
