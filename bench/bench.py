@@ -224,14 +224,50 @@ def idle_figures(names, seconds=10):
     return q, h, cpu
 
 
-def template_ram_mib():
-    store = os.path.join(ENV["HULL_STATE_DIR"], ".templates")
-    total = 0
-    for d in os.listdir(store):
-        ram = os.path.join(store, d, "ram")
-        if os.path.isfile(ram):
-            total += os.stat(ram).st_blocks * 512
-    return total / (1 << 20)
+def template_ram_mib(qemu):
+    """The resident size of the RAM file the clone QEMU maps (its template's)."""
+    with open(f"/proc/{qemu}/maps") as f:
+        for line in f:
+            path = line.split(None, 5)[5].strip() if len(line.split(None, 5)) > 5 else ""
+            if "/.templates/" in path and path.endswith("/ram"):
+                return os.stat(path).st_blocks * 512 / (1 << 20)
+    return float("nan")
+
+
+def children(pid):
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def ready_clones(n, seconds=10):
+    """n clones at agent-ready (tests/tools/agentctl: restore, Check, then idle, no
+    container): what a warm pool would hold. PSS of QEMU and of the host process each."""
+    script = os.path.join(STATE, "ready-script")
+    with open(script, "w") as f:
+        f.write(f"check\nsleep {(seconds + 30) * 1000}\n")
+    ps = [subprocess.Popen([AGENTCTL, "--rootfs", ROOTFS, script], env=ENV, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+    try:
+        for p in ps:
+            if p.stdout.readline().strip() != "check ok":
+                raise RuntimeError("agentctl: a clone did not answer Check")
+        time.sleep(2)
+        qemus = [q for p in ps for q in children(p.pid)]
+        hosts = [p.pid for p in ps]
+        a = cpu_ticks(qemus + hosts)
+        time.sleep(seconds)
+        b = cpu_ticks(qemus + hosts)
+        q = sum(pss_kib(x) for x in qemus) / n / 1024
+        h = sum(pss_kib(x) for x in hosts) / n / 1024
+        return q, h, (b - a) / os.sysconf("SC_CLK_TCK") / seconds / n * 100
+    finally:
+        for p in ps:
+            p.terminate()
+        for p in ps:
+            p.wait(timeout=60)
 
 
 def bench_memory():
@@ -241,10 +277,14 @@ def bench_memory():
         for n in clones:
             hull_d(n)
         q, h, cpu = idle_figures(clones)
-        print(f"memory   idle clone PSS, 10 of one template: QEMU {q:.1f} MiB + hull {h:.1f} MiB "
-              f"= {q + h:.1f} MiB each (goal: <= 25 MiB), CPU {cpu:.2f}% of a core each")
-        print(f"           the template's RAM file: {template_ram_mib():.1f} MiB resident, once")
+        ram = template_ram_mib(sandbox_pids(clones[0])[0][0])
+        print(f"memory   idle clone PSS, 10 of one template, each running a container: QEMU {q:.1f} MiB"
+              f" + hull {h:.1f} MiB = {q + h:.1f} MiB each (goal: <= 25 MiB), CPU {cpu:.2f}% of a core each")
+        print(f"           the template's RAM file: {ram:.1f} MiB resident, once")
         hull_rm(clones)
+        q, h, cpu = ready_clones(10)
+        print(f"memory   idle clone PSS, 10 at agent-ready (no container; a warm pool's): QEMU {q:.1f} MiB"
+              f" + host process {h:.1f} MiB = {q + h:.1f} MiB each, CPU {cpu:.2f}% of a core each")
         for n in colds:
             hull_d(n, "--no-template")
         q, h, cpu = idle_figures(colds)
@@ -335,12 +375,10 @@ def main():
         if not os.path.exists(f):
             sys.exit(f"bench: {f} missing: run make bench")
     print(f"hull benchmarks ({os.uname().nodename}, {os.cpu_count()} CPUs, accel tcg)")
+    only = os.environ.get("BENCH_ONLY", "startup,throughput,memory,burst,capacity").split(",")
     try:
-        bench_startup()
-        bench_throughput()
-        bench_memory()
-        bench_burst()
-        bench_capacity()
+        for name in only:
+            globals()[f"bench_{name}"]()
     finally:
         shutil.rmtree(STATE, ignore_errors=True)
 

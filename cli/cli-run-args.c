@@ -92,6 +92,7 @@ static void usage(FILE *f)
 	        "  -t, --tty             allocate a terminal\n"
 	        "      --cpus N          virtual CPUs (default 1)\n"
 	        "  -m, --memory SIZE     VM memory, e.g. 512M, 1G (default 256M)\n"
+	        "      --tcg-cache SIZE  TCG: host memory for translated code (default 32M)\n"
 	        "      --timeout DUR     kill CMD after DUR (e.g. 30s, 5m); exit status 124\n"
 	        "      --stop-timeout DUR  after forwarding SIGINT/SIGTERM, kill after DUR "
 	        "(default 10s)\n"
@@ -450,6 +451,7 @@ enum {
 	/* the VM's settings, by their vmm_settings key */
 	OPT_VM_CPUS,
 	OPT_VM_BOOT_TIMEOUT,
+	OPT_VM_TCG_CACHE,
 	OPT_VM_KERNEL,
 	OPT_VM_INITRD,
 	OPT_VM_ACCEL,
@@ -477,6 +479,7 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
     {"boot-timeout", required_argument, NULL, OPT_VM_BOOT_TIMEOUT},
+    {"tcg-cache", required_argument, NULL, OPT_VM_TCG_CACHE},
     {"kernel", required_argument, NULL, OPT_VM_KERNEL},
     {"initrd", required_argument, NULL, OPT_VM_INITRD},
     {"accel", required_argument, NULL, OPT_VM_ACCEL},
@@ -503,6 +506,7 @@ static const struct {
     {OPT_VM_CPUS, "--cpus", "cpus"},
     {'m', "--memory", "memory"},
     {OPT_VM_BOOT_TIMEOUT, "--boot-timeout", "boot_timeout"},
+    {OPT_VM_TCG_CACHE, "--tcg-cache", "tcg_cache"},
     {OPT_VM_KERNEL, "--kernel", "kernel"},
     {OPT_VM_INITRD, "--initrd", "initrd"},
     {OPT_VM_ACCEL, "--accel", "accel"},

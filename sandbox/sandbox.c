@@ -906,6 +906,7 @@ static int prepare(struct sandbox *sb, const struct sandbox_config *cfg, struct 
 	vc->vsock_cid = 3 + (uint32_t)(sandbox_now_ns() % 0x7fff0000u);
 	vc->cpus = cfg->vm->cpus;
 	vc->memory_mib = cfg->vm->memory_mib;
+	vc->tcg_cache_mib = cfg->vm->tcg_cache_mib;
 	vc->shares = &sb->share;
 	vc->n_shares = 1;
 	vc->disks = cfg->disks;

@@ -173,8 +173,14 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 	      cfg->machine == VMM_MACHINE_MICROVM ? "microvm,acpi=off,rtc=off" : "q35",
 	      cfg->mem_path || cfg->mem_fd > 2 ? ",memory-backend=mem" : "");
 	push(&argv, "-accel");
-	/* TCG's translation cache stays QEMU's default (docs/decisions.md 54). */
-	push(&argv, cfg->accel == VMM_ACCEL_KVM ? "kvm" : "tcg");
+	/* TCG's translated code is host memory a guest grows by running code: capped
+	 * (docs/decisions.md 54). */
+	if (cfg->accel == VMM_ACCEL_KVM)
+		push(&argv, "kvm");
+	else if (cfg->tcg_cache_mib)
+		pushf(&argv, "tcg,tb-size=%llu", (unsigned long long)cfg->tcg_cache_mib);
+	else
+		push(&argv, "tcg");
 	if (cfg->accel == VMM_ACCEL_KVM) {
 		push(&argv, "-cpu");
 		push(&argv, "host");

@@ -96,6 +96,16 @@ static int set_memory(struct vmm_settings *s, const char *v)
 	return 0;
 }
 
+static int set_tcg_cache(struct vmm_settings *s, const char *v)
+{
+	uint64_t n;
+	if (parse_size(v, &n) < 0 || n < ((uint64_t)VMM_TCG_CACHE_MIN_MIB << 20) ||
+	    n > ((uint64_t)VMM_TCG_CACHE_MAX_MIB << 20))
+		return -EINVAL;
+	s->tcg_cache_mib = n >> 20;
+	return 0;
+}
+
 static int set_boot_timeout(struct vmm_settings *s, const char *v)
 {
 	uint64_t ms;
@@ -142,6 +152,10 @@ static const struct {
      set_channel},
     {{"cpus", "a number from 1 to 64", "1", "virtual CPUs"}, set_cpus},
     {{"memory", "a size from 64M to 1T, like 512M", "256M", "guest memory"}, set_memory},
+    {{"tcg_cache", "a size from 8M to 1G, like 64M", "32M",
+      "TCG's translated-code cache: the most host memory a guest's code costs (no effect "
+      "under KVM)"},
+     set_tcg_cache},
     {{"boot_timeout", "a duration like 30s, 500ms, 5m (at most 1h)", "30s",
       "give up when the VM is not ready after this"},
      set_boot_timeout},

@@ -30,6 +30,8 @@ enum vmm_channel {
 #define VMM_CPUS_MAX 64
 #define VMM_MEMORY_MIN_MIB 64
 #define VMM_MEMORY_MAX_MIB (1u << 20)
+#define VMM_TCG_CACHE_MIN_MIB 8
+#define VMM_TCG_CACHE_MAX_MIB 1024
 
 /* What a user chooses about a VM, the same for every front end (hull run's flags, the
  * shim's config file, the CRI server): one default table and one validator
@@ -42,6 +44,7 @@ struct vmm_settings {
 	int channel; /* enum vmm_channel, or -1: vsock where the host has it */
 	unsigned cpus;
 	uint64_t memory_mib;
+	uint64_t tcg_cache_mib; /* TCG's tb-size */
 	uint64_t boot_timeout_ms;
 	bool template;         /* restore from a template rather than boot (docs/templates.md) */
 	char *template_domain; /* who may share one; NULL: the front end's default */
@@ -101,6 +104,7 @@ struct vmm_config {
 	enum vmm_channel channel;
 	unsigned cpus;
 	uint64_t memory_mib;
+	uint64_t tcg_cache_mib; /* TCG's tb-size; 0: QEMU's default (1 GiB) */
 	uint32_t vsock_cid;
 	const struct vmm_share *shares;
 	size_t n_shares;

@@ -31,6 +31,7 @@ static void assert_settings_equal(const struct vmm_settings *a, const struct vmm
 	assert_int_equal(a->channel, b->channel);
 	assert_int_equal(a->cpus, b->cpus);
 	assert_int_equal(a->memory_mib, b->memory_mib);
+	assert_int_equal(a->tcg_cache_mib, b->tcg_cache_mib);
 	assert_int_equal(a->boot_timeout_ms, b->boot_timeout_ms);
 	assert_int_equal(a->template, b->template);
 	assert_true((!a->template_domain && !b->template_domain) ||
@@ -48,6 +49,7 @@ static void test_defaults(void **state)
 	vmm_settings_init(&s);
 	assert_int_equal(s.cpus, 1);
 	assert_int_equal(s.memory_mib, 256);
+	assert_int_equal(s.tcg_cache_mib, 32); /* not QEMU's 1 GiB a guest could fill */
 	assert_int_equal(s.boot_timeout_ms, 30000);
 	assert_int_equal(s.machine, VMM_MACHINE_MICROVM);
 	assert_int_equal(s.accel, VMM_ACCEL_AUTO);
@@ -61,10 +63,10 @@ static void test_defaults(void **state)
 
 	/* The table documents every key, and its defaults are the ones init sets. */
 	list = vmm_settings_list(&n);
-	assert_int_equal(n, 11);
-	const char *keys[] = {"kernel",       "initrd",   "qemu",           "accel",
-	                      "machine",      "channel",  "cpus",           "memory",
-	                      "boot_timeout", "template", "template_domain"};
+	assert_int_equal(n, 12);
+	const char *keys[] = {"kernel",    "initrd",       "qemu",     "accel",
+	                      "machine",   "channel",      "cpus",     "memory",
+	                      "tcg_cache", "boot_timeout", "template", "template_domain"};
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		const struct vmm_setting *e = NULL;
 		for (size_t j = 0; j < n; j++)
@@ -141,6 +143,11 @@ static void test_set_each_key(void **state)
 	assert_int_equal(vmm_settings_set(&s, "memory", "1T", &err), 0);
 	assert_int_equal(s.memory_mib, VMM_MEMORY_MAX_MIB);
 
+	assert_int_equal(vmm_settings_set(&s, "tcg_cache", "8M", &err), 0);
+	assert_int_equal(s.tcg_cache_mib, VMM_TCG_CACHE_MIN_MIB);
+	assert_int_equal(vmm_settings_set(&s, "tcg_cache", "1G", &err), 0);
+	assert_int_equal(s.tcg_cache_mib, VMM_TCG_CACHE_MAX_MIB);
+
 	assert_int_equal(vmm_settings_set(&s, "boot_timeout", "5m", &err), 0);
 	assert_int_equal(s.boot_timeout_ms, 300000);
 	assert_int_equal(vmm_settings_set(&s, "boot_timeout", "500ms", &err), 0);
@@ -183,6 +190,9 @@ static void test_bad_values(void **state)
 	    {"memory", "1025G", "a size from 64M to 1T, like 512M"},
 	    {"memory", "512", "a size from 64M to 1T, like 512M"}, /* bytes */
 	    {"memory", "lots", "a size from 64M to 1T, like 512M"},
+	    {"tcg_cache", "7M", "a size from 8M to 1G, like 64M"},
+	    {"tcg_cache", "2G", "a size from 8M to 1G, like 64M"},
+	    {"tcg_cache", "32", "a size from 8M to 1G, like 64M"},
 	    {"boot_timeout", "0", "a duration like 30s, 500ms, 5m (at most 1h)"},
 	    {"boot_timeout", "61m", "a duration like 30s, 500ms, 5m (at most 1h)"},
 	    {"boot_timeout", "soon", "a duration like 30s, 500ms, 5m (at most 1h)"},

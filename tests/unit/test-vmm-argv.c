@@ -148,6 +148,11 @@ static void test_microvm_serial(void **state)
 	assert_string_equal(value_of(argv, "-machine", NULL), "microvm,acpi=off,rtc=off");
 	assert_string_equal(value_of(argv, "-accel", NULL), "tcg");
 	assert_int_equal(find(argv, "-cpu"), -1);
+	strv_free(argv);
+	argv = NULL;
+	c.tcg_cache_mib = 32;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_string_equal(value_of(argv, "-accel", NULL), "tcg,tb-size=32");
 	assert_string_equal(value_of(argv, "-smp", NULL), "2");
 	assert_string_equal(value_of(argv, "-m", NULL), "256M");
 	assert_string_equal(value_of(argv, "-kernel", NULL), "/k/vmlinuz");
@@ -197,6 +202,7 @@ static void test_q35_kvm_vsock(void **state)
 	c.accel = VMM_ACCEL_KVM;
 	c.channel = VMM_CHANNEL_VSOCK;
 	c.vsock_cid = 42;
+	c.tcg_cache_mib = 32; /* TCG's only */
 	c.debug = true;
 	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
 	assert_string_equal(value_of(argv, "-machine", NULL), "q35");
