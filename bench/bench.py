@@ -208,7 +208,7 @@ def cpu_ticks(pids):
 
 def idle_figures(names, seconds=10):
     """PSS per sandbox (QEMU, hull) and CPU per sandbox over seconds, once they settled."""
-    time.sleep(2)
+    time.sleep(5)
     qemus, hulls = [], []
     for n in names:
         q, h = sandbox_pids(n)
@@ -254,7 +254,7 @@ def ready_clones(n, seconds=10):
         for p in ps:
             if p.stdout.readline().strip() != "check ok":
                 raise RuntimeError("agentctl: a clone did not answer Check")
-        time.sleep(2)
+        time.sleep(10)
         qemus = [q for p in ps for q in children(p.pid)]
         hosts = [p.pid for p in ps]
         a = cpu_ticks(qemus + hosts)
@@ -327,6 +327,7 @@ def ready_at_once(n, cold=False):
 
 def bench_burst():
     burst = [f"burst-{i}" for i in range(20)]
+    ready_at_once(1)  # the template exists, whatever ran before
     try:
         t, failed = ready_at_once(20)
         print(f"burst    20 clones started at once (to Check):    {t * 1000:5.0f} ms, {20 / t:5.1f} sandboxes/s"

@@ -444,6 +444,38 @@ int template_reclaim(struct template *t)
 	return r;
 }
 
+int template_boot_header(const char *kernel, const char *path)
+{
+	/* Documentation/arch/x86/boot.rst: setup_sects at 0x1f1 (0 means 4), "HdrS" at
+	 * 0x202; the setup part is (setup_sects + 1) sectors, the rest is the kernel. */
+	uint8_t buf[(255 + 1) * 512 + 512] = {0};
+	_cleanup_close_ int in = open(kernel, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int out = -1;
+	size_t setup;
+	ssize_t n;
+
+	if (in < 0)
+		return -errno;
+	n = pread(in, buf, 0x210, 0);
+	if (n < 0)
+		return -errno;
+	if (n < 0x210 || memcmp(buf + 0x202, "HdrS", 4) != 0)
+		return 0;
+	setup = ((size_t)(buf[0x1f1] ? buf[0x1f1] : 4) + 1) * 512;
+	n = pread(in, buf, setup, 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != setup)
+		return 0;
+	/* One zero sector of "kernel" after the setup: the loader wants some. */
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0)
+		return -errno;
+	if (write_all(out, buf, setup + 512) < 0)
+		return -errno;
+	return 1;
+}
+
 int template_open(const struct template_spec *s, struct template **ret, struct hull_error **err)
 {
 	_cleanup_free_ char *key = NULL, *id = NULL, *why = NULL, *failed = NULL;

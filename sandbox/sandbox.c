@@ -628,6 +628,7 @@ static void template_only_done(void *userdata)
  * is queued, and the tick follows the load. Takes t. */
 static int start_clone(struct sandbox *sb, struct template *t, struct hull_error **err)
 {
+	_cleanup_free_ char *boot_header = NULL;
 	struct vmm_config vc = sb->vc;
 	int r;
 
@@ -650,6 +651,12 @@ static int start_clone(struct sandbox *sb, struct template *t, struct hull_error
 	vc.incoming = true;
 	vc.incoming_fd = t->state_fd;
 	clean_state_dir(sb);
+	/* Neither the kernel nor the initramfs runs again in a clone; QEMU would hold
+	 * both in memory for nothing. */
+	boot_header = xasprintf("%s/boot-header", sb->state_dir);
+	if (template_boot_header(vc.kernel, boot_header) > 0)
+		vc.kernel = boot_header;
+	vc.initrd = NULL;
 	r = launch(sb, &vc, err);
 	if (r == 0)
 		r = sb->vm->ops->restore(sb->vm, err);

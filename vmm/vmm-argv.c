@@ -110,13 +110,12 @@ static bool valid_tag(const char *t)
 int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_error **err)
 {
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_free_ char *state = NULL, *kernel = NULL, *initrd = NULL;
+	_cleanup_free_ char *state = NULL;
 	const char *bus; /* device suffix: virtio-mmio on microvm, PCI on q35 */
 	_cleanup_free_ char *cmdline = NULL;
 
-	if (!cfg->kernel || !cfg->initrd || !cfg->state_dir)
-		return hull_error_set(err, -EINVAL,
-		                      "VM description lacks kernel, initrd or state dir");
+	if (!cfg->kernel || !cfg->state_dir)
+		return hull_error_set(err, -EINVAL, "VM description lacks kernel or state dir");
 	if (cfg->accel != VMM_ACCEL_KVM && cfg->accel != VMM_ACCEL_TCG)
 		return hull_error_set(err, -EINVAL, "accelerator not resolved (kvm or tcg)");
 	/* Values come checked from vmm_settings_set(); the builder only refuses what it
@@ -152,8 +151,6 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 		                      "a clone needs its state fd and a private RAM file");
 
 	state = opt_escape(cfg->state_dir);
-	kernel = opt_escape(cfg->kernel);
-	initrd = opt_escape(cfg->initrd);
 	bus = cfg->machine == VMM_MACHINE_MICROVM ? "device" : "pci";
 
 	push(&argv, cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
@@ -212,8 +209,10 @@ int vmm_build_argv(const struct vmm_config *cfg, char ***ret_argv, struct hull_e
 
 	push(&argv, "-kernel");
 	push(&argv, cfg->kernel);
-	push(&argv, "-initrd");
-	push(&argv, cfg->initrd);
+	if (cfg->initrd) {
+		push(&argv, "-initrd");
+		push(&argv, cfg->initrd);
+	}
 	cmdline =
 	    xasprintf("console=ttyS0 reboot=t panic=-1 no_timer_check cryptomgr.notests%s "
 	              "hull.channel=%s%s%s%s",

@@ -1382,6 +1382,54 @@ static void test_prune(void **state)
 	assert_int_equal(template_prune(f->root), 0);
 }
 
+/* A clone's -kernel: a bzImage's setup sectors and one sector more; anything else is
+ * not cut down. */
+static void test_boot_header(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *bz = xasprintf("%s/bzImage", f->tmp);
+	_cleanup_free_ char *out = xasprintf("%s/boot-header", f->tmp);
+	_cleanup_free_ char *missing = xasprintf("%s/none", f->tmp);
+	_cleanup_free_ uint8_t *img = xcalloc(1, 64 << 10);
+	uint8_t got[8192];
+	struct stat st;
+	int fd;
+
+	for (size_t i = 0; i < (64u << 10); i++)
+		img[i] = (uint8_t)(i * 7 + 1);
+	img[0x1f1] = 2; /* three sectors of setup */
+	memcpy(img + 0x202, "HdrS", 4);
+	fd = open(bz, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(write(fd, img, 64 << 10), 64 << 10);
+	close(fd);
+	assert_int_equal(template_boot_header(bz, out), 1);
+	assert_int_equal(stat(out, &st), 0);
+	assert_int_equal(st.st_size, 4 * 512);
+	fd = open(out, O_RDONLY);
+	assert_int_equal(read(fd, got, sizeof(got)), 4 * 512);
+	close(fd);
+	assert_memory_equal(got, img, 3 * 512);
+	for (size_t i = 3 * 512; i < 4 * 512; i++)
+		assert_int_equal(got[i], 0);
+
+	img[0x1f1] = 0; /* the old kernels' "four" */
+	fd = open(bz, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, img, 64 << 10), 64 << 10);
+	close(fd);
+	assert_int_equal(template_boot_header(bz, out), 1);
+	assert_int_equal(stat(out, &st), 0);
+	assert_int_equal(st.st_size, 6 * 512);
+
+	/* Not a bzImage (an ELF vmlinux, say), or one cut short: the kernel itself. */
+	assert_int_equal(template_boot_header(f->kernel, out), 0);
+	img[0x1f1] = 200;
+	fd = open(bz, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, img, 4096), 4096);
+	close(fd);
+	assert_int_equal(template_boot_header(bz, out), 0);
+	assert_int_equal(template_boot_header(missing, out), -ENOENT);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1413,6 +1461,7 @@ int main(void)
 	    T(test_list_path_with_space),
 	    T(test_remove),
 	    T(test_prune),
+	    T(test_boot_header),
 	};
 #undef T
 	return cmocka_run_group_tests_name("template", tests, NULL, NULL);

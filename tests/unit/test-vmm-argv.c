@@ -297,6 +297,15 @@ static void test_clone_incoming(void **state)
 	assert_string_equal(argv[i + 1], "defer");
 	/* The state fd is QMP's business (restore), not the command line's. */
 	assert_null(value_of(argv, "-incoming", "13"));
+	assert_string_equal(value_of(argv, "-initrd", NULL), "/k/initramfs.cpio");
+
+	/* A clone runs without the initramfs it will never unpack again. */
+	strv_free(argv);
+	argv = NULL;
+	c.initrd = NULL;
+	assert_int_equal(vmm_build_argv(&c, &argv, NULL), 0);
+	assert_int_equal(find(argv, "-initrd"), -1);
+	assert_string_equal(value_of(argv, "-kernel", NULL), "/k/vmlinuz");
 
 	/* An fd wins over a path when both are given. */
 	strv_free(argv);
