@@ -247,7 +247,7 @@ def ready_clones(n, seconds=10):
     container): what a warm pool would hold. PSS of QEMU and of the host process each."""
     script = os.path.join(STATE, "ready-script")
     with open(script, "w") as f:
-        f.write(f"check\nsleep {(seconds + 30) * 1000}\n")
+        f.write(f"check\nsleep {(seconds + 40) * 1000}\n")
     ps = [subprocess.Popen([AGENTCTL, "--rootfs", ROOTFS, script], env=ENV, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
     try:

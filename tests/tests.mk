@@ -100,6 +100,11 @@ TEST_IMAGES := $(EMBEDDED_IMAGE) $(BUILD)/tests/images/pause.tar
 $(BUILD)/tests/pause-root/pause: tests/tools/pause.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -static -o $@ $<
+# The run suite's setuid probe (no_new_privs against runc).
+$(BUILD)/tests/euid: tests/tools/euid.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -static -o $@ $<
+check integration: $(BUILD)/tests/euid
 $(BUILD)/tests/images/pause.tar: $(BUILD)/tests/pause-root/pause scripts/mkimage-oci.py
 	@mkdir -p $(dir $@)
 	/usr/bin/python3 scripts/mkimage-oci.py $(BUILD)/tests/pause-root $@ hull.test/pause:1 --cmd /pause

@@ -57,6 +57,11 @@ int container_seccomp_load(const struct oci_seccomp *sc, struct hull_error **err
 	ctx = seccomp_init(def);
 	if (!ctx)
 		return hull_error_set(err, -ENOMEM, "seccomp: init");
+	/* libseccomp sets no_new_privs itself when it loads a filter; the spec's
+	 * noNewPrivileges decides that (container_set_no_new_privs), as with runc. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "seccomp: no_new_privs attribute");
 	for (size_t i = 0; sc->architectures && sc->architectures[i]; i++) {
 		/* "SCMP_ARCH_X86_64" -> "x86_64" as libseccomp names it. */
 		_cleanup_free_ char *name = xstrdup(sc->architectures[i] + strlen("SCMP_ARCH_"));

@@ -463,10 +463,12 @@ _noreturn_ static void child_main(int sync_fd, const struct container_spec *spec
 		if (o->rootfs_propagation &&
 		    mount(NULL, "/", NULL, o->rootfs_propagation, NULL) < 0)
 			child_fail(sync_fd, STAGE_PIVOT_ROOT, errno, "rootfs propagation");
-		if (container_mask_paths(o, &e) < 0)
-			child_fail_err(sync_fd, STAGE_MASK_PATHS, e);
+		/* Sysctls before the masked and read-only paths (runc's order): every
+		 * runc-made spec lists /proc/sys as read-only. */
 		if (container_apply_sysctl(o, &e) < 0)
 			child_fail_err(sync_fd, STAGE_SYSCTL, e);
+		if (container_mask_paths(o, &e) < 0)
+			child_fail_err(sync_fd, STAGE_MASK_PATHS, e);
 		/* Security: root.readonly makes the whole root read-only for the process. */
 		if (o->root_readonly &&
 		    mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)

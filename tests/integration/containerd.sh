@@ -12,7 +12,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
-	cri_pod_templates fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_pod_templates cri_pod_sysctls fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -252,6 +252,26 @@ test_cri_pod_templates() {
 	HULL_STATE_DIR=$HULL_STATE_DIR "$BUILD/hull" template ls >"$T/ls"
 	grep -q " k8s-tpl-a " "$T/ls" && grep -q " k8s-tpl-b " "$T/ls" && grep -q " k8s-tpl-a.solo " "$T/ls" ||
 		{ echo "template ls: $(cat "$T/ls")"; return 1; }
+}
+
+test_cri_pod_sysctls() {
+	# A pod's sysctls, a safe one and an unsafe (namespaced) one, are applied where
+	# containerd puts them (the pod's sandbox spec, whose /proc/sys is read-only) and
+	# seen by its containers (IPC namespace sysctls); /proc/sys stays read-only in a
+	# container as the kubelet asks (readonly_paths).
+	local pod sid c out
+	mkdir -p "$W/logs/sy"
+	pod='{"metadata":{"name":"sy","uid":"u-sy","namespace":"default"},"log_directory":"'$W/logs/sy'","linux":{"sysctls":{"kernel.shm_rmid_forced":"1","fs.mqueue.msg_max":"100"},"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
+		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
+	c=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"c"},"image":{"image":"'$BB'"},"command":["sleep","600"],"log_path":"c.log","linux":{"security_context":{"readonly_paths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"],"masked_paths":["/proc/kcore","/proc/keys"]}}},"sandbox_config":'"$pod"'}' 2>&1 | tee "$T/create" | jget container_id) &&
+		[ -n "$c" ] || { echo "CreateContainer failed: $(cat "$T/create")"; pod_gone "$sid"; return 1; }
+	cri StartContainer '{"container_id":"'$c'"}' >"$T/start" 2>&1 ||
+		{ echo "StartContainer failed: $(cat "$T/start")"; pod_gone "$sid"; return 1; }
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","cat /proc/sys/kernel/shm_rmid_forced /proc/sys/fs/mqueue/msg_max | tr \"\\n\" \" \"; echo 0 >/proc/sys/kernel/shm_rmid_forced 2>/dev/null && echo writable"],"timeout":60}')
+	pod_gone "$sid"
+	until_ok no_vm "$sid" || return 1
+	[ "$(echo "$out" | jget stdout | b64)" = "1 100 " ] || { echo "sysctls in the container: $out"; return 1; }
 }
 
 test_cri_pod_network() {

@@ -323,6 +323,53 @@ test_oci_differential_runc() {
 	fi
 }
 
+# noNewPrivileges as runc honours it, with and without a seccomp profile: the flag in
+# /proc/self/status, and whether a setuid-root program gains root on exec. The spec's
+# sysctls apply before /proc/sys goes read-only (every runc spec lists it).
+test_oci_no_new_privs_and_sysctl_like_runc() {
+	command -v runc >/dev/null || { echo "runc not installed (make deps)"; return 77; }
+	[ -x "$BUILD/tests/euid" ] || { echo "$BUILD/tests/euid missing (make check builds it)"; return 1; }
+	make_probe_bundle "$T/b"
+	install -m 4755 -o 0 -g 0 "$BUILD/tests/euid" "$T/b/rootfs/euid"
+	local nnp sc rr hr
+	for nnp in true false; do
+		for sc in with without; do
+			python3 - "$T/b/config.json" "$nnp" "$sc" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["noNewPrivileges"] = sys.argv[2] == "true"
+c["process"]["args"] = ["/bin/sh", "-c",
+    "grep NoNewPrivs /proc/self/status; /euid; echo domainname $(cat /proc/sys/kernel/domainname)"]
+c["linux"]["sysctl"] = {"kernel.domainname": "probe.test"}
+if sys.argv[3] == "with":
+    c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+else:
+    c["linux"].pop("seccomp", None)
+json.dump(c, open(sys.argv[1], "w"))
+PY
+			runc --root "$T/runc-state" run -b "$T/b" "hull-nnp-$$" >"$T/runc.out" 2>"$T/runc.err" </dev/null
+			rr=$?
+			"$HULL" run --bundle "$T/b" >"$T/hull.out" 2>"$T/hull.err" </dev/null
+			hr=$?
+			[ "$rr" = 0 ] || { echo "runc failed ($rr, nnp $nnp, $sc seccomp): $(head -c 400 "$T/runc.err")"; return 1; }
+			[ "$hr" = 0 ] || { echo "hull failed ($hr, nnp $nnp, $sc seccomp): $(head -c 400 "$T/hull.err")"; return 1; }
+			# What runc shows is the reference; check it says what the case means too.
+			local want_nnp=1 want_euid=1000
+			[ "$nnp" = false ] && want_nnp=0 want_euid=0
+			grep -q "^NoNewPrivs:[[:space:]]*$want_nnp\$" "$T/runc.out" &&
+				grep -q "^euid $want_euid\$" "$T/runc.out" &&
+				grep -q '^domainname probe.test$' "$T/runc.out" ||
+				{ echo "runc (nnp $nnp, $sc seccomp) printed: $(cat "$T/runc.out")"; return 1; }
+			if ! diff -u "$T/runc.out" "$T/hull.out" >"$T/diff"; then
+				echo "runc and hull disagree (noNewPrivileges $nnp, $sc seccomp):"
+				cat "$T/diff"
+				return 1
+			fi
+		done
+	done
+}
+
 test_oci_user_namespace_like_runc() {
 	command -v runc >/dev/null || { echo "runc not installed (make deps)"; return 77; }
 	make_probe_bundle "$T/b"
@@ -703,7 +750,7 @@ done
 for t in echo exit_codes stderr_apart stdout_10mib_intact stdin_through_cat tty timeout \
 	volume_rw_ro_and_rootfs_unchanged rootfs_rw env_user_workdir_hostname signal_forwarded \
 	killed_by_signal ctrl_c_leaves_nothing hull_killed_hard vm_dies_mid_run bad_input \
-	unavailable_accel_and_channel oci_differential_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
+	unavailable_accel_and_channel oci_differential_runc oci_no_new_privs_and_sysctl_like_runc oci_user_namespace_like_runc oci_bind_host_files oci_bundle_errors oci_memory_limit_oom \
 	default_security seccomp_kill_like_runc pod_and_exec container_life setup_hang port_forward unprivileged detached_sandbox \
 	bad_kernel_boot_timeout net_user net_publish q35_machine qmp_schema; do
 	run_test "$t"
