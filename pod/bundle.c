@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "bundle.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
@@ -128,6 +129,83 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 	}
 	json_object_put(root);
 	return r;
+}
+
+/* A systemd unit name's body: what runc's systemd driver accepts, without escapes. */
+static bool unit_chars(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+			return false;
+	return n > 0 && n < 256;
+}
+
+/* "a-b-c.slice" -> "/a.slice/a-b.slice/a-b-c.slice"; "-.slice" (the root) -> "". */
+static char *expand_slice(const char *slice)
+{
+	size_t n = strlen(slice);
+	char *path;
+
+	if (strcmp(slice, "-.slice") == 0)
+		return xstrdup("");
+	if (n <= strlen(".slice") || strcmp(slice + n - strlen(".slice"), ".slice") != 0 ||
+	    !unit_chars(slice, n))
+		return NULL;
+	n -= strlen(".slice");
+	if (slice[0] == '-' || slice[n - 1] == '-' || memmem(slice, n, "--", 2) ||
+	    memchr(slice, '.', n))
+		return NULL;
+	path = xstrdup("");
+	for (size_t i = 0; i <= n; i++)
+		if (i == n || slice[i] == '-') {
+			char *next = xasprintf("%s/%.*s.slice", path, (int)i, slice);
+			free(path);
+			path = next;
+		}
+	return path;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+char *bundle_cgroup_path(const char *cgroups_path)
+{
+	const char *a, *b;
+	_cleanup_free_ char *slice = NULL, *prefix = NULL, *base = NULL;
+
+	if (!cgroups_path || !*cgroups_path)
+		return NULL;
+	if (cgroups_path[0] == '/') {
+		for (const char *p = cgroups_path; *p;) {
+			const char *slash = strchrnul(p, '/');
+			size_t n = (size_t)(slash - p);
+			if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+				return NULL;
+			p = *slash ? slash + 1 : slash;
+		}
+		return xstrdup(cgroups_path);
+	}
+	a = strchr(cgroups_path, ':');
+	b = a ? strchr(a + 1, ':') : NULL;
+	if (!b || strchr(b + 1, ':'))
+		return NULL;
+	slice = xstrndup(cgroups_path, (size_t)(a - cgroups_path));
+	prefix = xstrndup(a + 1, (size_t)(b - a - 1));
+	b++;
+	if (!unit_chars(b, strlen(b)) || (*prefix && !unit_chars(prefix, strlen(prefix))))
+		return NULL;
+	/* runc's systemd driver: a name that is a slice is that slice; anything else is
+	 * a scope "prefix-name.scope" in the slice (system.slice when none is given). */
+	if (ends_with(b, ".slice"))
+		return expand_slice(b);
+	base = expand_slice(*slice ? slice : "system.slice");
+	if (!base)
+		return NULL;
+	return *prefix ? xasprintf("%s/%s-%s.scope", base, prefix, b)
+	               : xasprintf("%s/%s.scope", base, b);
 }
 
 int bundle_read(const char *dir, struct bundle *b, struct hull_error **err)

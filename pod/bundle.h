@@ -39,6 +39,15 @@ struct bundle {
 	char *template_domain;
 };
 
+/* linux.cgroupsPath as a path under a cgroup hierarchy's root: a cgroupfs path
+ * ("/kubepods/besteffort/podU/ID") as it is; systemd's "slice:prefix:name" (what
+ * containerd builds when the kubelet's cgroup driver is systemd) as systemd lays it
+ * out: "kubepods-besteffort-podU.slice:cri-containerd:ID" is
+ * "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podU.slice/
+ * cri-containerd-ID.scope". NULL when it is neither (a relative path, "..", a unit
+ * name systemd would refuse). */
+char *bundle_cgroup_path(const char *cgroups_path);
+
 /* Read DIR/config.json (at most 1 MiB) and resolve what it names on the host. */
 int bundle_read(const char *dir, struct bundle *ret, struct hull_error **err);
 /* The pure part: fields from config bytes; paths are not checked on disk. */

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* The pod's host cgroup: the shim joins the sandbox container's linux.cgroupsPath
  * before it boots the VM, so QEMU (and the shim) are charged to the pod and a
- * RuntimeClass's overhead.podFixed is honest. cgroupfs-style paths ("/kubepods/...")
- * on cgroup v1, hybrid or v2 hosts; systemd-style ("slice:prefix:name") paths are
- * left alone with a warning (docs/kubernetes.md). */
+ * RuntimeClass's overhead.podFixed is honest, on cgroup v1, hybrid or v2 hosts: a
+ * cgroupfs-style path ("/kubepods/...") as it is, a systemd-style one
+ * ("slice:prefix:name") where systemd lays it out (bundle_cgroup_path(); made by
+ * us, not registered with systemd as a unit: docs/kubernetes.md). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bundle.h"
 #include "log.h"
 #include "shim.h"
 #include "util.h"
@@ -70,36 +72,28 @@ static int join_one(const char *mnt, const char *path, char ***made)
 	return write_file(procs, pid);
 }
 
-static bool has_dot_component(const char *path)
+int shim_cgroup_join(const char *cgroups_path, char ***made, struct hull_error **err)
 {
-	for (const char *p = path; *p;) {
-		const char *slash = strchrnul(p, '/');
-		size_t n = (size_t)(slash - p);
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return true;
-		p = *slash ? slash + 1 : slash;
-	}
-	return false;
-}
-
-int shim_cgroup_join(const char *path, char ***made, struct hull_error **err)
-{
+	_cleanup_free_ char *path = bundle_cgroup_path(cgroups_path);
 	struct stat st;
 	int r, joined = 0;
 
-	if (!path || !*path)
+	if (!cgroups_path || !*cgroups_path)
 		return 0;
-	if (path[0] != '/' || has_dot_component(path)) {
-		log_warn("cgroupsPath '%s' is not a cgroupfs path: the VM stays in the shim's "
-		         "cgroup",
-		         path);
-		return 0;
+	if (!path) {
+		return hull_error_set(err, -EINVAL,
+		                      "linux.cgroupsPath '%.200s' is neither a cgroupfs path nor "
+		                      "systemd's slice:prefix:name",
+		                      cgroups_path);
 	}
+	if (!*path)
+		return 0; /* systemd's root slice: nothing to join */
 	/* Pure cgroup v2: one hierarchy at the root. */
 	if (stat(CGROUP_ROOT "/cgroup.procs", &st) == 0) {
 		r = join_one(CGROUP_ROOT, path, made);
 		if (r < 0)
 			return hull_error_set_errno(err, r, "join cgroup '%s'", path);
+		log_debug("joined cgroup '%s'", path);
 		return 0;
 	}
 	/* v1 or hybrid: every mounted hierarchy (named ones like name=systemd skipped). */

@@ -2,7 +2,7 @@
 # Included from the top-level Makefile.
 
 UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream \
-	shim-events template
+	shim-events template bundle
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
@@ -14,7 +14,7 @@ $(BUILD)/tests/test-template: tests/unit/test-template.c $(LIB_SANDBOX) $(LIB_VM
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 
-$(BUILD)/tests/test-logfile $(BUILD)/tests/test-stream: $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_POD) $(LIB_COMMON)
+$(BUILD)/tests/test-logfile $(BUILD)/tests/test-stream $(BUILD)/tests/test-bundle: $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_POD) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 

@@ -12,7 +12,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
-	cri_pod_templates cri_pod_sysctls fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -272,6 +272,32 @@ test_cri_pod_sysctls() {
 	pod_gone "$sid"
 	until_ok no_vm "$sid" || return 1
 	[ "$(echo "$out" | jget stdout | b64)" = "1 100 " ] || { echo "sysctls in the container: $out"; return 1; }
+}
+
+test_cri_pod_systemd_cgroup() {
+	# The kubelet's systemd cgroup driver: a cgroup parent that is a slice makes
+	# containerd build "slice:cri-containerd:ID"; the VM must sit in that scope where
+	# systemd lays it out (no systemd runs here), and the scope goes with the pod.
+	local sl=hulltest$$ sid pod qpid mem=/sys/fs/cgroup/memory scope
+	[ -e $mem/cgroup.procs ] || mem=/sys/fs/cgroup
+	mkdir -p "$W/logs/sd"
+	pod='{"metadata":{"name":"sd","uid":"u-sd","namespace":"default"},"log_directory":"'$W/logs/sd'","linux":{"cgroup_parent":"'$sl'-pod1.slice","security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
+		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
+	scope=/$sl.slice/$sl-pod1.slice/cri-containerd-$sid.scope
+	qpid=$(pgrep -f -- "$HULL_STATE_DIR/$sid/")
+	local ok=1
+	grep -qx "$qpid" "$mem$scope/cgroup.procs" 2>/dev/null || ok=0
+	pod_gone "$sid"
+	until_ok no_vm "$sid" || return 1
+	[ $ok = 1 ] || { echo "QEMU $qpid is not in $mem$scope: $(tr '\n' ' ' </proc/$qpid/cgroup 2>/dev/null)"; return 1; }
+	until_ok test ! -e "$mem$scope" || { echo "the pod's scope $mem$scope is left"; return 1; }
+	# The slices are the kubelet's to make and remove; here the test's.
+	local h
+	for h in /sys/fs/cgroup/*/$sl.slice /sys/fs/cgroup/$sl.slice; do
+		[ -d "$h" ] && rmdir "$h/$sl-pod1.slice" "$h" 2>/dev/null
+	done
+	return 0
 }
 
 test_cri_pod_network() {
