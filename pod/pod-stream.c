@@ -70,7 +70,7 @@ static void fd_sink_close(struct stream_sink *s)
 	struct fd_sink *f = (struct fd_sink *)s;
 	if (f->own)
 		close(s->fd);
-	else if (f->sock)
+	else if (f->sock && !s->failed)
 		(void)shutdown(s->fd, SHUT_WR); /* a port-forward's client: we are done writing */
 	free(f);
 }
@@ -241,8 +241,11 @@ static void end(struct stream *st, int r, struct hull_error *err)
 	st->over = true;
 	st->result = r;
 	st->result_err = err;
-	for (int i = 1; i <= 2; i++)
+	for (int i = 1; i <= 2; i++) {
+		if (st->sink[i])
+			st->sink[i]->failed = r < 0;
 		close_sink(st, i);
+	}
 	drop_source(st);
 	unwatch_all(st);
 	event_defer_cancel(st->loop, pump_deferred, st);

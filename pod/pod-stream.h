@@ -33,11 +33,15 @@ struct stream_sink {
 	ssize_t (*write)(struct stream_sink *s, const void *p, size_t n);
 	/* The data is over (EOF): release. Called once. */
 	void (*close)(struct stream_sink *s);
-	int fd; /* polled after -EAGAIN; -1 for a sink that never says -EAGAIN */
+	int fd;      /* polled after -EAGAIN; -1 for a sink that never says -EAGAIN */
+	bool failed; /* set before close when the stream ended in an error */
 };
 
 /* A sink over an fd: non-blocking writes (send() on a socket), closed at EOF when own.
- * Regular files are written as they are (a write to them does not wait for a reader). */
+ * Regular files are written as they are (a write to them does not wait for a reader).
+ * A socket not owned is shut for writing at a clean end, left as it is after an
+ * error (its owner may reset it: a refused port-forward must not look like an
+ * empty answer). */
 struct stream_sink *stream_sink_fd(int fd, bool own);
 /* A sink over one of our stdio fds (hull run's stdout): a non-blocking writer of its
  * own (a new open file description of the pipe or terminal, so the shell's stays as it

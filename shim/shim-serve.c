@@ -23,6 +23,7 @@ struct shim {
 	struct ttrpc_server *srv;
 	struct task_service *ts;
 	struct shim_events *events;
+	struct shim_portfwd *portfwd;
 	struct shim_config cfg;
 	char **cgroups; /* host cgroup dirs we made for the pod (removed at exit) */
 	int sig_fd;
@@ -107,7 +108,10 @@ static int boot(void *userdata, struct pod *pod, const Hull__Task__Any *options,
 	pc.vm = &s->cfg.vm;
 	pc.netns = b->netns_path;
 	pc.debug = log_get_level() >= LOG_LEVEL_DEBUG;
-	return pod_boot(pod, &pc, err);
+	r = pod_boot(pod, &pc, err);
+	if (r == 0 && b->netns_path)
+		s->portfwd = shim_portfwd_new(s->loop, pod, b->netns_path);
+	return r;
 }
 
 static void publish(void *userdata, const char *topic, const char *name,
@@ -170,7 +174,9 @@ int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
 out:
 	s.srv = ttrpc_server_free(s.srv);
 	(void)unlink(sock_path);
-	/* The VM, then every host mount of the pod, then its state. */
+	/* Port-forwards ride the pod's streams; then the VM, every host mount of the pod,
+	 * its state. */
+	s.portfwd = shim_portfwd_free(s.portfwd);
 	s.ts = task_service_free(s.ts, STOP_TIMEOUT_MS);
 	shim_cgroup_leave(s.cgroups);
 	strv_free(s.cgroups);

@@ -45,6 +45,16 @@ struct shim_args {
 int shim_cgroup_join(const char *path, char ***made, struct hull_error **err);
 void shim_cgroup_leave(char **made);
 
+/* kubectl port-forward through containerd (shim-portfwd.c): in the pod's network
+ * namespace at netns_path, loopback TCP redirected to listeners of ours and carried to
+ * the same port in the guest. NULL (logged) when the namespace cannot be entered. Free
+ * before the pod. */
+struct pod;
+struct shim_portfwd;
+struct shim_portfwd *shim_portfwd_new(struct event_loop *loop, struct pod *pod,
+                                      const char *netns_path);
+struct shim_portfwd *shim_portfwd_free(struct shim_portfwd *pf);
+
 /* Task events for containerd (shim-events.c): sent over ttrpc to $TTRPC_ADDRESS, never
  * blocking the shim. While containerd is away (restarting) they wait in a queue of at
  * most 1024 (the oldest dropped first, with a log line) and go once it is back; an event

@@ -12,7 +12,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
-	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup cri_port_forward fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -339,6 +339,48 @@ test_cri_pod_network() {
 	# CNI DEL ran and the CRI removed the namespaces; nothing of ours is left in them.
 	[ "$(ip netns list | wc -l)" = "$netns_before" ] || { echo "netns left: $(ip netns list | tr '\n' ' ')"; return 1; }
 	[ "$(ls "$W/ipam/hullpods" 2>/dev/null | grep -cE "^[0-9]+[.]|:")" = 0 ] || { echo "IPs still leased: $(ls "$W/ipam/hullpods")"; return 1; }
+	[ "$ok" = 1 ]
+}
+
+test_cri_port_forward() {
+	# kubectl port-forward's path: CRI PortForward gives a URL of containerd's
+	# streaming server, whose WebSocket protocol carries a connection that containerd
+	# dials on localhost:PORT in the pod's namespace; the server listens in the VM.
+	# 9 MiB back, checked to the byte; a port nobody listens on is an error.
+	local s c url out sum
+	s=$(net_pod pf) && [ -n "$s" ] || { echo "RunPodSandbox failed"; return 1; }
+	c=$(net_ctr "$s" web 'mkdir -p /www; head -c 9437184 /dev/urandom >/www/big; md5sum </www/big >/www/sum; exec httpd -f -p 8080 -h /www')
+	[ -n "$c" ] || { echo "CreateContainer failed"; pod_gone "$s"; return 1; }
+	printf 'GET /big HTTP/1.0\r\n\r\n' >"$T/req"
+	url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8080]}' 2>&1 | tee "$T/pf" | jget url)
+	local ok=0 i
+	if [ -n "$url" ]; then
+		for i in $(seq 1 60); do
+			cri ExecSync '{"container_id":"'$c'","cmd":["cat","/www/sum"],"timeout":60}' | jget stdout | b64 >"$T/sum"
+			[ -s "$T/sum" ] && break
+			sleep 0.5
+		done
+		sum=$(cut -d' ' -f1 "$T/sum")
+		for i in $(seq 1 20); do
+			"$PY" "$top/tests/cri/portforward.py" "$url" 8080 "$T/req" >"$T/got" 2>"$T/err" && grep -q "200 OK" "$T/got" && break
+			sleep 0.5
+		done
+		# The body: what follows the response's blank line.
+		"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); sys.stdout.buffer.write(d.split(b"\r\n\r\n",1)[1] if b"\r\n\r\n" in d else b"")' "$T/got" >"$T/body"
+		url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8081]}' | jget url)
+		"$PY" "$top/tests/cri/portforward.py" "$url" 8081 "$T/req" >"$T/closed" 2>"$T/closed.err"
+		local closed_rc=$?
+		if [ -z "$sum" ]; then echo "no checksum from the container"
+		elif [ "$(stat -c %s "$T/body")" != 9437184 ]; then echo "got $(stat -c %s "$T/body") bytes of the body, want 9437184: $(head -c 300 "$T/got"; cat "$T/err")"
+		elif [ "$(md5sum <"$T/body" | cut -d' ' -f1)" != "$sum" ]; then echo "the body differs from the container's file"
+		elif [ $closed_rc = 0 ] || ! grep -q 8081 "$T/closed.err"; then echo "a closed port: exit $closed_rc, $(cat "$T/closed.err"); the shim: $(grep -i "port.forward" "$W/containerd.log" | tail -3)"
+		else ok=1
+		fi
+	else
+		echo "PortForward: $(cat "$T/pf")"
+	fi
+	pod_gone "$s"
+	until_ok no_vm "$s" || return 1
 	[ "$ok" = 1 ]
 }
 

@@ -27,6 +27,9 @@ state = "$W/state"
   sandbox_image = "hull.test/pause:1"
   # This host's root lacks CAP_SYS_RESOURCE (see ../shared/notes).
   restrict_oom_score_adj = true
+  # Exec and port-forward URLs (CRI streaming) on loopback, a port of the kernel's.
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]

@@ -44,7 +44,8 @@ static void test_systemd(void **state)
 	expect_path("kubepods-besteffort-pod1234.slice:cri-containerd:abc",
 	            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/"
 	            "cri-containerd-abc.scope");
-	expect_path("kubepods.slice:cri-containerd:abc", "/kubepods.slice/cri-containerd-abc.scope");
+	expect_path("kubepods.slice:cri-containerd:abc",
+	            "/kubepods.slice/cri-containerd-abc.scope");
 	/* No slice: system.slice; the root slice; no prefix; a name that is a slice. */
 	expect_path(":cri-containerd:abc", "/system.slice/cri-containerd-abc.scope");
 	expect_path("-.slice:p:abc", "/p-abc.scope");
