@@ -346,9 +346,12 @@ test_cri_port_forward() {
 	# kubectl port-forward's path: CRI PortForward gives a URL of containerd's
 	# streaming server, whose WebSocket protocol carries a connection that containerd
 	# dials on localhost:PORT in the pod's namespace; the server listens in the VM.
-	# 9 MiB back, checked to the byte; a port nobody listens on is an error.
-	local s c url out sum
+	# 9 MiB back, checked to the byte; a port nobody listens on is an error; and
+	# both loopbacks of the pod's namespace (127.0.0.1 and ::1) reach the VM.
+	local s c url out sum before ns v4 v6
+	before=$(ip netns list | cut -d' ' -f1 | sort)
 	s=$(net_pod pf) && [ -n "$s" ] || { echo "RunPodSandbox failed"; return 1; }
+	ns=$(comm -13 <(echo "$before") <(ip netns list | cut -d' ' -f1 | sort) | head -1)
 	c=$(net_ctr "$s" web 'mkdir -p /www; head -c 9437184 /dev/urandom >/www/big; md5sum </www/big >/www/sum; exec httpd -f -p 8080 -h /www')
 	[ -n "$c" ] || { echo "CreateContainer failed"; pod_gone "$s"; return 1; }
 	printf 'GET /big HTTP/1.0\r\n\r\n' >"$T/req"
@@ -367,12 +370,15 @@ test_cri_port_forward() {
 		done
 		# The body: what follows the response's blank line.
 		"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); sys.stdout.buffer.write(d.split(b"\r\n\r\n",1)[1] if b"\r\n\r\n" in d else b"")' "$T/got" >"$T/body"
+		v4=$(ip netns exec "$ns" curl -sf --max-time 20 http://127.0.0.1:8080/sum 2>&1)
+		v6=$(ip netns exec "$ns" curl -sfg --max-time 20 'http://[::1]:8080/sum' 2>&1)
 		url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8081]}' | jget url)
 		"$PY" "$top/tests/cri/portforward.py" "$url" 8081 "$T/req" >"$T/closed" 2>"$T/closed.err"
 		local closed_rc=$?
 		if [ -z "$sum" ]; then echo "no checksum from the container"
 		elif [ "$(stat -c %s "$T/body")" != 9437184 ]; then echo "got $(stat -c %s "$T/body") bytes of the body, want 9437184: $(head -c 300 "$T/got"; cat "$T/err")"
 		elif [ "$(md5sum <"$T/body" | cut -d' ' -f1)" != "$sum" ]; then echo "the body differs from the container's file"
+		elif [ "$v4" != "$(cat "$T/sum")" ] || [ "$v6" != "$(cat "$T/sum")" ]; then echo "in the pod's namespace ($ns): 127.0.0.1 gave '$v4', ::1 '$v6', want '$(cat "$T/sum")'"
 		elif [ $closed_rc = 0 ] || ! grep -q 8081 "$T/closed.err"; then echo "a closed port: exit $closed_rc, $(cat "$T/closed.err"); the shim: $(grep -i "port.forward" "$W/containerd.log" | tail -3)"
 		else ok=1
 		fi
