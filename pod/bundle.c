@@ -84,11 +84,18 @@ int bundle_parse_config(const char *json, size_t len, struct bundle *b, struct h
 	json_object_object_get_ex(root, "linux", &o);
 	if ((path = json_get_string(o, "cgroupsPath")) && *path)
 		b->cgroups_path = xstrdup(path);
+	b->host_network = b->host_ipc = b->host_pid = true;
 	if (o && json_object_object_get_ex(o, "namespaces", &o) &&
 	    json_object_is_type(o, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(o); i++) {
 			json_object *ns = json_object_array_get_idx(o, i);
 			const char *type = json_get_string(ns, "type");
+			if (type && strcmp(type, "network") == 0)
+				b->host_network = false;
+			else if (type && strcmp(type, "ipc") == 0)
+				b->host_ipc = false;
+			else if (type && strcmp(type, "pid") == 0)
+				b->host_pid = false;
 			if (type && strcmp(type, "network") == 0 &&
 			    (path = json_get_string(ns, "path")) && *path) {
 				free(b->netns_path);

@@ -32,6 +32,9 @@ struct bundle {
 	char *sandbox_id;
 	char *cgroups_path;
 	char *netns_path;
+	/* Namespaces the spec does not ask for, so shares with the host (a pod's
+	 * hostNetwork, hostIPC, hostPID): no entry of that type in linux.namespaces. */
+	bool host_network, host_ipc, host_pid;
 	/* Who may share the pod's template (docs/templates.md): the CRI annotation
 	 * io.kubernetes.cri.sandbox-namespace, and the pod annotation
 	 * io.hull.template-domain (containerd passes it with pod_annotations). */

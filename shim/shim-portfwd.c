@@ -271,8 +271,8 @@ struct shim_portfwd *shim_portfwd_new(struct event_loop *loop, struct pod *pod,
 		if (pf->listen[v6] < 0) {
 			/* No IPv6 in the namespace is common; no IPv4 is not. */
 			if (!v6)
-				log_warn("port-forward: listen on 127.0.0.1 in '%s': %s", netns_path,
-				         strerror(-pf->listen[v6]));
+				log_warn("port-forward: listen on 127.0.0.1 in '%s': %s",
+				         netns_path, strerror(-pf->listen[v6]));
 			continue;
 		}
 		if (event_add(loop, pf->listen[v6], EPOLLIN, on_accept, pf) < 0) {

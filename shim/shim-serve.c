@@ -89,6 +89,23 @@ static int boot(void *userdata, struct pod *pod, const Hull__Task__Any *options,
 	r = shim_config_load(config_path, config_path != NULL, &s->cfg, err);
 	if (r < 0)
 		return r;
+	/* The node's namespaces cannot reach into a VM (docs/kubernetes.md): a pod
+	 * asking for them fails by name rather than running without what it asked for.
+	 * hostPID gets the VM's PID namespace, which the pod's hostPID containers share. */
+	if (b->host_network)
+		return hull_error_set(
+		    err, -EINVAL,
+		    "hostNetwork (no network namespace in linux.namespaces): a "
+		    "hull pod runs in a VM, which cannot share the node's network "
+		    "namespace; give the pod a network of its own");
+	if (b->host_ipc)
+		return hull_error_set(
+		    err, -EINVAL,
+		    "hostIPC (no ipc namespace in linux.namespaces): a hull pod runs "
+		    "in a VM, which cannot share the node's IPC objects");
+	if (b->host_pid)
+		log_info("hostPID: the pod's containers share the VM's PID namespace, not the "
+		         "node's");
 	log_set_level((enum log_level)(s->a->debug ? LOG_LEVEL_DEBUG : s->cfg.log_level));
 	/* The pod's cgroup first: QEMU inherits it. */
 	r = shim_cgroup_join(b->cgroups_path, &s->cgroups, err);

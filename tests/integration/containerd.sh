@@ -12,7 +12,8 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow it)
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
-	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup cri_port_forward fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup cri_port_forward cri_host_namespaces
+	fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -146,7 +147,7 @@ test_cri_pod() {
 	local pod sid c1 c2 out
 	mkdir -p "$W/logs/p1"
 	local parent=/hull-test-$$
-	pod='{"metadata":{"name":"p1","uid":"u-p1","namespace":"default"},"hostname":"pod-one","log_directory":"'$W/logs/p1'","linux":{"cgroup_parent":"'$parent'","security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	pod='{"metadata":{"name":"p1","uid":"u-p1","namespace":"default"},"hostname":"pod-one","log_directory":"'$W/logs/p1'","linux":{"cgroup_parent":"'$parent'","security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
 		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
 	# The VM is charged to the pod: QEMU sits in the sandbox's cgroup (memory here).
@@ -157,7 +158,7 @@ test_cri_pod() {
 		{ echo "QEMU $qpid is not in $mem$parent/$sid: $(cat /proc/$qpid/cgroup | tr '\n' ' ')"; return 1; }
 	for n in c1 c2; do
 		local id
-		id=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","echo hello from '$n' on $(hostname); echo err-'$n' >&2; echo '$n' >/dev/shm/'$n'; exec sleep 600"],"log_path":"'$n'.log","linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}},"sandbox_config":'"$pod"'}' | jget container_id)
+		id=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","echo hello from '$n' on $(hostname); echo err-'$n' >&2; echo '$n' >/dev/shm/'$n'; exec sleep 600"],"log_path":"'$n'.log","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}},"sandbox_config":'"$pod"'}' | jget container_id)
 		[ -n "$id" ] || { echo "CreateContainer $n failed"; return 1; }
 		cri StartContainer '{"container_id":"'$id'"}' >/dev/null || { echo "StartContainer $n failed"; return 1; }
 		eval "$n=$id"
@@ -216,12 +217,12 @@ pod_gone() {
 	cri RemovePodSandbox '{"pod_sandbox_id":"'$1'"}' >/dev/null
 }
 
-# A pod (NODE network) in Kubernetes namespace $2, annotations $3 (JSON object or ""):
+# A pod (a network of its own) in Kubernetes namespace $2, annotations $3 (JSON object or ""):
 # prints its sandbox id.
 tpl_pod() {
 	local ann="" pod
 	[ -n "$3" ] && ann=',"annotations":'"$3"
-	pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"'$2'"},"hostname":"'$1'","log_directory":"'$W/logs/$1'"'"$ann"',"linux":{"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	pod='{"metadata":{"name":"'$1'","uid":"u-'$1'","namespace":"'$2'"},"hostname":"'$1'","log_directory":"'$W/logs/$1'"'"$ann"',"linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	mkdir -p "$W/logs/$1"
 	cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id
 }
@@ -239,7 +240,7 @@ test_cri_pod_templates() {
 	b1=$(tpl_pod b1 tpl-b "")
 	s1=$(tpl_pod s1 tpl-a '{"io.hull.template-domain":"solo"}')
 	ta1=$(tpl_of "$a1") ta2=$(tpl_of "$a2") tb1=$(tpl_of "$b1") ts1=$(tpl_of "$s1")
-	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"bad","uid":"u-bad","namespace":"tpl-a"},"annotations":{"io.hull.template-domain":"no way"},"linux":{"security_context":{"namespace_options":{"network":"NODE"}}}},"runtime_handler":"hull"}' 2>&1)
+	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"bad","uid":"u-bad","namespace":"tpl-a"},"annotations":{"io.hull.template-domain":"no way"},"linux":{"security_context":{"namespace_options":{"network":"POD"}}}},"runtime_handler":"hull"}' 2>&1)
 	local id
 	for id in $a1 $a2 $b1 $s1; do pod_gone "$id"; done
 	until_ok no_vm "$a1" && until_ok no_vm "$b1" || return 1
@@ -261,7 +262,7 @@ test_cri_pod_sysctls() {
 	# container as the kubelet asks (readonly_paths).
 	local pod sid c out
 	mkdir -p "$W/logs/sy"
-	pod='{"metadata":{"name":"sy","uid":"u-sy","namespace":"default"},"log_directory":"'$W/logs/sy'","linux":{"sysctls":{"kernel.shm_rmid_forced":"1","fs.mqueue.msg_max":"100"},"security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	pod='{"metadata":{"name":"sy","uid":"u-sy","namespace":"default"},"log_directory":"'$W/logs/sy'","linux":{"sysctls":{"kernel.shm_rmid_forced":"1","fs.mqueue.msg_max":"100"},"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
 		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
 	c=$(cri CreateContainer '{"pod_sandbox_id":"'$sid'","config":{"metadata":{"name":"c"},"image":{"image":"'$BB'"},"command":["sleep","600"],"log_path":"c.log","linux":{"security_context":{"readonly_paths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"],"masked_paths":["/proc/kcore","/proc/keys"]}}},"sandbox_config":'"$pod"'}' 2>&1 | tee "$T/create" | jget container_id) &&
@@ -281,7 +282,7 @@ test_cri_pod_systemd_cgroup() {
 	local sl=hulltest$$ sid pod qpid mem=/sys/fs/cgroup/memory scope
 	[ -e $mem/cgroup.procs ] || mem=/sys/fs/cgroup
 	mkdir -p "$W/logs/sd"
-	pod='{"metadata":{"name":"sd","uid":"u-sd","namespace":"default"},"log_directory":"'$W/logs/sd'","linux":{"cgroup_parent":"'$sl'-pod1.slice","security_context":{"namespace_options":{"network":"NODE","pid":"CONTAINER"}}}}'
+	pod='{"metadata":{"name":"sd","uid":"u-sd","namespace":"default"},"log_directory":"'$W/logs/sd'","linux":{"cgroup_parent":"'$sl'-pod1.slice","security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	sid=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
 		[ -n "$sid" ] || { echo "RunPodSandbox failed: $(cat "$T/run")"; return 1; }
 	scope=/$sl.slice/$sl-pod1.slice/cri-containerd-$sid.scope
@@ -388,6 +389,30 @@ test_cri_port_forward() {
 	pod_gone "$s"
 	until_ok no_vm "$s" || return 1
 	[ "$ok" = 1 ]
+}
+
+test_cri_host_namespaces() {
+	# The node's network and IPC namespaces cannot reach into a VM: such pods fail,
+	# and the error names what they asked for; nothing is left. hostPID gives the
+	# VM's PID namespace: PID 1 is the guest's agent, not the container.
+	local out s c comm
+	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"hn","uid":"u-hn","namespace":"default"},"linux":{"security_context":{"namespace_options":{"network":"NODE"}}}},"runtime_handler":"hull"}' 2>&1)
+	echo "$out" | grep -q "hostNetwork (no network namespace in linux.namespaces)" ||
+		{ echo "a hostNetwork pod: $out"; return 1; }
+	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"hi","uid":"u-hi","namespace":"default"},"linux":{"security_context":{"namespace_options":{"ipc":"NODE"}}}},"runtime_handler":"hull"}' 2>&1)
+	echo "$out" | grep -q "hostIPC (no ipc namespace in linux.namespaces)" ||
+		{ echo "a hostIPC pod: $out"; return 1; }
+	[ "$(qemus)" = 0 ] || { echo "$(qemus) QEMU left by refused pods"; return 1; }
+	mkdir -p "$W/logs/hp"
+	local pod='{"metadata":{"name":"hp","uid":"u-hp","namespace":"default"},"log_directory":"'$W/logs/hp'","linux":{"security_context":{"namespace_options":{"pid":"NODE"}}}}'
+	s=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
+		[ -n "$s" ] || { echo "a hostPID pod failed: $(cat "$T/run")"; return 1; }
+	c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"c"},"image":{"image":"'$BB'"},"command":["sleep","600"],"log_path":"c.log","linux":{"security_context":{"namespace_options":{"pid":"NODE"}}}},"sandbox_config":'"$pod"'}' | jget container_id)
+	[ -n "$c" ] && cri StartContainer '{"container_id":"'$c'"}' >/dev/null &&
+		comm=$(cri ExecSync '{"container_id":"'$c'","cmd":["cat","/proc/1/comm"],"timeout":60}' | jget stdout | b64)
+	pod_gone "$s"
+	until_ok no_vm "$s" || return 1
+	[ -n "$comm" ] && [ "$comm" != sleep ] || { echo "PID 1 of a hostPID container: '$comm'"; return 1; }
 }
 
 # ---- faults ---------------------------------------------------------------------------
