@@ -104,7 +104,10 @@ int pod_ctr_build(struct pod_ctr *c, const struct pod_ctr_config *cfg, uint8_t *
 		hull__agent__v1__mount__init(&mounts[i]);
 		mounts[i].storage = &stores[i];
 		mounts[i].destination = (char *)m->destination;
-		mounts[i].readonly = m->readonly;
+		/* The guest sees the bind as one 9p tree, where a read-only bind would
+		 * cover the mounts inside it too: with mounts inside, the host's top-only
+		 * read-only mount is what refuses writes (runc's "ro"). */
+		mounts[i].readonly = m->readonly && !pod_has_submounts(m->source);
 		mounts[i].subpath = paths[strv_length(paths) - 1];
 		mptrs[i] = &mounts[i];
 	}

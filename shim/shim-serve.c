@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 
 #include "log.h"
+#include "pod-mount.h"
 #include "shim-events.pb-c.h"
 #include "shim.h"
 #include "task-service.h"
@@ -159,6 +160,14 @@ int shim_serve(const struct shim_args *a, const char *sock_path, int ready_fd)
 	size_t n_methods;
 	int r;
 
+	/* The pod's mounts (rootfs, volume binds) in a mount namespace of the shim's own:
+	 * the node never holds them, so a host directory under a volume can be unmounted
+	 * and removed while the pod runs, and they go with the shim even on SIGKILL.
+	 * Host mounts still propagate in. */
+	if (pod_private_mounts(&err) < 0) {
+		log_warn("%s: the pod's mounts stay in the node's namespace", err->msg);
+		err = hull_error_free(err);
+	}
 	shim_config_defaults(&s.cfg);
 	s.loop = event_loop_new();
 	s.sig_fd = event_add_stop_signals(s.loop, &s.shutdown);

@@ -107,7 +107,10 @@ int container_mount_oci(const char *root, const struct container_spec *spec,
 			return hull_error_set_errno(err, r, "mounts: create '%s'", m->destination);
 		if (share) {
 			/* Security: a host path reaches the guest only as a share the host
-			 * made for this very mount; read-only when either side asks. */
+			 * made for this very mount, and the host's mount of it is read-only
+			 * when the spec says so. The guest makes it read-only too when the
+			 * host says (not when a mount inside it must stay writable: runc's
+			 * "ro" is the top only, and 9p shows the guest one tree). */
 			_cleanup_free_ char *dir = container_share_path(share->tag);
 			_cleanup_free_ char *src =
 			    share->subpath ? xasprintf("%s/%s", dir, share->subpath) : xstrdup(dir);
@@ -115,7 +118,7 @@ int container_mount_oci(const char *root, const struct container_spec *spec,
 				return hull_error_set_errno(err, -errno,
 				                            "mounts: '%s' (host share '%s')",
 				                            m->destination, share->tag);
-			if (((flags & MS_RDONLY) || share->readonly) &&
+			if (share->readonly &&
 			    mount(NULL, target, NULL,
 			          MS_BIND | MS_REMOUNT | MS_RDONLY | (flags & ~MS_RDONLY),
 			          NULL) < 0)

@@ -13,7 +13,7 @@ PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow i
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
 	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup cri_port_forward cri_host_namespaces
-	fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_ro_volume_with_mount fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -389,6 +389,34 @@ test_cri_port_forward() {
 	pod_gone "$s"
 	until_ok no_vm "$s" || return 1
 	[ "$ok" = 1 ]
+}
+
+test_cri_ro_volume_with_mount() {
+	# critest's non-recursive read-only mount: a host directory with a tmpfs mounted
+	# inside, mounted read-only into a container. Only the top is read-only (runc's
+	# "ro"), so the tmpfs takes a file; and the node can unmount and remove that
+	# directory while the pod runs (the shim's binds are not the node's).
+	local vol=$W/rovol pod s c out
+	mkdir -p "$vol/tmpfs" "$W/logs/ro" && echo top >"$vol/top" && mount -t tmpfs tmpfs "$vol/tmpfs" ||
+		{ echo "cannot set up $vol"; return 1; }
+	pod='{"metadata":{"name":"ro","uid":"u-ro","namespace":"default"},"log_directory":"'$W/logs/ro'","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
+	s=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id)
+	[ -n "$s" ] && c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"c"},"image":{"image":"'$BB'"},"command":["sleep","600"],"log_path":"c.log","mounts":[{"container_path":"/mnt","host_path":"'$vol'","readonly":true}]},"sandbox_config":'"$pod"'}' 2>&1 | tee "$T/create" | jget container_id) &&
+		[ -n "$c" ] && cri StartContainer '{"container_id":"'$c'"}' >/dev/null &&
+		out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","cat /mnt/top; echo in-tmpfs >/mnt/tmpfs/file && echo tmpfs-writable; echo x >/mnt/new 2>/dev/null || echo top-read-only"],"timeout":60}' | jget stdout | b64)
+	local on_host rm_rc
+	on_host=$(cat "$vol/tmpfs/file" 2>/dev/null)
+	umount "$vol/tmpfs" && rm -rf "$vol" 2>"$T/rm"
+	rm_rc=$?
+	[ -n "$s" ] && pod_gone "$s"
+	[ -z "$s" ] || until_ok no_vm "$s" || return 1
+	mountpoint -q "$vol/tmpfs" 2>/dev/null && umount "$vol/tmpfs"
+	[ -n "$c" ] || { echo "pod or container failed: $(cat "$T/run" "$T/create")"; return 1; }
+	[ "$out" = "top
+tmpfs-writable
+top-read-only" ] || { echo "in the container: '$out'"; return 1; }
+	[ "$on_host" = in-tmpfs ] || { echo "the host's tmpfs holds '$on_host'"; return 1; }
+	[ $rm_rc = 0 ] && [ ! -e "$vol" ] || { echo "the node could not remove $vol while the pod ran: $(cat "$T/rm")"; return 1; }
 }
 
 test_cri_host_namespaces() {
