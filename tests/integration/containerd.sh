@@ -13,7 +13,7 @@ PY=/usr/bin/python3 # Debian's, with python3-grpcio (a pyenv python may shadow i
 BB=docker.io/library/busybox:latest
 TESTS="ctr_run ctr_tty ctr_task_lifecycle ctr_events ctr_bad_config ctr_netns cri_pod cri_pod_network
 	cri_pod_templates cri_pod_sysctls cri_pod_systemd_cgroup cri_port_forward cri_host_namespaces
-	cri_ro_volume_with_mount fault_qemu_killed fault_containerd_restart fault_shim_killed"
+	cri_ro_volume_with_mount cri_output_tail_at_stop fault_qemu_killed fault_containerd_restart fault_shim_killed"
 
 skip_all() {
 	for t in $TESTS; do
@@ -273,6 +273,11 @@ test_cri_pod_sysctls() {
 	pod_gone "$sid"
 	until_ok no_vm "$sid" || return 1
 	[ "$(echo "$out" | jget stdout | b64)" = "1 100 " ] || { echo "sysctls in the container: $out"; return 1; }
+	# A sysctl the guest kernel does not have fails the pod after its VM booted,
+	# with the name in the error; nothing of it is left (checked after every test).
+	out=$(cri RunPodSandbox '{"config":{"metadata":{"name":"sy2","uid":"u-sy2","namespace":"default"},"linux":{"sysctls":{"net.ipv4.hull_no_such_knob":"1"},"security_context":{"namespace_options":{"network":"POD"}}}},"runtime_handler":"hull"}' 2>&1)
+	echo "$out" | grep -q "sysctl 'net.ipv4.hull_no_such_knob'" || { echo "a bad sysctl: $out"; return 1; }
+	until_ok test "$(qemus)" = 0 || { echo "$(qemus) QEMU left by a failed RunPodSandbox"; return 1; }
 }
 
 test_cri_pod_systemd_cgroup() {
@@ -417,6 +422,33 @@ tmpfs-writable
 top-read-only" ] || { echo "in the container: '$out'"; return 1; }
 	[ "$on_host" = in-tmpfs ] || { echo "the host's tmpfs holds '$on_host'"; return 1; }
 	[ $rm_rc = 0 ] && [ ! -e "$vol" ] || { echo "the node could not remove $vol while the pod ran: $(cat "$T/rm")"; return 1; }
+}
+
+test_cri_output_tail_at_stop() {
+	# Containers killed by StopPodSandbox while they write: every line a container
+	# wrote to stdout before it died is in its log. Each line goes to stdout first,
+	# then to a file on the host, so the file's last line was written to stdout.
+	local dir=$W/tail pod s c n last
+	mkdir -p "$dir" "$W/logs/tl"
+	pod='{"metadata":{"name":"tl","uid":"u-tl","namespace":"default"},"log_directory":"'$W/logs/tl'","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
+	s=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id)
+	[ -n "$s" ] || { echo "RunPodSandbox failed"; return 1; }
+	for n in a b; do
+		c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","i=0; while :; do echo '$n'-line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; echo '$n'-line-$i >>/out/'$n'; i=$((i+1)); done"],"log_path":"'$n'.log","mounts":[{"container_path":"/out","host_path":"'$dir'"}]},"sandbox_config":'"$pod"'}' | jget container_id)
+		[ -n "$c" ] && cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { echo "container $n failed"; pod_gone "$s"; return 1; }
+	done
+	until_ok test -s "$dir/b" || { pod_gone "$s"; return 1; }
+	sleep 2
+	cri StopPodSandbox '{"pod_sandbox_id":"'$s'"}' >/dev/null || { echo "StopPodSandbox failed"; pod_gone "$s"; return 1; }
+	local bad=""
+	for n in a b; do
+		last=$(tail -n 1 "$dir/$n")
+		grep -q " stdout [FP] $last-x" "$W/logs/tl/$n.log" ||
+			bad="$bad $n: '$last' (the log ends '$(tail -n 1 "$W/logs/tl/$n.log" | cut -c1-120)', $(wc -l <"$W/logs/tl/$n.log") lines, the file $(wc -l <"$dir/$n"));"
+	done
+	pod_gone "$s"
+	until_ok no_vm "$s" || return 1
+	[ -z "$bad" ] || { echo "lost at stop:$bad $(grep -c 'Failed to pipe' "$W/containerd.log") 'Failed to pipe' in containerd's log"; return 1; }
 }
 
 test_cri_host_namespaces() {
