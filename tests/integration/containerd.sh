@@ -433,7 +433,7 @@ test_cri_output_tail_at_stop() {
 	pod='{"metadata":{"name":"tl","uid":"u-tl","namespace":"default"},"log_directory":"'$W/logs/tl'","linux":{"security_context":{"namespace_options":{"network":"POD","pid":"CONTAINER"}}}}'
 	s=$(cri RunPodSandbox '{"config":'"$pod"',"runtime_handler":"hull"}' | jget pod_sandbox_id)
 	[ -n "$s" ] || { echo "RunPodSandbox failed"; return 1; }
-	for n in a b; do
+	for n in a b c d; do
 		c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"'$n'"},"image":{"image":"'$BB'"},"command":["sh","-c","i=0; while :; do echo '$n'-line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; echo '$n'-line-$i >>/out/'$n'; i=$((i+1)); done"],"log_path":"'$n'.log","mounts":[{"container_path":"/out","host_path":"'$dir'"}]},"sandbox_config":'"$pod"'}' | jget container_id)
 		[ -n "$c" ] && cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { echo "container $n failed"; pod_gone "$s"; return 1; }
 	done
@@ -441,7 +441,7 @@ test_cri_output_tail_at_stop() {
 	sleep 2
 	cri StopPodSandbox '{"pod_sandbox_id":"'$s'"}' >/dev/null || { echo "StopPodSandbox failed"; pod_gone "$s"; return 1; }
 	local bad=""
-	for n in a b; do
+	for n in a b c d; do
 		last=$(tail -n 1 "$dir/$n")
 		grep -q " stdout [FP] $last-x" "$W/logs/tl/$n.log" ||
 			bad="$bad $n: '$last' (the log ends '$(tail -n 1 "$W/logs/tl/$n.log" | cut -c1-120)', $(wc -l <"$W/logs/tl/$n.log") lines, the file $(wc -l <"$dir/$n"));"
