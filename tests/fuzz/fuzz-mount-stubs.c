@@ -21,6 +21,12 @@ int pod_bind(const char *src, const char *dst, bool readonly, struct hull_error 
 	return hull_error_set(err, -EPERM, "fuzz: no mounts");
 }
 
+bool pod_has_submounts(const char *path)
+{
+	(void)path;
+	return false;
+}
+
 int pod_private_mounts(struct hull_error **err)
 {
 	return hull_error_set(err, -EPERM, "fuzz: no mounts");
