@@ -17,17 +17,11 @@
 
 int run_check_binary(const char *name)
 {
-	const char *path = getenv("PATH");
+	_cleanup_free_ char *found = NULL;
 	if (strchr(name, '/'))
 		return access(name, X_OK) == 0 ? 0 : -errno;
-	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-		const char *colon = strchrnul(p, ':');
-		_cleanup_free_ char *cand = xasprintf("%.*s/%s", (int)(colon - p), p, name);
-		if (access(cand, X_OK) == 0)
-			return 0;
-		p = *colon ? colon + 1 : colon;
-	}
-	return -ENOENT;
+	found = find_program(name);
+	return found ? 0 : -ENOENT;
 }
 
 /* A sandbox name when none is given: 12 hex digits. */

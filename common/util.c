@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <sched.h>
+#include <stdio.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -359,4 +361,80 @@ char *sysfs_find(const char *dir, const char *attr, const char *value)
 			return xstrdup(de->d_name);
 	}
 	return NULL;
+}
+
+uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+char *find_program(const char *name)
+{
+	const char *path = getenv("PATH");
+	_cleanup_free_ char *copy = NULL;
+
+	if (strchr(name, '/'))
+		return realpath(name, NULL);
+	copy = xstrdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir;
+	     dir = strtok_r(NULL, ":", &save)) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+		if (access(p, X_OK) == 0)
+			return realpath(p, NULL);
+	}
+	return NULL;
+}
+
+/* A mountinfo path field: octal escapes (\040 for space) decoded in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+char **mounts_below(const char *dir)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+	_cleanup_free_ char *line = NULL;
+	char **points = NULL;
+	size_t cap = 0, dlen = strlen(dir);
+
+	/* "/" has everything else below it. */
+	if (dlen == 1 && dir[0] == '/')
+		dlen = 0;
+	while (f && getline(&line, &cap, f) > 0) {
+		char mp[4096];
+		/* id parent major:minor root mount-point ... */
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		unescape_octal(mp);
+		if (strncmp(mp, dir, dlen) == 0 && mp[dlen] == '/' && mp[dlen + 1])
+			strv_push(&points, xstrdup(mp));
+	}
+	return points;
+}
+
+int netns_run(int netns_fd, int (*fn)(void *userdata), void *userdata)
+{
+	_cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	int r;
+
+	if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0)
+		return -errno;
+	r = fn(userdata);
+	if (setns(self, CLONE_NEWNET) < 0)
+		abort();
+	return r;
 }

@@ -40,3 +40,19 @@ bool subpath_is_valid(const char *s);
 char *sysfs_find(const char *dir, const char *attr, const char *value);
 /* "TERM", "SIGTERM" or "15" -> 15; -EINVAL for anything else. */
 int signal_from_string(const char *s);
+
+/* 64-bit FNV-1a of data, continuing from h (FNV1A_INIT to start): short stable names
+ * and checksums, not security. */
+#define FNV1A_INIT 0xcbf29ce484222325ull
+uint64_t fnv1a(uint64_t h, const void *data, size_t len);
+/* The program name (or path) as execvp() would find it, made absolute by realpath();
+ * NULL when there is none. Caller frees. */
+char *find_program(const char *name);
+/* The mount points strictly below dir in our mount namespace, octal escapes decoded,
+ * in mount order (later ones are on top or deeper); NULL when there are none. */
+char **mounts_below(const char *dir);
+/* Run fn(userdata) with this thread in the network namespace at netns_fd, then come
+ * back; a failure to come back aborts (carrying on there would put the host's sockets
+ * in it). -errno without running fn when a namespace cannot be entered; else what fn
+ * returns. */
+int netns_run(int netns_fd, int (*fn)(void *userdata), void *userdata);

@@ -3,7 +3,6 @@
  * snapshot on bundle/rootfs, as the runc shim does), and binds below the sandbox's
  * shared directory so the guest reaches them over the one 9p share. */
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -147,27 +146,8 @@ int pod_bind(const char *src, const char *dst, bool readonly, struct hull_error 
 bool pod_has_submounts(const char *path)
 {
 	_cleanup_free_ char *real = realpath(path, NULL);
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192];
-	size_t n;
-
-	if (!real || !f)
-		return false;
-	n = strlen(real);
-	while (fgets(line, sizeof(line), f)) {
-		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the fifth field, octal-escaped;
-		 * a path that needs escapes is compared escaped and so never matches. */
-		char *fields[5], *save = NULL, *t = strtok_r(line, " ", &save);
-		size_t k = 0;
-		for (; t && k < 5; t = strtok_r(NULL, " ", &save))
-			fields[k++] = t;
-		if (k < 5)
-			continue;
-		if (n == 1 ? fields[4][1] != '\0'
-		           : strncmp(fields[4], real, n) == 0 && fields[4][n] == '/')
-			return true;
-	}
-	return false;
+	_cleanup_strv_free_ char **below = real ? mounts_below(real) : NULL;
+	return below != NULL;
 }
 
 static int write_file(const char *path, const char *text)

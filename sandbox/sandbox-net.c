@@ -285,22 +285,28 @@ static int make_taps(struct sandbox_net *net, struct hull_error **err)
 	return 0;
 }
 
+struct netns_step {
+	struct sandbox_net *net;
+	int (*fn)(struct sandbox_net *, struct hull_error **);
+	struct hull_error **err;
+};
+
+static int run_step(void *userdata)
+{
+	struct netns_step *s = userdata;
+	return s->fn(s->net, s->err);
+}
+
 /* Enter the namespace at fd in this thread, run fn, come back. */
 static int in_netns(int fd, struct sandbox_net *net,
                     int (*fn)(struct sandbox_net *, struct hull_error **), struct hull_error **err)
 {
-	_cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	int r;
-
-	if (self < 0)
-		return hull_error_set_errno(err, -errno, "open our own network namespace");
-	if (setns(fd, CLONE_NEWNET) < 0)
-		return hull_error_set_errno(err, -errno, "enter network namespace '%s'",
+	struct netns_step s = {.net = net, .fn = fn, .err = err};
+	int r = netns_run(fd, run_step, &s);
+	/* fn says why it failed; otherwise the namespace could not be entered. */
+	if (r < 0 && err && !*err)
+		return hull_error_set_errno(err, r, "enter network namespace '%s'",
 		                            net->netns_path);
-	r = fn(net, err);
-	/* Carrying on in the pod's namespace would put the host's sockets there. */
-	if (setns(self, CLONE_NEWNET) < 0)
-		abort();
 	return r;
 }
 

@@ -65,44 +65,12 @@ char *sandbox_default_state_root(void)
 	return xasprintf("/tmp/hull-%u", (unsigned)geteuid());
 }
 
-/* A mountinfo path field: octal escapes (\040 for space) decoded in place. */
-static void unescape_octal(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 int sandbox_unmount_below(const char *dir)
 {
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	_cleanup_strv_free_ char **points = NULL;
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0, n = 0, dlen = strlen(dir);
+	_cleanup_strv_free_ char **points = mounts_below(dir);
+	size_t n = strv_length(points);
 	int count = 0;
 
-	if (!f)
-		return 0;
-	while (getline(&line, &cap, f) > 0) {
-		char mp[4096];
-		/* id parent major:minor root mount-point ... */
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-			continue;
-		unescape_octal(mp);
-		if (strncmp(mp, dir, dlen) == 0 && mp[dlen] == '/') {
-			points = xrealloc(points, (n + 2) * sizeof(char *));
-			points[n++] = xstrdup(mp);
-			points[n] = NULL;
-		}
-	}
 	/* Later lines are mounted later, so on top or deeper: undo them first. */
 	for (size_t i = n; i-- > 0;)
 		if (umount2(points[i], MNT_DETACH) == 0)

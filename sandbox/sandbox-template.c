@@ -26,18 +26,6 @@ static const char *const firmware[] = {
     "/usr/share/qemu/kvmvapic.bin",  "/usr/share/qemu/efi-virtio.rom",
 };
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-#define FNV_INIT 0xcbf29ce484222325ull
-
 bool template_domain_valid(const char *s)
 {
 	/* A front end composes domains from names ("k8s-NS.NAME"): longer than an id. */
@@ -82,24 +70,6 @@ static char *identity(const char *path)
 	return xasprintf("%s %llu:%llu %lld %lld.%09ld", path, (unsigned long long)st.st_dev,
 	                 (unsigned long long)st.st_ino, (long long)st.st_size,
 	                 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-}
-
-/* A program as execvp() would find it. */
-static char *find_program(const char *name)
-{
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = NULL;
-
-	if (strchr(name, '/'))
-		return realpath(name, NULL);
-	copy = xstrdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
-	for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir;
-	     dir = strtok_r(NULL, ":", &save)) {
-		_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
-		if (access(p, X_OK) == 0)
-			return realpath(p, NULL);
-	}
-	return NULL;
 }
 
 static void add_line(char **text, const char *name, const char *value)
@@ -161,7 +131,7 @@ int template_key(const struct template_spec *s, char **ret_key, char **ret_id,
 	add_line(&text, "vhost_net", vm->vhost_net ? "1" : "0");
 	add_line(&text, "debug", vm->debug ? "1" : "0");
 	snprintf(num, sizeof(num), "%016llx",
-	         (unsigned long long)fnv1a(FNV_INIT, text, strlen(text)));
+	         (unsigned long long)fnv1a(FNV1A_INIT, text, strlen(text)));
 	*ret_id = xstrdup(num);
 	*ret_key = text;
 	return 0;
@@ -204,7 +174,7 @@ static int read_small(const char *path, char **ret, size_t max)
 static int hash_fd(int fd, uint64_t *ret)
 {
 	uint8_t buf[64 << 10];
-	uint64_t h = FNV_INIT;
+	uint64_t h = FNV1A_INIT;
 	off_t off = 0;
 	for (;;) {
 		ssize_t n = pread(fd, buf, sizeof(buf), off);
@@ -258,7 +228,7 @@ static void remove_dir(const char *store, const char *dir)
 {
 	_cleanup_free_ char *trash =
 	    xasprintf("%s/.trash-%d-%llu", store, (int)getpid(),
-	              (unsigned long long)fnv1a(FNV_INIT, dir, strlen(dir)));
+	              (unsigned long long)fnv1a(FNV1A_INIT, dir, strlen(dir)));
 	if (rename(dir, trash) == 0)
 		rm_tree(trash);
 	else
@@ -384,7 +354,7 @@ static char *check(struct template *t, const char *key, uint64_t memory_mib)
 		r = read_small(path, &ext, EXTENTS_MAX);
 		if (r < 0)
 			return xasprintf("extents: %s", strerror(-r));
-		if (fnv1a(FNV_INIT, ext, strlen(ext)) != m.extents_hash ||
+		if (fnv1a(FNV1A_INIT, ext, strlen(ext)) != m.extents_hash ||
 		    extents_parse(ext, m.ram_size, &t->keep, &t->n_keep) < 0)
 			return xstrdup("extents do not match their hash");
 		t->kept = m.kept;
@@ -659,7 +629,7 @@ int template_build_commit(struct template_build *b, struct hull_error **err)
 	                 "extents_hash=%016llx\nkept=%llu\ncreated=%lld\n",
 	                 b->key, (unsigned long long)rst.st_size, (unsigned long long)st.st_size,
 	                 (unsigned long long)h,
-	                 (unsigned long long)fnv1a(FNV_INIT, extents, strlen(extents)),
+	                 (unsigned long long)fnv1a(FNV1A_INIT, extents, strlen(extents)),
 	                 (unsigned long long)kept, (long long)time(NULL));
 	fd = open(meta, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || write_all(fd, text, strlen(text)) < 0)

@@ -249,11 +249,10 @@ static void on_agent_error(struct ttrpc_client *c, const struct hull_error *err,
 }
 
 /* An agent call's failure as an error: its status, or a timeout that names the step. */
-static struct hull_error *call_error(struct sandbox *sb, const char *what, int code,
-                                     const char *message, int timeout_ms)
+static struct hull_error *call_error(const char *what, int code, const char *message,
+                                     int timeout_ms)
 {
 	struct hull_error *e = NULL;
-	(void)sb;
 	if (code == TTRPC_DEADLINE_EXCEEDED)
 		hull_error_set(&e, -ETIMEDOUT, "%s: no answer from the agent in %d ms", what,
 		               timeout_ms);
@@ -343,7 +342,7 @@ static void on_sync(struct ttrpc_client *c, int code, const char *message, const
 	(void)c, (void)payload, (void)len;
 	if (code) {
 		step_failed(sb, ttrpc_errno_from_code(code),
-		            call_error(sb, "Sync", code, message, sync_timeout_ms(sb)));
+		            call_error("Sync", code, message, sync_timeout_ms(sb)));
 		return;
 	}
 	/* The guest is this sandbox's own from here: what fails now is not a template's. */
@@ -404,7 +403,7 @@ static void on_check(struct ttrpc_client *c, int code, const char *message, cons
 
 	if (code) {
 		step_failed(sb, ttrpc_errno_from_code(code),
-		            call_error(sb, "Check", code, message, (int)sb->boot_timeout_ms));
+		            call_error("Check", code, message, (int)sb->boot_timeout_ms));
 		return;
 	}
 	resp = hull__agent__v1__check_response__unpack(NULL, len, payload);

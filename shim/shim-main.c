@@ -41,21 +41,14 @@ static char *group_of(const struct shim_args *a, const struct bundle *b)
 	return xstrdup(a->id);
 }
 
-/* 64-bit FNV-1a: socket names stay short whatever the ids are. */
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
-}
-
 static char *socket_path(const struct shim_args *a, const char *group)
 {
 	_cleanup_free_ char *root = sandbox_default_state_root();
 	_cleanup_free_ char *key = xasprintf("%s/%s", a->namespace ? a->namespace : "", group);
-	/* A dot directory: the stale-state sweep leaves it alone. */
-	return xasprintf("%s/.s/%016llx.sock", root, (unsigned long long)fnv1a(key));
+	/* A dot directory: the stale-state sweep leaves it alone; FNV-1a keeps the name
+	 * short whatever the ids are. */
+	return xasprintf("%s/.s/%016llx.sock", root,
+	                 (unsigned long long)fnv1a(FNV1A_INIT, key, strlen(key)));
 }
 
 /* The bundle's config.json, parsed for what the host acts on (no paths checked). */

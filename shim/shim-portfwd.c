@@ -246,27 +246,32 @@ static int listen_on(bool v6, unsigned *port)
 	return fd;
 }
 
+/* In the pod's namespace: a listener on each loopback. */
+static int make_listeners(void *userdata)
+{
+	struct shim_portfwd *pf = userdata;
+	for (int v6 = 0; v6 < 2; v6++)
+		pf->listen[v6] = listen_on(v6, &pf->port[v6]);
+	return 0;
+}
+
 struct shim_portfwd *shim_portfwd_new(struct event_loop *loop, struct pod *pod,
                                       const char *netns_path)
 {
 	_cleanup_close_ int netns = open(netns_path, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	struct shim_portfwd *pf;
+	struct shim_portfwd *pf = xcalloc(1, sizeof(*pf));
+	int r = netns < 0 ? -errno : 0;
 
-	if (netns < 0 || self < 0 || setns(netns, CLONE_NEWNET) < 0) {
-		log_warn("port-forward: enter '%s': %s", netns_path, strerror(errno));
-		return NULL;
-	}
-	pf = xcalloc(1, sizeof(*pf));
 	pf->loop = loop;
 	pf->pod = pod;
-	for (int v6 = 0; v6 < 2; v6++) {
-		pf->listen[v6] = listen_on(v6, &pf->port[v6]);
-		pf->jobs[v6].pidfd = -1;
+	pf->listen[0] = pf->listen[1] = pf->jobs[0].pidfd = pf->jobs[1].pidfd = -1;
+	if (r == 0)
+		r = netns_run(netns, make_listeners, pf);
+	if (r < 0) {
+		log_warn("port-forward: enter '%s': %s", netns_path, strerror(-r));
+		free(pf);
+		return NULL;
 	}
-	/* Carrying on in the pod's namespace would put the host's sockets there. */
-	if (setns(self, CLONE_NEWNET) < 0)
-		abort();
 	for (int v6 = 0; v6 < 2; v6++) {
 		if (pf->listen[v6] < 0) {
 			/* No IPv6 in the namespace is common; no IPv4 is not. */

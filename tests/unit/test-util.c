@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Parsers of user input: sizes and durations. */
+/* Parsers of user input (sizes, durations, names) and the small helpers beside them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -95,12 +96,47 @@ static void test_subpath_rule(void **state)
 	assert_false(subpath_is_valid("c1/./x"));
 }
 
+static void test_fnv1a(void **state)
+{
+	(void)state;
+	/* The published FNV-1a 64 vectors; continuing equals hashing at once. */
+	assert_true(fnv1a(FNV1A_INIT, "", 0) == FNV1A_INIT);
+	assert_true(fnv1a(FNV1A_INIT, "a", 1) == 0xaf63dc4c8601ec8cull);
+	assert_true(fnv1a(FNV1A_INIT, "foobar", 6) == 0x85944171f73967e8ull);
+	assert_true(fnv1a(fnv1a(FNV1A_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ull);
+}
+
+static void test_find_program(void **state)
+{
+	_cleanup_free_ char *sh = find_program("sh");
+	_cleanup_free_ char *none = find_program("hull-no-such-program");
+	_cleanup_free_ char *missing = find_program("/no/such/dir/prog");
+	(void)state;
+	assert_non_null(sh);
+	assert_int_equal(sh[0], '/');
+	assert_null(none);
+	assert_null(missing);
+}
+
+static void test_mounts_below(void **state)
+{
+	_cleanup_strv_free_ char **all = mounts_below("/");
+	_cleanup_strv_free_ char **proc = mounts_below("/proc/self/fd");
+	bool has_proc = false;
+	(void)state;
+	for (char **p = all; p && *p; p++)
+		has_proc |= strcmp(*p, "/proc") == 0;
+	assert_true(has_proc);
+	assert_null(proc); /* nothing is mounted below a process's fd directory */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),     cmocka_unit_test(test_parse_duration),
 	    cmocka_unit_test(test_error_wrapping), cmocka_unit_test(test_id_rule),
-	    cmocka_unit_test(test_subpath_rule),
+	    cmocka_unit_test(test_subpath_rule),   cmocka_unit_test(test_fnv1a),
+	    cmocka_unit_test(test_find_program),   cmocka_unit_test(test_mounts_below),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
