@@ -13,12 +13,14 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototyp
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
-CPPFLAGS += -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
+# -Ulinux: gnu11 predefines `linux`, and the CRI's messages have fields of that name.
+CPPFLAGS += -Ulinux -D_GNU_SOURCE -DHULL_VERSION='"$(HULL_VERSION)"' -Icommon -I$(BUILD)/proto \
 	-Ivmm -Isandbox -Ipod -Iimage
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -MMD -MP
 
-PROTO_SRC := proto/ttrpc.proto proto/agent.proto proto/shim-task.proto proto/shim-events.proto
+PROTO_SRC := proto/ttrpc.proto proto/agent.proto proto/shim-task.proto proto/shim-events.proto \
+	proto/cri.proto
 PROTO_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_H := $(PROTO_C:.c=.h)
 
@@ -31,6 +33,7 @@ CLI_SRC := $(wildcard cli/*.c)
 SHIM_SRC := $(wildcard shim/*.c)
 IMAGE_SRC := $(wildcard image/*.c)
 SHIM_LIB_SRC := $(filter-out shim/shim-main.c,$(SHIM_SRC))
+CRI_LIB_SRC := $(filter-out cri/cri-main.c cri/hull-pause.c,$(wildcard cri/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -41,9 +44,12 @@ LIB_POD := $(BUILD)/libhullpod.a
 LIB_AGENT := $(BUILD)/libhullagent.a
 LIB_SHIM := $(BUILD)/libhullshim.a
 LIB_IMAGE := $(BUILD)/libhullimage.a
+LIB_CRI := $(BUILD)/libhullcri.a
 
 HULL := $(BUILD)/hull
 SHIM := $(BUILD)/containerd-shim-hull-v2
+CRI := $(BUILD)/hull-cri
+PAUSE := $(BUILD)/hull-pause
 AGENT := $(BUILD)/hull-agent
 KERNEL := $(BUILD)/guest/vmlinuz
 INITRAMFS := $(BUILD)/guest/initramfs.cpio
@@ -53,9 +59,10 @@ EMBEDDED_IMAGE := $(BUILD)/images/busybox.tar
 
 HOST_LIBS := -lprotobuf-c -ljson-c
 IMAGE_LIBS := -larchive -lcrypto -lcurl
+CRI_LIBS := -lnghttp2
 
 .PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
-all: $(HULL) $(SHIM) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS) $(EMBEDDED_IMAGE)
+all: $(HULL) $(SHIM) $(CRI) $(PAUSE) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS) $(EMBEDDED_IMAGE)
 
 deps:
 	@./scripts/deps.sh
@@ -66,6 +73,7 @@ $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
 
 # Host and guest meet only in proto/: agent headers are visible to guest code alone.
 $(BUILD)/obj/agent/%.o $(BUILD)/obj/bench/%.o: CPPFLAGS += -Iagent
+$(BUILD)/obj/cri/%.o: CPPFLAGS += -Icri
 
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
@@ -83,6 +91,7 @@ $(LIB_POD): $(call obj,$(POD_SRC))
 $(LIB_AGENT): $(call obj,$(AGENT_LIB_SRC))
 $(LIB_SHIM): $(call obj,$(SHIM_LIB_SRC))
 $(LIB_IMAGE): $(call obj,$(IMAGE_SRC))
+$(LIB_CRI): $(call obj,$(CRI_LIB_SRC))
 $(BUILD)/%.a:
 	@rm -f $@
 	ar rcs $@ $^
@@ -94,6 +103,13 @@ $(HULL): $(call obj,$(CLI_SRC)) $(LIB_POD) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM
 
 $(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_POD) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
+
+$(CRI): $(call obj,cri/cri-main.c) $(LIB_CRI) $(LIB_IMAGE) $(LIB_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS) $(IMAGE_LIBS) $(CRI_LIBS) -lpthread
+
+# A hull-cri pod's sandbox task: static, alone in its root.
+$(PAUSE): cri/hull-pause.c
+	$(CC) -O2 -static -o $@ $<
 
 # The agent is PID 1 of an initramfs with nothing else in it: fully static.
 $(AGENT): $(call obj,agent/agent-main.c) $(LIB_AGENT) $(LIB_COMMON)
@@ -143,6 +159,7 @@ $(BUILD)/bench/initramfs-floor.cpio: $(BUILD)/bench/bench-init scripts/mkinitram
 PREFIX ?= /usr/local
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/hull/images
-	install -m 0755 $(HULL) $(SHIM) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(HULL) $(SHIM) $(CRI) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(PAUSE) $(DESTDIR)$(PREFIX)/lib/hull/
 	install -m 0644 $(KERNEL) $(INITRAMFS) $(DESTDIR)$(PREFIX)/lib/hull/
 	install -m 0644 $(EMBEDDED_IMAGE) $(DESTDIR)$(PREFIX)/lib/hull/images/

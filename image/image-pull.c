@@ -4,7 +4,9 @@
  * against its digest before it is visible; a blob interrupted midway resumes from its
  * partial file (Range); a second puller of the same blob waits on the partial file's
  * lock instead of fetching it again. Auth: anonymous, basic, bearer tokens (with the
- * credentials of a docker-style auth file). docs/images.md. */
+ * credentials of a docker-style auth file, or those given with the pull: basic ones, an
+ * identity token as an OAuth2 refresh token, a registry token as the bearer token).
+ * docs/images.md. */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,9 +31,11 @@ struct pull {
 	const struct pull_opts *o;
 	struct image_store *s;
 	struct image_ref ref;
-	char *base;  /* scheme://host for the registry (or its mirror) */
-	char *token; /* bearer token, once we have one */
-	char *basic; /* "user:pass" from the auth file, or NULL */
+	char *base;       /* scheme://host for the registry (or its mirror) */
+	char *token;      /* bearer token, once we have one */
+	char *basic;      /* "user:pass" from the auth file or the pull's auth, or NULL */
+	char *refresh;    /* the pull's identity token (an OAuth2 refresh token), or NULL */
+	bool fixed_token; /* token is the pull's registry token: never replaced */
 	bool tty;
 };
 
@@ -77,6 +81,36 @@ static char *auth_for(const char *host)
 		free(out);
 	}
 	return NULL;
+}
+
+/* The credentials of this pull: those given with it, else the auth file's. They end up
+ * in curl's "user:password" and in an Authorization header: nothing that would split
+ * the one or end the other. */
+static int pull_credentials(struct pull *p, const struct image_auth *a, struct hull_error **err)
+{
+	bool basic = a && (a->username || a->password);
+
+	if (!a || (!basic && !a->identity_token && !a->registry_token)) {
+		p->basic = auth_for(p->ref.registry);
+		return 0;
+	}
+	if (a->username && strchr(a->username, ':'))
+		return hull_error_set(err, -EINVAL, "auth: a username holding ':' cannot be sent");
+	if (a->registry_token && (!*a->registry_token || strlen(a->registry_token) > 16384 ||
+	                          strpbrk(a->registry_token, "\r\n")))
+		return hull_error_set(err, -EINVAL,
+		                      "auth: the registry token is empty, longer than 16384 bytes "
+		                      "or holds a line break");
+	if (basic)
+		p->basic = xasprintf("%s:%s", a->username ? a->username : "",
+		                     a->password ? a->password : "");
+	else if (a->identity_token)
+		p->refresh = xstrdup(a->identity_token);
+	if (a->registry_token) {
+		p->token = xstrdup(a->registry_token);
+		p->fixed_token = true;
+	}
+	return 0;
 }
 
 /* Where a registry's API is: its mirror from HULL_REGISTRY_MIRRORS
@@ -204,62 +238,122 @@ static int http_error(CURL *c, CURLcode rc, long status, const char *url, struct
 	return hull_error_set(err, -EIO, "%s: the registry answered %ld", url, status);
 }
 
-/* Bearer realm="...",service="...",scope="...": get a token (with basic credentials
- * when we have some). */
-static int get_token(struct pull *p, const char *challenge, struct hull_error **err)
+/* One request to a token server for p->token: GET url, or POST form to it. *ret_status
+ * is the HTTP status (0 when there was no answer). */
+static int token_request(struct pull *p, const char *url, const char *form, const char *realm,
+                         long *ret_status, struct hull_error **err)
 {
-	struct auth_challenge ch;
-	char *realm = ch.realm, *service = ch.service, *scope = ch.scope;
 	struct sink k = {.fd = -1, .max = 1 << 20};
 	struct curl_slist *h = NULL;
 	_cleanup_(json_object_putp) json_object *o = NULL;
-	_cleanup_free_ char *url = NULL;
 	const char *tok;
 	long status = 0;
-	CURL *c;
+	CURL *c = easy_new(p, url, &k, &h, NULL);
 	CURLcode rc;
+	int r = 0;
 
-	if (image_parse_challenge(challenge, &ch) < 0)
-		return hull_error_set(err, -EACCES, "registry auth: no usable realm in '%.200s'",
-		                      challenge);
-	if (!*scope)
-		snprintf(ch.scope, sizeof(ch.scope), "repository:%s:pull", p->ref.repository);
-	c = curl_easy_init();
-	char *es = curl_easy_escape(c, service, 0), *esc = curl_easy_escape(c, scope, 0);
-	url = xasprintf("%s?service=%s&scope=%s", realm, es, esc);
-	curl_free(es);
-	curl_free(esc);
-	curl_easy_cleanup(c);
-	free(p->token);
-	p->token = NULL;
-	c = easy_new(p, url, &k, &h, NULL);
+	if (form)
+		curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, form);
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	int r = 0;
+	*ret_status = status;
 	if (rc != CURLE_OK || status != 200) {
 		r = http_error(c, rc, status, realm, err);
 		hull_error_prefix(err, "registry token");
 	}
 	curl_easy_cleanup(c);
 	curl_slist_free_all(h);
-	if (r < 0) {
-		buf_release(&k.mem);
-		free(k.www_auth);
-		free(k.content_digest);
-		return r;
-	}
-	r = json_parse((const char *)buf_head(&k.mem), k.mem.len, 8, true, &o, err);
-	buf_release(&k.mem);
 	free(k.www_auth);
 	free(k.content_digest);
+	if (r >= 0) {
+		r = json_parse((const char *)buf_head(&k.mem), k.mem.len, 8, true, &o, err);
+		if (r < 0)
+			hull_error_prefix(err, "registry token");
+	}
+	buf_release(&k.mem);
 	if (r < 0)
-		return hull_error_prefix(err, "registry token");
+		return r;
 	tok = json_get_string(o, "token") ? json_get_string(o, "token")
 	                                  : json_get_string(o, "access_token");
 	if (!tok || !*tok || strlen(tok) > 16384 || strpbrk(tok, "\r\n"))
 		return hull_error_set(err, -EACCES, "registry token: the answer holds no token");
 	p->token = xstrdup(tok);
 	return 0;
+}
+
+/* The OAuth2 form that trades the identity token for an access token. */
+static char *refresh_form(const struct pull *p, const struct auth_challenge *ch)
+{
+	CURL *c = curl_easy_init();
+	if (!c)
+		abort();
+	char *et = curl_easy_escape(c, p->refresh, 0), *es = curl_easy_escape(c, ch->service, 0),
+	     *esc = curl_easy_escape(c, ch->scope, 0);
+	if (!et || !es || !esc)
+		abort();
+	char *form = xasprintf(
+	    "grant_type=refresh_token&refresh_token=%s&service=%s&scope=%s&client_id=hull", et, es,
+	    esc);
+	curl_free(et);
+	curl_free(es);
+	curl_free(esc);
+	curl_easy_cleanup(c);
+	return form;
+}
+
+/* Bearer realm="...",service="...",scope="...": get a token (with basic credentials
+ * when we have some, or for the identity token we were given). */
+static int get_token(struct pull *p, const char *challenge, struct hull_error **err)
+{
+	struct auth_challenge ch;
+	_cleanup_free_ char *url = NULL;
+	long status = 0;
+	CURL *c;
+	int r;
+
+	if (image_parse_challenge(challenge, &ch) < 0)
+		return hull_error_set(err, -EACCES, "registry auth: no usable realm in '%.200s'",
+		                      challenge);
+	if (!*ch.scope)
+		snprintf(ch.scope, sizeof(ch.scope), "repository:%s:pull", p->ref.repository);
+	free(p->token);
+	p->token = NULL;
+	if (p->refresh) {
+		/* Security: the identity token goes to the realm the registry named, in the
+		 * body of a POST (never in a URL), as docker and containerd send it. */
+		_cleanup_free_ char *form = refresh_form(p, &ch);
+		struct hull_error *perr = NULL;
+		r = token_request(p, ch.realm, form, ch.realm, &status, &perr);
+		if (r >= 0)
+			return 0;
+		/* Token servers without the OAuth2 POST answer it 400 (ACR), 401
+		 * (Artifactory), 404 (GCR) or 405: containerd then GETs a token with the
+		 * identity token as basic password; so do we. */
+		if (status != 400 && status != 401 && status != 404 && status != 405) {
+			if (err && !*err)
+				*err = perr;
+			else
+				hull_error_free(perr);
+			return r;
+		}
+		hull_error_free(perr);
+	}
+	c = curl_easy_init();
+	if (!c)
+		abort();
+	char *es = curl_easy_escape(c, ch.service, 0), *esc = curl_easy_escape(c, ch.scope, 0);
+	url = xasprintf("%s?service=%s&scope=%s", ch.realm, es, esc);
+	curl_free(es);
+	curl_free(esc);
+	curl_easy_cleanup(c);
+	if (p->refresh) {
+		p->basic = xasprintf(":%s", p->refresh);
+		r = token_request(p, url, NULL, ch.realm, &status, err);
+		free(p->basic);
+		p->basic = NULL;
+		return r;
+	}
+	return token_request(p, url, NULL, ch.realm, &status, err);
 }
 
 /* GET url into memory (at most max bytes), authenticating on 401 once. */
@@ -277,6 +371,9 @@ static int get_mem(struct pull *p, const char *url, const char *accept, size_t m
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		if (rc == CURLE_WRITE_ERROR && k.mem.len + CURL_MAX_WRITE_SIZE > max)
 			r = hull_error_set(err, -E2BIG, "%s: larger than %zu bytes", url, max);
+		else if (status == 401 && k.www_auth &&
+		         strncasecmp(k.www_auth, "Bearer ", 7) == 0 && p->fixed_token)
+			r = hull_error_set(err, -EACCES, "%s: the registry token was refused", url);
 		else if (status == 401 && attempt == 0 && k.www_auth &&
 		         strncasecmp(k.www_auth, "Bearer ", 7) == 0)
 			r = 1;
@@ -584,9 +681,11 @@ int image_pull(struct image_store *s, const char *refstr, const struct pull_opts
 	r = image_ref_parse(refstr, &p.ref, err);
 	if (r < 0)
 		return r;
-	p.base = registry_base(p.ref.registry);
-	p.basic = auth_for(p.ref.registry);
 	full = image_ref_string(&p.ref);
+	r = pull_credentials(&p, o->auth, err);
+	if (r < 0)
+		goto out;
+	p.base = registry_base(p.ref.registry);
 	r = fetch_manifest(&p, p.ref.digest ? p.ref.digest : p.ref.tag, &top, err);
 	if (r < 0)
 		goto out;
@@ -642,5 +741,6 @@ out:
 	free(p.base);
 	free(p.token);
 	free(p.basic);
+	free(p.refresh);
 	return r;
 }

@@ -175,14 +175,32 @@ struct auth_challenge {
 /* 0 with an http(s) realm, -EINVAL otherwise. */
 int image_parse_challenge(const char *challenge, struct auth_challenge *ret);
 
+/* Credentials given with one pull (the CRI's AuthConfig), each NULL when absent. Any
+ * of them replaces the auth file's credentials for that pull: basic ones when username
+ * or password is set (on a Basic challenge, and to the token server of a Bearer one);
+ * else identity_token, an OAuth2 refresh token POSTed to the token server
+ * (grant_type=refresh_token, client_id=hull; a token server that refuses the POST gets
+ * a GET with it as basic password and an empty username, as containerd does);
+ * registry_token is sent to the registry as the Bearer token, never replaced by one of
+ * ours. */
+struct image_auth {
+	const char *username, *password;
+	const char *identity_token;
+	const char *registry_token;
+};
+
 struct pull_opts {
-	bool quiet;            /* no progress, only errors */
-	const char *os, *arch; /* the platform an index is resolved to */
-	unsigned timeout_s;    /* a registry silent this long fails the pull (default 30) */
+	bool quiet;                    /* no progress, only errors */
+	const char *os, *arch;         /* the platform an index is resolved to */
+	unsigned timeout_s;            /* a registry silent this long fails the pull (default 30) */
+	const struct image_auth *auth; /* NULL (or nothing set): the auth file's, if any */
 };
 
 /* Pull refstr (tag or digest) from its registry into the store, unpack it and name it;
- * *name and *digest are the full name and the image manifest's digest. */
+ * *name and *digest are the full name and the image manifest's digest (caller frees
+ * both). -EINVAL for a bad reference or unusable credentials (a username holding ':',
+ * a token holding a line break), -ENOENT when the registry has no such image (or none
+ * for the platform), -EACCES when it refuses us. */
 int image_pull(struct image_store *s, const char *refstr, const struct pull_opts *o, char **name,
                char **digest, struct hull_error **err);
 

@@ -8,7 +8,7 @@ pkgs=(
 	qemu-system-x86 busybox-static cpio file
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils
 	python3 runc containerd python3-grpcio python3-protobuf protobuf-compiler
-	libarchive-dev libcurl4-openssl-dev skopeo docker-registry curl erofs-utils zstd
+	libarchive-dev libcurl4-openssl-dev libnghttp2-dev libwslay-dev zlib1g-dev python3-websocket skopeo docker-registry curl erofs-utils zstd
 	containernetworking-plugins iproute2 iptables
 )
 missing=()

@@ -76,6 +76,7 @@ if [ "${HULL_TEST_ONLY:-}" = "" ] || [ "${HULL_TEST_ONLY}" = integration ]; then
 	suite "images (store, load, hull run IMAGE)" tests/integration/images.sh
 	suite "networking (netns, CNI bridge, real QEMU)" tests/integration/net.sh
 	suite "containerd shim (real containerd: ctr and CRI)" tests/integration/containerd.sh
+	suite "hull-cri (kubelet's CRI straight to hull: grpcio client, real shims)" tests/integration/cri.sh
 	suite "hostile guest (evil agent under hull run, run -d and the shim)" tests/integration/hostile.sh
 fi
 

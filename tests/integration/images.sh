@@ -273,47 +273,6 @@ test_concurrent_loads() {
 
 # ---- registries ----------------------------------------------------------------------
 
-REG_PID=
-# A real registry (Debian's docker-registry) on loopback; $1: "htpasswd" for basic auth.
-reg_start() {
-	command -v docker-registry >/dev/null && command -v skopeo >/dev/null ||
-		{ echo "docker-registry or skopeo is not installed (make deps)"; return 77; }
-	REG_PORT=$(free_port)
-	mkdir -p "$T/reg"
-	{
-		printf 'version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: %s
-' "$T/reg/data"
-		printf 'http:
-  addr: 127.0.0.1:%s
-' "$REG_PORT"
-		if [ "${1:-}" = htpasswd ]; then
-			"$PY" -c "import crypt; print('alice:' + crypt.crypt('secret', crypt.mksalt(crypt.METHOD_BLOWFISH)))" 2>/dev/null >"$T/reg/htpasswd"
-			printf 'auth:
-  htpasswd:
-    realm: hull-test
-    path: %s
-' "$T/reg/htpasswd"
-		fi
-	} >"$T/reg/config.yml"
-	docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
-	REG_PID=$!
-	local i
-	for i in $(seq 1 100); do
-		curl -s -o /dev/null "http://127.0.0.1:$REG_PORT/v2/" && return 0
-		sleep 0.1
-	done
-	echo "the registry did not start: $(tail -3 "$T/reg/log")"
-	return 1
-}
-reg_stop() {
-	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
-	REG_PID=
-}
 push() { skopeo copy -q --dest-tls-verify=false ${CREDS:+--dest-creds "$CREDS"} "$@"; }
 
 test_pull_registry() {

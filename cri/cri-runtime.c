@@ -1,0 +1,1927 @@
+/* SPDX-License-Identifier: MIT */
+/* The CRI RuntimeService: pods and containers, each pod one shim and one VM.
+ *
+ * Every call that waits on a shim (a VM booting, a container stopping) keeps its gRPC
+ * call and answers from the ttrpc reply: the loop goes on serving everyone else. A pod
+ * or container has at most one such operation in flight; a second one is refused with
+ * ABORTED ("busy"), and kubelet retries. Task exits reach us as the shims' events on
+ * our TTRPC_ADDRESS, as they reach containerd. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cri-log.h"
+#include "cri-shim.h"
+#include "cri-spec.h"
+#include "cri.h"
+#include "image.h"
+#include "json.h"
+#include "log.h"
+#include "shim-events.pb-c.h"
+#include "shim-task.pb-c.h"
+#include "ttrpc-server.h"
+#include "ttrpc.h"
+#include "util.h"
+
+#define SHIM_CALL_TIMEOUT_MS 10000
+/* A VM boots (or a template restores) in this time even under TCG. */
+#define BOOT_TIMEOUT_MS 120000
+
+struct cri_pod {
+	struct cri *c;
+	char *id;
+	Runtime__V1__PodSandboxConfig *config;
+	char *handler;
+	Runtime__V1__PodSandboxState state;
+	int64_t created_at;
+	char *dir; /* STATE/pods/ID: the sandbox task's bundle */
+	char *address;
+	struct ttrpc_client *shim;
+	uint32_t pid;            /* the sandbox task's (guest) pid */
+	struct grpc_call *call;  /* Run/Stop/Remove in flight */
+	unsigned waiting;        /* replies the operation still waits for */
+	int stop_phase;          /* STOP_* */
+	int fail_code;           /* a failed RunPodSandbox's answer */
+	char *fail_msg;
+	bool removing;
+	struct cri_pod *next;
+};
+
+struct cri_ctr {
+	struct cri *c;
+	char *id;
+	struct cri_pod *pod;
+	Runtime__V1__ContainerConfig *config;
+	char *image_name, *image_id;
+	Runtime__V1__ContainerState state;
+	int64_t created_at, started_at, finished_at;
+	int32_t exit_code;
+	char *reason, *message;
+	bool oom;
+	char *dir; /* STATE/containers/ID: bundle, FIFOs, the writable layer */
+	char *log_path;
+	struct cri_log *log;
+	struct cri_log_reader *out, *err;
+	int hold[2]; /* our write ends of the FIFOs until the shim opened its own */
+	uint32_t pid;  /* from Start */
+	bool in_shim;  /* the shim has the task (created, not yet deleted) */
+	char *rootfs_opts[3]; /* the overlay's lowerdir, upperdir, workdir */
+	char *out_path, *err_path; /* the FIFOs */
+	struct grpc_call *call; /* Create/Start/Stop/Remove in flight */
+	bool removing;
+	int64_t stop_timeout;
+	struct cri_ctr *next;
+};
+
+/* ---- small helpers ---- */
+
+/* An owned deep copy of a message built from borrowed parts: what a handler returns. */
+static ProtobufCMessage *msg_own(const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	_cleanup_free_ uint8_t *b = xmalloc(n + 1);
+	protobuf_c_message_pack(m, b);
+	ProtobufCMessage *r = protobuf_c_message_unpack(m->descriptor, NULL, n, b);
+	if (!r)
+		abort();
+	return r;
+}
+
+static void *msg_dup(const ProtobufCMessage *m)
+{
+	return m ? msg_own(m) : NULL;
+}
+
+/* Map entries (every CRI map is string -> string) of any message type, borrowing the
+ * strings: free with kv_free(). */
+struct kv_entry {
+	ProtobufCMessage base;
+	char *key;
+	char *value;
+};
+
+static void *kv_copy(const ProtobufCMessageDescriptor *d, void *const *in, size_t n)
+{
+	struct kv_entry **out = xcalloc(n + 1, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		const struct kv_entry *e = in[i];
+		out[i] = xcalloc(1, d->sizeof_message);
+		protobuf_c_message_init(d, out[i]);
+		out[i]->key = e->key;
+		out[i]->value = e->value;
+	}
+	return out;
+}
+
+static void kv_free(void *v, size_t n)
+{
+	void **p = v;
+	for (size_t i = 0; p && i < n; i++)
+		free(p[i]);
+	free(p);
+}
+
+static bool labels_match(void *const *have, size_t n_have, void *const *want, size_t n_want)
+{
+	for (size_t i = 0; i < n_want; i++) {
+		const struct kv_entry *w = want[i];
+		bool found = false;
+		for (size_t k = 0; k < n_have && !found; k++) {
+			const struct kv_entry *h = have[k];
+			found = strcmp(h->key, w->key) == 0 && strcmp(h->value, w->value) == 0;
+		}
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static int invalid(struct hull_error **err, const char *field, const char *why)
+{
+	return hull_error_set(err, -EINVAL, "%s: %s", field, why);
+}
+
+static int busy(struct hull_error **err, const char *what, const char *id)
+{
+	return hull_error_set(err, grpc_error_code(TTRPC_ABORTED),
+	                      "%s '%s' is busy with another call; retry", what, id);
+}
+
+/* Find by full id or a unique prefix (crictl passes prefixes). */
+static struct cri_pod *pod_find(struct cri *c, const char *id)
+{
+	struct cri_pod *hit = NULL;
+	size_t n = strlen(id);
+	if (n == 0)
+		return NULL;
+	for (struct cri_pod *p = c->pods; p; p = p->next) {
+		if (strcmp(p->id, id) == 0)
+			return p;
+		if (strncmp(p->id, id, n) == 0) {
+			if (hit)
+				return NULL;
+			hit = p;
+		}
+	}
+	return hit;
+}
+
+static struct cri_ctr *ctr_find(struct cri *c, const char *id)
+{
+	struct cri_ctr *hit = NULL;
+	size_t n = strlen(id);
+	if (n == 0)
+		return NULL;
+	for (struct cri_ctr *k = c->ctrs; k; k = k->next) {
+		if (strcmp(k->id, id) == 0)
+			return k;
+		if (strncmp(k->id, id, n) == 0) {
+			if (hit)
+				return NULL;
+			hit = k;
+		}
+	}
+	return hit;
+}
+
+static uint32_t shim_call(struct cri_pod *p, const char *method, const ProtobufCMessage *msg,
+                          int timeout_ms, ttrpc_reply_cb cb, void *userdata)
+{
+	if (!p->shim)
+		return 0;
+	return ttrpc_client_call(p->shim, method, msg, 0, timeout_ms, cb, NULL, userdata);
+}
+
+/* ---- containers: records ---- */
+
+static void ctr_close_logs(struct cri_ctr *k)
+{
+	for (int i = 0; i < 2; i++)
+		if (k->hold[i] >= 0) {
+			close(k->hold[i]);
+			k->hold[i] = -1;
+		}
+}
+
+static void ctr_free(struct cri_ctr *k)
+{
+	struct cri *c = k->c;
+	for (struct cri_ctr **pp = &c->ctrs; *pp; pp = &(*pp)->next)
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	ctr_close_logs(k);
+	cri_log_reader_free(k->out);
+	cri_log_reader_free(k->err);
+	cri_log_unref(k->log);
+	if (k->config)
+		runtime__v1__container_config__free_unpacked(k->config, NULL);
+	free(k->id);
+	free(k->image_name);
+	free(k->image_id);
+	free(k->reason);
+	free(k->message);
+	free(k->dir);
+	free(k->log_path);
+	for (int i = 0; i < 3; i++)
+		free(k->rootfs_opts[i]);
+	free(k->out_path);
+	free(k->err_path);
+	free(k);
+}
+
+static void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at)
+{
+	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+		return;
+	k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+	k->exit_code = (int32_t)status;
+	k->finished_at = at ? at : cri_now_ns();
+	free(k->reason);
+	k->reason = xstrdup(k->oom ? "OOMKilled" : status == 0 ? "Completed" : "Error");
+}
+
+/* ---- pods: records ---- */
+
+static void pod_free(struct cri_pod *p)
+{
+	struct cri *c = p->c;
+	for (struct cri_pod **pp = &c->pods; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	p->shim = ttrpc_client_free(p->shim);
+	if (p->config)
+		runtime__v1__pod_sandbox_config__free_unpacked(p->config, NULL);
+	free(p->id);
+	free(p->handler);
+	free(p->dir);
+	free(p->address);
+	free(p->fail_msg);
+	free(p);
+}
+
+/* The shim went away (its VM died, it was killed): the pod is over, and so is every
+ * container in it. */
+static void pod_lost(struct cri_pod *p, const char *why)
+{
+	if (p->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY && !p->call)
+		log_warn("pod '%s': %s", p->id, why);
+	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	for (struct cri_ctr *k = p->c->ctrs; k; k = k->next)
+		if (k->pod == p && k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
+			if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED) {
+				k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+				k->finished_at = cri_now_ns();
+				k->exit_code = 128 + SIGKILL;
+				k->reason = xstrdup("Error");
+			} else {
+				ctr_set_exited(k, 128 + SIGKILL, 0);
+			}
+			free(k->message);
+			k->message = xstrdup(why);
+		}
+}
+
+static void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err, void *userdata)
+{
+	struct cri_pod *p = userdata;
+	(void)tc;
+	_cleanup_free_ char *why = xasprintf("the pod's shim is gone: %s", err->msg);
+	pod_lost(p, why);
+}
+
+/* What a failed or removed pod leaves goes away off the loop: `shim delete` waits for
+ * a dying shim, and unmounting can block. */
+struct cleanup {
+	char *id, *dir;
+	const struct cri *c;
+};
+
+static void cleanup_work(void *arg)
+{
+	struct cleanup *w = arg;
+	if (w->id)
+		cri_shim_delete(w->c, w->id, w->dir);
+	rm_tree(w->dir);
+}
+
+static void cleanup_done(struct cri *c, void *arg)
+{
+	struct cleanup *w = arg;
+	(void)c;
+	free(w->id);
+	free(w->dir);
+	free(w);
+}
+
+static void cleanup_later(struct cri *c, const char *shim_id, const char *dir)
+{
+	struct cleanup *w = xcalloc(1, sizeof(*w));
+	w->id = shim_id ? xstrdup(shim_id) : NULL;
+	w->dir = xstrdup(dir);
+	w->c = c;
+	if (cri_run_work(c, cleanup_work, cleanup_done, w) < 0) {
+		cleanup_work(w);
+		cleanup_done(c, w);
+	}
+}
+
+/* ---- RunPodSandbox ---- */
+
+static void pod_fail_finish(struct cri_pod *p)
+{
+	struct cri *c = p->c;
+	struct hull_error e = {.code = p->fail_code, .msg = TAKE_PTR(p->fail_msg)};
+	struct grpc_call *call = p->call;
+
+	p->call = NULL;
+	cleanup_later(c, p->address ? p->id : NULL, p->dir);
+	pod_free(p);
+	grpc_call_reply(call, e.code, &e, NULL);
+	free(e.msg);
+}
+
+static void on_fail_shutdown(struct ttrpc_client *tc, int code, const char *message,
+                             const uint8_t *payload, size_t len, void *userdata)
+{
+	(void)tc, (void)code, (void)message, (void)payload, (void)len;
+	pod_fail_finish(userdata);
+}
+
+/* A RunPodSandbox that fails leaves nothing: the shim is told to stop its VM and exit
+ * (Shutdown now), then `shim delete` sweeps what is left and the state goes. */
+static void pod_fail_run(struct cri_pod *p, int r, const char *msg)
+{
+	Hull__Task__ShutdownRequest sr = HULL__TASK__SHUTDOWN_REQUEST__INIT;
+
+	p->fail_code = r;
+	p->fail_msg = xasprintf("run pod sandbox: %s", msg);
+	log_warn("pod '%s': %s", p->id, p->fail_msg);
+	sr.id = p->id;
+	sr.now = true;
+	if (!shim_call(p, "Shutdown", &sr.base, SHIM_CALL_TIMEOUT_MS, on_fail_shutdown, p))
+		pod_fail_finish(p);
+}
+
+static void on_pod_started(struct ttrpc_client *tc, int code, const char *message,
+                           const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_pod *p = userdata;
+	Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
+	(void)tc;
+
+	if (code != TTRPC_OK) {
+		_cleanup_free_ char *m = xasprintf("start the sandbox task: %s", message);
+		pod_fail_run(p, ttrpc_errno_from_code(code), m);
+		return;
+	}
+	/* The sandbox process exists from Start on: its pid is the one containers join. */
+	Hull__Task__StartResponse *sr = hull__task__start_response__unpack(NULL, len, payload);
+	if (sr) {
+		if (sr->pid)
+			p->pid = sr->pid;
+		hull__task__start_response__free_unpacked(sr, NULL);
+	}
+	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	resp.pod_sandbox_id = p->id;
+	log_info("pod '%s' (%s/%s) is ready", p->id, p->config->metadata->namespace_,
+	         p->config->metadata->name);
+	struct grpc_call *call = p->call;
+	p->call = NULL;
+	grpc_call_reply(call, 0, NULL, &resp.base);
+}
+
+static void on_pod_created(struct ttrpc_client *tc, int code, const char *message,
+                           const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_pod *p = userdata;
+	Hull__Task__StartRequest sr = HULL__TASK__START_REQUEST__INIT;
+	(void)tc;
+
+	if (code != TTRPC_OK) {
+		_cleanup_free_ char *m = xasprintf("boot the VM: %s", message);
+		pod_fail_run(p, ttrpc_errno_from_code(code), m);
+		return;
+	}
+	Hull__Task__CreateTaskResponse *r = hull__task__create_task_response__unpack(NULL, len, payload);
+	if (!r) {
+		pod_fail_run(p, -EPROTO, "the shim's Create answer does not decode");
+		return;
+	}
+	p->pid = r->pid;
+	hull__task__create_task_response__free_unpacked(r, NULL);
+	sr.id = p->id;
+	if (!shim_call(p, "Start", &sr.base, SHIM_CALL_TIMEOUT_MS, on_pod_started, p))
+		pod_fail_run(p, -EIO, "the shim's connection failed");
+}
+
+/* The sandbox task's process: a static pause in an otherwise empty root. */
+static int make_sandbox_rootfs(struct cri *c, const char *dir, struct hull_error **err)
+{
+	_cleanup_free_ char *root = xasprintf("%s/rootfs", dir);
+	_cleanup_free_ char *dst = xasprintf("%s/pause", root);
+	if (mkdir(root, 0755) < 0)
+		return hull_error_set_errno(err, -errno, "mkdir '%s'", root);
+	if (link(c->cfg.pause_binary, dst) == 0)
+		return 0;
+	/* Another filesystem: copy it. */
+	_cleanup_close_ int in = open(c->cfg.pause_binary, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	char b[65536];
+	ssize_t n;
+	if (in < 0 || out < 0)
+		return hull_error_set_errno(err, -errno, "pause '%s'", c->cfg.pause_binary);
+	while ((n = read(in, b, sizeof(b))) > 0)
+		if (write_all(out, b, (size_t)n) < 0)
+			return hull_error_set_errno(err, -errno, "copy pause");
+	return n < 0 ? hull_error_set_errno(err, -errno, "read pause") : 0;
+}
+
+static int write_file(const char *path, const char *text, struct hull_error **err)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
+		return hull_error_set_errno(err, -errno, "write '%s'", path);
+	return 0;
+}
+
+static void set_shim_options(struct cri *c, Hull__Task__Any *any, uint8_t **buf)
+{
+	Hull__Events__RuntimeOptions o = HULL__EVENTS__RUNTIME_OPTIONS__INIT;
+	if (!c->cfg.shim_config)
+		return;
+	o.config_path = c->cfg.shim_config;
+	*buf = xmalloc(protobuf_c_message_get_packed_size(&o.base) + 1);
+	any->type_url = (char *)"runtimeoptions.v1.Options";
+	any->value.len = protobuf_c_message_pack(&o.base, *buf);
+	any->value.data = *buf;
+}
+
+/* The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf, kept in its directory and
+ * bound into each container as containerd does: the DNS config kubelet gives, else the
+ * host's resolv.conf. */
+static int write_pod_files(const struct cri_pod *p, struct hull_error **err)
+{
+	const Runtime__V1__PodSandboxConfig *pc = p->config;
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	const char *hostname = *pc->hostname ? pc->hostname : pc->metadata->name;
+	int r;
+
+	path = xasprintf("%s/hostname", p->dir);
+	text = xasprintf("%s\n", hostname);
+	r = write_file(path, text, err);
+	if (r < 0)
+		return r;
+	free(path);
+	free(text);
+	path = xasprintf("%s/hosts", p->dir);
+	text = xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	                 "127.0.1.1\t%s\n",
+	                 hostname);
+	r = write_file(path, text, err);
+	if (r < 0)
+		return r;
+	free(path);
+	free(text);
+	text = NULL;
+	path = xasprintf("%s/resolv.conf", p->dir);
+	if (pc->dns_config && (pc->dns_config->n_servers || pc->dns_config->n_searches ||
+	                       pc->dns_config->n_options)) {
+		const Runtime__V1__DNSConfig *d = pc->dns_config;
+		struct buf b = {0};
+		for (size_t i = 0; i < d->n_servers; i++) {
+			_cleanup_free_ char *l = xasprintf("nameserver %s\n", d->servers[i]);
+			buf_append(&b, l, strlen(l));
+		}
+		if (d->n_searches) {
+			buf_append(&b, "search", 6);
+			for (size_t i = 0; i < d->n_searches; i++) {
+				buf_append(&b, " ", 1);
+				buf_append(&b, d->searches[i], strlen(d->searches[i]));
+			}
+			buf_append(&b, "\n", 1);
+		}
+		if (d->n_options) {
+			buf_append(&b, "options", 7);
+			for (size_t i = 0; i < d->n_options; i++) {
+				buf_append(&b, " ", 1);
+				buf_append(&b, d->options[i], strlen(d->options[i]));
+			}
+			buf_append(&b, "\n", 1);
+		}
+		buf_append(&b, "", 1);
+		r = write_file(path, (const char *)buf_head(&b), err);
+		buf_release(&b);
+	} else {
+		_cleanup_close_ int fd = open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC);
+		char host[16384];
+		ssize_t n = fd < 0 ? 0 : read_all(fd, host, sizeof(host) - 1);
+		host[n > 0 ? n : 0] = '\0';
+		r = write_file(path, host, err);
+	}
+	return r;
+}
+
+/* The pod's files for a spec. */
+static void spec_pod(const struct cri_pod *p, struct cri_spec_pod *sp, char *paths[3])
+{
+	paths[0] = xasprintf("%s/hostname", p->dir);
+	paths[1] = xasprintf("%s/hosts", p->dir);
+	paths[2] = xasprintf("%s/resolv.conf", p->dir);
+	*sp = (struct cri_spec_pod){.id = p->id,
+	                            .config = p->config,
+	                            .sandbox_pid = p->pid,
+	                            .cgroup_driver = p->c->cfg.cgroup_driver,
+	                            .hostname_path = paths[0],
+	                            .hosts_path = paths[1],
+	                            .resolv_path = paths[2]};
+}
+
+static void spec_pod_done(char *paths[3])
+{
+	for (int i = 0; i < 3; i++)
+		free(paths[i]);
+}
+
+/* A small file of the image's tree (its /etc/passwd), or NULL. */
+static char *read_small(const char *tree, const char *name)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s", tree, name);
+	/* Security: the image's own file, not what a symlink in it names on the host. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char *text;
+	ssize_t n;
+	if (fd < 0)
+		return NULL;
+	text = xmalloc(1u << 20);
+	n = read_all(fd, text, (1u << 20) - 1);
+	if (n < 0) {
+		free(text);
+		return NULL;
+	}
+	text[n] = '\0';
+	return text;
+}
+
+static int check_pod_config(const Runtime__V1__PodSandboxConfig *pc, struct hull_error **err)
+{
+	const Runtime__V1__NamespaceOption *ns = NULL;
+	if (!pc)
+		return invalid(err, "config", "missing");
+	if (!pc->metadata || !*pc->metadata->name || !*pc->metadata->namespace_ ||
+	    !*pc->metadata->uid)
+		return invalid(err, "config.metadata", "name, namespace and uid are required");
+	if (pc->linux && pc->linux->security_context)
+		ns = pc->linux->security_context->namespace_options;
+	/* docs/kubernetes.md: a VM cannot share the node's network or IPC objects. */
+	if (ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE)
+		return invalid(err, "config.linux.security_context.namespace_options.network",
+		               "NODE (hostNetwork) is not supported by the hull runtime: a VM "
+		               "cannot share the node's network namespace");
+	if (ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE)
+		return invalid(err, "config.linux.security_context.namespace_options.ipc",
+		               "NODE (hostIPC) is not supported by the hull runtime: a VM cannot "
+		               "share the node's IPC objects");
+	return 0;
+}
+
+static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                     ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__RunPodSandboxRequest *req =
+	    runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
+	Hull__Task__CreateTaskRequest cr = HULL__TASK__CREATE_TASK_REQUEST__INIT;
+	Hull__Task__Any opts = HULL__TASK__ANY__INIT;
+	_cleanup_free_ uint8_t *opts_buf = NULL;
+	_cleanup_free_ char *spec = NULL, *path = NULL;
+	struct cri_pod *p;
+	int r;
+	(void)ret;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	r = check_pod_config(req->config, err);
+	if (r < 0)
+		goto out;
+	if (*req->runtime_handler && strcmp(req->runtime_handler, "hull") != 0) {
+		r = hull_error_set(err, -EINVAL,
+		                   "runtime_handler '%.64s': this hull-cri serves 'hull' only",
+		                   req->runtime_handler);
+		goto out;
+	}
+	for (p = c->pods; p; p = p->next) {
+		const Runtime__V1__PodSandboxMetadata *a = p->config->metadata,
+		                                      *b = req->config->metadata;
+		if (strcmp(a->name, b->name) == 0 && strcmp(a->namespace_, b->namespace_) == 0 &&
+		    strcmp(a->uid, b->uid) == 0 && a->attempt == b->attempt) {
+			r = hull_error_set(err, -EEXIST,
+			                   "config.metadata: pod '%s/%s' attempt %u exists as '%s'",
+			                   b->namespace_, b->name, b->attempt, p->id);
+			goto out;
+		}
+	}
+
+	p = xcalloc(1, sizeof(*p));
+	p->c = c;
+	p->id = cri_new_id();
+	p->config = msg_dup(&req->config->base);
+	p->handler = xstrdup("hull");
+	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	p->created_at = cri_now_ns();
+	p->dir = xasprintf("%s/pods/%s", c->cfg.state, p->id);
+	p->next = c->pods;
+	c->pods = p;
+	r = mkdir_p(p->dir, 0711);
+	if (r < 0) {
+		hull_error_set_errno(err, r, "mkdir '%s'", p->dir);
+		goto fail;
+	}
+	r = make_sandbox_rootfs(c, p->dir, err);
+	if (r < 0)
+		goto fail;
+	r = write_pod_files(p, err);
+	if (r < 0)
+		goto fail;
+	{
+		struct cri_spec_pod sp;
+		char *paths[3];
+		spec_pod(p, &sp, paths);
+		r = cri_sandbox_spec(&sp, "/pause", &spec, err);
+		spec_pod_done(paths);
+		if (r < 0)
+			goto fail;
+	}
+	path = xasprintf("%s/config.json", p->dir);
+	r = write_file(path, spec, err);
+	if (r < 0)
+		goto fail;
+	free(path);
+	/* The shim's own log (a plain file here; containerd makes it a FIFO). */
+	path = xasprintf("%s/log", p->dir);
+	r = write_file(path, "", err);
+	if (r < 0)
+		goto fail;
+	r = cri_shim_start(c, p->id, p->dir, &p->address, err);
+	if (r < 0)
+		goto fail;
+	r = cri_shim_connect(p->address, &p->shim, err);
+	if (r < 0)
+		goto fail;
+	ttrpc_client_attach(p->shim, c->loop, on_shim_error, p);
+
+	cr.id = p->id;
+	cr.bundle = p->dir;
+	set_shim_options(c, &opts, &opts_buf);
+	if (opts_buf)
+		cr.options = &opts;
+	p->call = call;
+	if (!shim_call(p, "Create", &cr.base, BOOT_TIMEOUT_MS, on_pod_created, p)) {
+		p->call = NULL;
+		r = hull_error_set(err, -EIO, "the shim's connection failed");
+		goto fail;
+	}
+	runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+	return 1;
+
+fail:
+	if (p->shim) {
+		/* The shim runs: it is stopped before the answer goes. */
+		p->call = call;
+		pod_fail_run(p, r, (*err)->msg);
+		*err = hull_error_free(*err);
+		runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+		return 1;
+	}
+	hull_error_prefix(err, "run pod sandbox");
+	cleanup_later(c, p->address ? p->id : NULL, p->dir);
+	pod_free(p);
+out:
+	runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- stopping: every task of the pod killed, waited for, deleted; then the shim ---- */
+
+static void pod_stop_next(struct cri_pod *p);
+
+static void pod_stop_finish(struct cri_pod *p)
+{
+	struct grpc_call *call = p->call;
+	p->call = NULL;
+	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	for (struct cri_ctr *k = p->c->ctrs; k; k = k->next)
+		if (k->pod == p) {
+			ctr_close_logs(k);
+			k->in_shim = false;
+			if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+				ctr_set_exited(k, 128 + SIGKILL, 0);
+		}
+	if (p->removing) {
+		struct cri *c = p->c;
+		for (struct cri_ctr *k = c->ctrs, *next; k; k = next) {
+			next = k->next;
+			if (k->pod == p) {
+				cleanup_later(c, NULL, k->dir);
+				ctr_free(k);
+			}
+		}
+		cleanup_later(c, p->address ? p->id : NULL, p->dir);
+		log_info("pod '%s' removed", p->id);
+		pod_free(p);
+	}
+	grpc_call_reply(call, 0, NULL, NULL);
+}
+
+static void on_stop_step(struct ttrpc_client *tc, int code, const char *message,
+                         const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_pod *p = userdata;
+	(void)tc, (void)payload, (void)len;
+	/* Errors are fine here: a task already gone is what we want. */
+	if (code != TTRPC_OK)
+		log_debug("pod '%s': stop step %d: %s", p->id, p->stop_phase, message);
+	if (--p->waiting == 0)
+		pod_stop_next(p);
+}
+
+enum { STOP_KILL, STOP_WAIT, STOP_DELETE, STOP_SHUTDOWN, STOP_DONE };
+
+/* One phase at a time over every task (containers first, then the sandbox), as
+ * containerd does it: kill, wait for the exits, delete, shut the shim down. */
+static void pod_stop_phase(struct cri_pod *p, int phase)
+{
+	struct cri *c = p->c;
+	p->waiting = 1; /* held while the calls are queued */
+	for (struct cri_ctr *k = c->ctrs;; k = k->next) {
+		bool sandbox = !k;
+		const char *id = sandbox ? p->id : k->id;
+		if (!sandbox && k->pod != p)
+			continue;
+		if (!sandbox && !k->in_shim)
+			goto next; /* not (or no longer) a task of the shim */
+		if (phase == STOP_KILL) {
+			Hull__Task__KillRequest kr = HULL__TASK__KILL_REQUEST__INIT;
+			kr.id = (char *)id;
+			kr.signal = SIGKILL;
+			kr.all = true;
+			if (shim_call(p, "Kill", &kr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step, p))
+				p->waiting++;
+		} else if (phase == STOP_WAIT) {
+			Hull__Task__WaitRequest wr = HULL__TASK__WAIT_REQUEST__INIT;
+			wr.id = (char *)id;
+			if (shim_call(p, "Wait", &wr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step, p))
+				p->waiting++;
+		} else if (phase == STOP_DELETE) {
+			Hull__Task__DeleteRequest dr = HULL__TASK__DELETE_REQUEST__INIT;
+			dr.id = (char *)id;
+			if (shim_call(p, "Delete", &dr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step, p))
+				p->waiting++;
+		} else if (phase == STOP_SHUTDOWN && sandbox) {
+			Hull__Task__ShutdownRequest sr = HULL__TASK__SHUTDOWN_REQUEST__INIT;
+			sr.id = p->id;
+			if (shim_call(p, "Shutdown", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step, p))
+				p->waiting++;
+		}
+	next:
+		if (sandbox)
+			break;
+	}
+	if (--p->waiting == 0)
+		pod_stop_next(p);
+}
+
+static void pod_stop_next(struct cri_pod *p)
+{
+	p->stop_phase++;
+	if (p->stop_phase >= STOP_DONE || !p->shim) {
+		if (p->shim) {
+			p->shim = ttrpc_client_free(p->shim);
+		}
+		pod_stop_finish(p);
+		return;
+	}
+	pod_stop_phase(p, p->stop_phase);
+}
+
+static void pod_stop_start(struct cri_pod *p, struct grpc_call *call)
+{
+	p->call = call;
+	p->stop_phase = STOP_KILL;
+	if (!p->shim) {
+		pod_stop_finish(p);
+		return;
+	}
+	pod_stop_phase(p, STOP_KILL);
+}
+
+static int m_stop_pod(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                      ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__StopPodSandboxRequest *req =
+	    runtime__v1__stop_pod_sandbox_request__unpack(NULL, len, msg);
+	struct cri_pod *p;
+	int r = 0;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	p = pod_find(c, req->pod_sandbox_id);
+	if (!p) {
+		/* kubelet: stopping what is gone is done. */
+		*ret = msg_own(&(Runtime__V1__StopPodSandboxResponse)
+		                   RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT.base);
+	} else if (p->call) {
+		r = busy(err, "pod", p->id);
+	} else {
+		pod_stop_start(p, call);
+		r = 1;
+	}
+	runtime__v1__stop_pod_sandbox_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int m_remove_pod(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__RemovePodSandboxRequest *req =
+	    runtime__v1__remove_pod_sandbox_request__unpack(NULL, len, msg);
+	struct cri_pod *p;
+	int r = 0;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	p = pod_find(c, req->pod_sandbox_id);
+	if (!p) {
+		*ret = msg_own(&(Runtime__V1__RemovePodSandboxResponse)
+		                   RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT.base);
+	} else if (p->call) {
+		r = busy(err, "pod", p->id);
+	} else {
+		/* containerd stops a ready pod first; so do we. */
+		p->removing = true;
+		pod_stop_start(p, call);
+		r = 1;
+	}
+	runtime__v1__remove_pod_sandbox_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- PodSandboxStatus, ListPodSandbox ---- */
+
+static char *pod_info_json(const struct cri_pod *p)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "pid", json_object_new_int64(p->pid));
+	json_object_object_add(o, "runtimeHandler", json_object_new_string(p->handler));
+	json_object_object_add(o, "bundle", json_object_new_string(p->dir));
+	json_object_object_add(o, "shimAddress",
+	                       json_object_new_string(p->address ? p->address : ""));
+	char *s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static int m_pod_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__PodSandboxStatusRequest *req =
+	    runtime__v1__pod_sandbox_status_request__unpack(NULL, len, msg);
+	Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
+	Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+	Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
+	Runtime__V1__LinuxPodSandboxStatus lst = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
+	Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
+	Runtime__V1__NamespaceOption nso = RUNTIME__V1__NAMESPACE_OPTION__INIT;
+	Runtime__V1__PodSandboxStatusResponse__InfoEntry info =
+	    RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
+	Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[1] = {&info};
+	_cleanup_free_ char *info_json = NULL;
+	struct cri_pod *p;
+	(void)call;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	p = pod_find(c, req->pod_sandbox_id);
+	if (!p) {
+		int r = hull_error_set(err, -ENOENT, "pod sandbox '%.80s' not found",
+		                       req->pod_sandbox_id);
+		runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
+		return r;
+	}
+	st.id = p->id;
+	st.metadata = p->config->metadata;
+	st.state = p->state;
+	st.created_at = p->created_at;
+	st.network = &net;
+	if (p->config->linux && p->config->linux->security_context &&
+	    p->config->linux->security_context->namespace_options)
+		ns.options = p->config->linux->security_context->namespace_options;
+	else
+		ns.options = &nso;
+	lst.namespaces = &ns;
+	st.linux = &lst;
+	st.n_labels = p->config->n_labels;
+	st.labels = kv_copy(&runtime__v1__pod_sandbox_status__labels_entry__descriptor,
+	                    (void *const *)p->config->labels, p->config->n_labels);
+	st.n_annotations = p->config->n_annotations;
+	st.annotations = kv_copy(&runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
+	                         (void *const *)p->config->annotations, p->config->n_annotations);
+	st.runtime_handler = p->handler;
+	resp.status = &st;
+	if (req->verbose) {
+		info_json = pod_info_json(p);
+		info.key = (char *)"info";
+		info.value = info_json;
+		resp.n_info = 1;
+		resp.info = infos;
+	}
+	resp.timestamp = cri_now_ns();
+	*ret = msg_own(&resp.base);
+	kv_free(st.labels, st.n_labels);
+	kv_free(st.annotations, st.n_annotations);
+	runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
+	return 0;
+}
+
+static int m_list_pods(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                       ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__ListPodSandboxRequest *req =
+	    runtime__v1__list_pod_sandbox_request__unpack(NULL, len, msg);
+	Runtime__V1__ListPodSandboxResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
+	const Runtime__V1__PodSandboxFilter *f;
+	size_t n = 0, i = 0;
+	(void)call;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	f = req->filter;
+	for (struct cri_pod *p = c->pods; p; p = p->next)
+		n++;
+	Runtime__V1__PodSandbox *items = xcalloc(n + 1, sizeof(*items));
+	resp.items = xcalloc(n + 1, sizeof(*resp.items));
+	for (struct cri_pod *p = c->pods; p; p = p->next) {
+		if (p->call && p->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY &&
+		    !p->removing && p->stop_phase == 0 && !p->shim)
+			continue;
+		if (f && *f->id && strncmp(p->id, f->id, strlen(f->id)) != 0)
+			continue;
+		if (f && f->state && f->state->state != p->state)
+			continue;
+		if (f && !labels_match((void *const *)p->config->labels, p->config->n_labels,
+		                       (void *const *)f->label_selector, f->n_label_selector))
+			continue;
+		Runtime__V1__PodSandbox *it = &items[i];
+		runtime__v1__pod_sandbox__init(it);
+		it->id = p->id;
+		it->metadata = p->config->metadata;
+		it->state = p->state;
+		it->created_at = p->created_at;
+		it->n_labels = p->config->n_labels;
+		it->labels = kv_copy(&runtime__v1__pod_sandbox__labels_entry__descriptor,
+		                     (void *const *)p->config->labels, p->config->n_labels);
+		it->n_annotations = p->config->n_annotations;
+		it->annotations = kv_copy(&runtime__v1__pod_sandbox__annotations_entry__descriptor,
+		                          (void *const *)p->config->annotations,
+		                          p->config->n_annotations);
+		it->runtime_handler = p->handler;
+		resp.items[i++] = it;
+	}
+	resp.n_items = i;
+	*ret = msg_own(&resp.base);
+	for (size_t k = 0; k < i; k++) {
+		kv_free(items[k].labels, items[k].n_labels);
+		kv_free(items[k].annotations, items[k].n_annotations);
+	}
+	free(items);
+	free(resp.items);
+	runtime__v1__list_pod_sandbox_request__free_unpacked(req, NULL);
+	return 0;
+}
+
+/* ---- CreateContainer ---- */
+
+/* The image as the store knows it: *manifest and *config digests, its config. */
+static int resolve_image(struct cri *c, const char *name, char **ret_manifest, char **ret_id,
+                         struct image_config *ic, struct hull_error **err)
+{
+	struct image_ref ref = {0};
+	_cleanup_free_ char *full = NULL, *digest = NULL;
+	struct image_manifest m = {0};
+	int r;
+
+	if (strncmp(name, "sha256:", 7) == 0) {
+		/* An image id (its config digest): find a name that has it. */
+		_cleanup_strv_free_ char **names = NULL, **digests = NULL;
+		r = image_store_list(c->images, &names, &digests, err);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; names && names[i] && !digest; i++) {
+			struct image_manifest mm = {0};
+			struct image_config mc = {0};
+			if (image_store_load(c->images, digests[i], &mm, &mc, NULL) == 0) {
+				if (mm.n_entries > 0 && strcmp(mm.entries[0].digest, name) == 0)
+					digest = xstrdup(digests[i]);
+				image_manifest_done(&mm);
+				image_config_done(&mc);
+			}
+		}
+		if (!digest)
+			return hull_error_set(err, -ENOENT, "image '%.80s' not found", name);
+	} else {
+		r = image_ref_parse(name, &ref, err);
+		if (r < 0)
+			return r;
+		full = image_ref_string(&ref);
+		image_ref_done(&ref);
+		r = image_store_resolve(c->images, full, &digest, err);
+		if (r < 0)
+			return r;
+	}
+	r = image_store_load(c->images, digest, &m, ic, err);
+	if (r < 0)
+		return r;
+	*ret_id = xstrdup(m.entries[0].digest);
+	image_manifest_done(&m);
+	*ret_manifest = TAKE_PTR(digest);
+	return 0;
+}
+
+static int open_fifo(const char *path, int *ret_read, int *ret_hold, struct hull_error **err)
+{
+	if (mkfifo(path, 0600) < 0)
+		return hull_error_set_errno(err, -errno, "mkfifo '%s'", path);
+	*ret_read = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (*ret_read < 0)
+		return hull_error_set_errno(err, -errno, "open '%s'", path);
+	/* Held open until the shim opened its own, so that the reader sees no EOF first. */
+	*ret_hold = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (*ret_hold < 0)
+		return hull_error_set_errno(err, -errno, "open '%s'", path);
+	return 0;
+}
+
+static int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)call;
+	struct cri *c = userdata;
+	Runtime__V1__CreateContainerRequest *req =
+	    runtime__v1__create_container_request__unpack(NULL, len, msg);
+	_cleanup_free_ char *manifest = NULL, *tree = NULL, *spec = NULL, *path = NULL,
+	                    *upper = NULL, *work = NULL, *out_path = NULL, *err_path = NULL;
+	struct image_config ic = {0};
+	struct cri_pod *p;
+	struct cri_ctr *k = NULL;
+	const Runtime__V1__ContainerConfig *cc;
+	int r, fd_out = -1, fd_err = -1;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	cc = req->config;
+	p = pod_find(c, req->pod_sandbox_id);
+	if (!p) {
+		r = hull_error_set(err, -ENOENT, "pod sandbox '%.80s' not found",
+		                   req->pod_sandbox_id);
+		goto out;
+	}
+	if (p->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY || p->call) {
+		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		                   "pod sandbox '%s' is not ready", p->id);
+		goto out;
+	}
+	if (!cc || !cc->metadata || !*cc->metadata->name) {
+		r = invalid(err, "config.metadata.name", "required");
+		goto out;
+	}
+	if (!cc->image || !*cc->image->image) {
+		r = invalid(err, "config.image.image", "required");
+		goto out;
+	}
+	for (struct cri_ctr *o = c->ctrs; o; o = o->next)
+		if (o->pod == p && strcmp(o->config->metadata->name, cc->metadata->name) == 0 &&
+		    o->config->metadata->attempt == cc->metadata->attempt) {
+			r = hull_error_set(err, -EEXIST,
+			                   "config.metadata: container '%s' attempt %u exists as '%s'",
+			                   cc->metadata->name, cc->metadata->attempt, o->id);
+			goto out;
+		}
+
+	k = xcalloc(1, sizeof(*k));
+	k->c = c;
+	k->hold[0] = k->hold[1] = -1;
+	k->id = cri_new_id();
+	k->pod = p;
+	k->config = msg_dup(&cc->base);
+	k->image_name = xstrdup(cc->image->image);
+	k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
+	k->created_at = cri_now_ns();
+	k->dir = xasprintf("%s/containers/%s", c->cfg.state, k->id);
+	k->next = c->ctrs;
+	c->ctrs = k;
+
+	r = resolve_image(c, cc->image->image, &manifest, &k->image_id, &ic, err);
+	if (r < 0) {
+		hull_error_prefix(err, "config.image.image '%.200s'", cc->image->image);
+		goto fail;
+	}
+	r = image_store_rootfs(c->images, manifest, &tree, err);
+	if (r < 0)
+		goto fail;
+	r = mkdir_p(k->dir, 0711);
+	upper = xasprintf("%s/upper", k->dir);
+	work = xasprintf("%s/work", k->dir);
+	if (r < 0 || mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0) {
+		r = hull_error_set_errno(err, r < 0 ? r : -errno, "mkdir '%s'", k->dir);
+		goto fail;
+	}
+	{
+		struct cri_spec_pod sp;
+		char *paths[3];
+		_cleanup_free_ char *passwd = read_small(tree, "etc/passwd");
+		_cleanup_free_ char *group = read_small(tree, "etc/group");
+		struct cri_spec_users users = {.passwd = passwd, .group = group};
+		spec_pod(p, &sp, paths);
+		r = cri_container_spec_users(&sp, k->id, cc, &ic, k->image_name, &users, &spec,
+		                             err);
+		spec_pod_done(paths);
+		if (r < 0)
+			goto fail;
+	}
+	path = xasprintf("%s/config.json", k->dir);
+	r = write_file(path, spec, err);
+	if (r < 0)
+		goto fail;
+
+	/* Logs: CRI's log_path is relative to the pod's log_directory. */
+	if (*cc->log_path && *p->config->log_directory) {
+		k->log_path = xasprintf("%s/%s", p->config->log_directory, cc->log_path);
+		_cleanup_free_ char *d = xstrndup(k->log_path, (size_t)(strrchr(k->log_path, '/') -
+		                                                       k->log_path));
+		(void)mkdir_p(d, 0755);
+		k->log = cri_log_open(k->log_path, err);
+		if (!k->log) {
+			r = (*err)->code;
+			goto fail;
+		}
+	} else {
+		k->log = cri_log_open("/dev/null", err);
+		if (!k->log) {
+			r = (*err)->code;
+			goto fail;
+		}
+	}
+	out_path = xasprintf("%s/stdout", k->dir);
+	r = open_fifo(out_path, &fd_out, &k->hold[0], err);
+	if (r < 0)
+		goto fail;
+	k->out = cri_log_reader_new(c->loop, fd_out, k->log, "stdout", NULL, NULL);
+	fd_out = -1;
+	if (!cc->tty) {
+		err_path = xasprintf("%s/stderr", k->dir);
+		r = open_fifo(err_path, &fd_err, &k->hold[1], err);
+		if (r < 0)
+			goto fail;
+		k->err = cri_log_reader_new(c->loop, fd_err, k->log, "stderr", NULL, NULL);
+		fd_err = -1;
+	}
+
+	/* The rootfs as containerd's overlayfs snapshotter hands it: the image's tree
+	 * read-only below, the container's own layer above. The shim gets it with the
+	 * task, at StartContainer (as containerd's CRI makes the task there). */
+	k->rootfs_opts[0] = xasprintf("lowerdir=%s", tree);
+	k->rootfs_opts[1] = xasprintf("upperdir=%s/upper", k->dir);
+	k->rootfs_opts[2] = xasprintf("workdir=%s/work", k->dir);
+	k->out_path = TAKE_PTR(out_path);
+	k->err_path = TAKE_PTR(err_path);
+	k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
+	{
+		Runtime__V1__CreateContainerResponse resp =
+		    RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+		resp.container_id = k->id;
+		*ret = msg_own(&resp.base);
+	}
+	image_config_done(&ic);
+	runtime__v1__create_container_request__free_unpacked(req, NULL);
+	return 0;
+
+fail:
+	if (fd_out >= 0)
+		close(fd_out);
+	if (fd_err >= 0)
+		close(fd_err);
+	hull_error_prefix(err, "create container");
+	cleanup_later(c, NULL, k->dir);
+	ctr_free(k);
+out:
+	image_config_done(&ic);
+	runtime__v1__create_container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- StartContainer: the shim's Create (the VM mounts the rootfs, makes the
+ * container), then its Start ---- */
+
+/* A container that failed to start is exited, with the reason, as under runc. */
+static void ctr_fail_start(struct cri_ctr *k, int r, const char *message)
+{
+	struct grpc_call *call = k->call;
+	struct hull_error e = {.code = r,
+	                       .msg = xasprintf("start container '%s': %s", k->id, message)};
+	k->call = NULL;
+	ctr_close_logs(k);
+	ctr_set_exited(k, 128, 0);
+	free(k->reason);
+	k->reason = xstrdup("StartError");
+	free(k->message);
+	k->message = xstrdup(message);
+	grpc_call_reply(call, e.code, &e, NULL);
+	free(e.msg);
+}
+
+static void on_ctr_started(struct ttrpc_client *tc, int code, const char *message,
+                           const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_ctr *k = userdata;
+	struct grpc_call *call;
+	(void)tc;
+
+	if (code != TTRPC_OK) {
+		ctr_fail_start(k, ttrpc_errno_from_code(code), message);
+		return;
+	}
+	Hull__Task__StartResponse *sr = hull__task__start_response__unpack(NULL, len, payload);
+	if (sr) {
+		k->pid = sr->pid;
+		hull__task__start_response__free_unpacked(sr, NULL);
+	}
+	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED) {
+		k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
+		k->started_at = cri_now_ns();
+	}
+	call = k->call;
+	k->call = NULL;
+	grpc_call_reply(call, 0, NULL, NULL);
+}
+
+static void on_ctr_created(struct ttrpc_client *tc, int code, const char *message,
+                           const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_ctr *k = userdata;
+	Hull__Task__StartRequest sr = HULL__TASK__START_REQUEST__INIT;
+	(void)tc, (void)payload, (void)len;
+
+	if (code != TTRPC_OK) {
+		ctr_fail_start(k, ttrpc_errno_from_code(code), message);
+		return;
+	}
+	k->in_shim = true;
+	/* The shim holds the FIFOs' write ends now: ours go, so that its close is our EOF. */
+	ctr_close_logs(k);
+	sr.id = k->id;
+	if (!shim_call(k->pod, "Start", &sr.base, SHIM_CALL_TIMEOUT_MS, on_ctr_started, k))
+		ctr_fail_start(k, -EIO, "the pod's shim is gone");
+}
+
+static int ctr_send_create(struct cri_ctr *k)
+{
+	Hull__Task__CreateTaskRequest cr = HULL__TASK__CREATE_TASK_REQUEST__INIT;
+	Hull__Task__Mount mnt = HULL__TASK__MOUNT__INIT, *mnts[1] = {&mnt};
+
+	mnt.type = (char *)"overlay";
+	mnt.source = (char *)"overlay";
+	mnt.n_options = 3;
+	mnt.options = k->rootfs_opts;
+	cr.id = k->id;
+	cr.bundle = k->dir;
+	cr.n_rootfs = 1;
+	cr.rootfs = mnts;
+	cr.terminal = k->config->tty;
+	cr.stdout = k->out_path;
+	cr.stderr = k->err_path ? k->err_path : (char *)"";
+	return shim_call(k->pod, "Create", &cr.base, SHIM_CALL_TIMEOUT_MS * 6, on_ctr_created, k)
+	           ? 0
+	           : -EIO;
+}
+
+static int m_start_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                       ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__StartContainerRequest *req =
+	    runtime__v1__start_container_request__unpack(NULL, len, msg);
+	struct cri_ctr *k;
+	int r = 1;
+	(void)ret;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k)
+		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
+	else if (k->call)
+		r = busy(err, "container", k->id);
+	else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED)
+		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		                   "container '%s' is not in the created state", k->id);
+	else if (k->pod->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY)
+		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		                   "the pod sandbox of container '%s' is not ready", k->id);
+	else {
+		k->call = call;
+		if (ctr_send_create(k) < 0) {
+			k->call = NULL;
+			r = hull_error_set(err, -EIO, "the pod's shim is gone");
+		}
+	}
+	runtime__v1__start_container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- StopContainer, RemoveContainer: signal, wait (then SIGKILL), delete ---- */
+
+static void ctr_stop_done(struct cri_ctr *k)
+{
+	struct grpc_call *call = k->call;
+	k->call = NULL;
+	if (k->removing) {
+		cleanup_later(k->c, NULL, k->dir);
+		ctr_free(k);
+	}
+	grpc_call_reply(call, 0, NULL, NULL);
+}
+
+static void on_ctr_deleted(struct ttrpc_client *tc, int code, const char *message,
+                           const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_ctr *k = userdata;
+	(void)tc, (void)payload, (void)len;
+	if (code != TTRPC_OK)
+		log_debug("container '%s': delete: %s", k->id, message);
+	k->in_shim = false;
+	ctr_stop_done(k);
+}
+
+static void ctr_delete_task(struct cri_ctr *k)
+{
+	Hull__Task__DeleteRequest dr = HULL__TASK__DELETE_REQUEST__INIT;
+	dr.id = k->id;
+	if (!k->removing || !k->in_shim ||
+	    !shim_call(k->pod, "Delete", &dr.base, SHIM_CALL_TIMEOUT_MS, on_ctr_deleted, k))
+		ctr_stop_done(k);
+}
+
+static void on_ctr_waited(struct ttrpc_client *tc, int code, const char *message,
+                          const uint8_t *payload, size_t len, void *userdata);
+
+static void ctr_kill_and_wait(struct cri_ctr *k, int sig, int timeout_ms)
+{
+	Hull__Task__KillRequest kr = HULL__TASK__KILL_REQUEST__INIT;
+	Hull__Task__WaitRequest wr = HULL__TASK__WAIT_REQUEST__INIT;
+	kr.id = k->id;
+	kr.signal = (uint32_t)sig;
+	kr.all = sig == SIGKILL;
+	wr.id = k->id;
+	(void)shim_call(k->pod, "Kill", &kr.base, SHIM_CALL_TIMEOUT_MS, NULL, NULL);
+	k->stop_timeout = sig == SIGKILL ? -1 : timeout_ms;
+	if (!shim_call(k->pod, "Wait", &wr.base, timeout_ms, on_ctr_waited, k)) {
+		ctr_set_exited(k, 128 + SIGKILL, 0);
+		ctr_delete_task(k);
+	}
+}
+
+static void on_ctr_waited(struct ttrpc_client *tc, int code, const char *message,
+                          const uint8_t *payload, size_t len, void *userdata)
+{
+	struct cri_ctr *k = userdata;
+	(void)tc, (void)message;
+
+	if (code == TTRPC_DEADLINE_EXCEEDED && k->stop_timeout >= 0) {
+		/* The grace period is over. */
+		ctr_kill_and_wait(k, SIGKILL, SHIM_CALL_TIMEOUT_MS);
+		return;
+	}
+	if (code == TTRPC_OK) {
+		Hull__Task__WaitResponse *w = hull__task__wait_response__unpack(NULL, len, payload);
+		if (w) {
+			int64_t at = w->exited_at ? w->exited_at->seconds * 1000000000 +
+			                                w->exited_at->nanos
+			                          : 0;
+			ctr_set_exited(k, w->exit_status, at);
+			hull__task__wait_response__free_unpacked(w, NULL);
+		}
+	}
+	if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+		ctr_set_exited(k, 128 + SIGKILL, 0);
+	ctr_delete_task(k);
+}
+
+static void ctr_stop_start(struct cri_ctr *k, struct grpc_call *call, int64_t timeout_s)
+{
+	k->call = call;
+	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING && k->pod->shim) {
+		int sig = SIGTERM;
+		if (k->config->linux && k->config->linux->security_context &&
+		    k->config->linux->security_context->privileged)
+			sig = SIGTERM;
+		if (timeout_s <= 0)
+			ctr_kill_and_wait(k, SIGKILL, SHIM_CALL_TIMEOUT_MS);
+		else
+			ctr_kill_and_wait(k, sig, (int)MIN(timeout_s, 3600) * 1000);
+		return;
+	}
+	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED && k->removing) {
+		ctr_set_exited(k, 0, 0);
+	}
+	ctr_delete_task(k);
+}
+
+static int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                      ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__StopContainerRequest *req =
+	    runtime__v1__stop_container_request__unpack(NULL, len, msg);
+	struct cri_ctr *k;
+	int r = 1;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k || k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING) {
+		/* Gone, or not running: stopped already. */
+		*ret = msg_own(&(Runtime__V1__StopContainerResponse)
+		                   RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT.base);
+		r = 0;
+	} else if (k->call) {
+		r = busy(err, "container", k->id);
+	} else {
+		ctr_stop_start(k, call, req->timeout);
+	}
+	runtime__v1__stop_container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+static int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__RemoveContainerRequest *req =
+	    runtime__v1__remove_container_request__unpack(NULL, len, msg);
+	struct cri_ctr *k;
+	int r = 1;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k) {
+		*ret = msg_own(&(Runtime__V1__RemoveContainerResponse)
+		                   RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT.base);
+		r = 0;
+	} else if (k->call) {
+		r = busy(err, "container", k->id);
+	} else {
+		k->removing = true;
+		ctr_stop_start(k, call, 0);
+	}
+	runtime__v1__remove_container_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- ContainerStatus, ListContainers ---- */
+
+static int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__ContainerStatusRequest *req =
+	    runtime__v1__container_status_request__unpack(NULL, len, msg);
+	Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+	Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+	Runtime__V1__ContainerStatusResponse__InfoEntry info =
+	    RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+	Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = {&info};
+	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
+	_cleanup_free_ char *info_json = NULL;
+	struct cri_ctr *k;
+	(void)call;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k || k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN) {
+		int r = hull_error_set(err, -ENOENT, "container '%.80s' not found",
+		                       req->container_id);
+		runtime__v1__container_status_request__free_unpacked(req, NULL);
+		return r;
+	}
+	st.id = k->id;
+	st.metadata = k->config->metadata;
+	st.state = k->state;
+	st.created_at = k->created_at;
+	st.started_at = k->started_at;
+	st.finished_at = k->finished_at;
+	st.exit_code = k->exit_code;
+	img.image = k->image_name;
+	st.image = &img;
+	st.image_ref = k->image_id;
+	st.image_id = k->image_id;
+	st.reason = k->reason ? k->reason : (char *)"";
+	st.message = k->message ? k->message : (char *)"";
+	st.n_labels = k->config->n_labels;
+	st.labels = kv_copy(&runtime__v1__container_status__labels_entry__descriptor,
+	                    (void *const *)k->config->labels, k->config->n_labels);
+	st.n_annotations = k->config->n_annotations;
+	st.annotations = kv_copy(&runtime__v1__container_status__annotations_entry__descriptor,
+	                         (void *const *)k->config->annotations, k->config->n_annotations);
+	st.n_mounts = k->config->n_mounts;
+	st.mounts = k->config->mounts;
+	st.log_path = k->log_path ? k->log_path : (char *)"";
+	resp.status = &st;
+	if (req->verbose) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "pid", json_object_new_int64(k->pid));
+		json_object_object_add(o, "sandboxID", json_object_new_string(k->pod->id));
+		json_object_object_add(o, "bundle", json_object_new_string(k->dir));
+		info_json = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		info.key = (char *)"info";
+		info.value = info_json;
+		resp.n_info = 1;
+		resp.info = infos;
+	}
+	*ret = msg_own(&resp.base);
+	kv_free(st.labels, st.n_labels);
+	kv_free(st.annotations, st.n_annotations);
+	runtime__v1__container_status_request__free_unpacked(req, NULL);
+	return 0;
+}
+
+static int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                       ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__ListContainersRequest *req =
+	    runtime__v1__list_containers_request__unpack(NULL, len, msg);
+	Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+	const Runtime__V1__ContainerFilter *f;
+	size_t n = 0, i = 0;
+	(void)call;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	f = req->filter;
+	for (struct cri_ctr *k = c->ctrs; k; k = k->next)
+		n++;
+	Runtime__V1__Container *items = xcalloc(n + 1, sizeof(*items));
+	Runtime__V1__ImageSpec *imgs = xcalloc(n + 1, sizeof(*imgs));
+	resp.containers = xcalloc(n + 1, sizeof(*resp.containers));
+	for (struct cri_ctr *k = c->ctrs; k; k = k->next) {
+		if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN)
+			continue; /* still being created */
+		if (f && *f->id && strncmp(k->id, f->id, strlen(f->id)) != 0)
+			continue;
+		if (f && *f->pod_sandbox_id &&
+		    strncmp(k->pod->id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
+			continue;
+		if (f && f->state && f->state->state != k->state)
+			continue;
+		if (f && !labels_match((void *const *)k->config->labels, k->config->n_labels,
+		                       (void *const *)f->label_selector, f->n_label_selector))
+			continue;
+		Runtime__V1__Container *it = &items[i];
+		runtime__v1__container__init(it);
+		runtime__v1__image_spec__init(&imgs[i]);
+		imgs[i].image = k->image_name;
+		it->id = k->id;
+		it->pod_sandbox_id = k->pod->id;
+		it->metadata = k->config->metadata;
+		it->image = &imgs[i];
+		it->image_ref = k->image_id;
+		it->image_id = k->image_id;
+		it->state = k->state;
+		it->created_at = k->created_at;
+		it->n_labels = k->config->n_labels;
+		it->labels = kv_copy(&runtime__v1__container__labels_entry__descriptor,
+		                     (void *const *)k->config->labels, k->config->n_labels);
+		it->n_annotations = k->config->n_annotations;
+		it->annotations = kv_copy(&runtime__v1__container__annotations_entry__descriptor,
+		                          (void *const *)k->config->annotations,
+		                          k->config->n_annotations);
+		resp.containers[i++] = it;
+	}
+	resp.n_containers = i;
+	*ret = msg_own(&resp.base);
+	for (size_t j = 0; j < i; j++) {
+		kv_free(items[j].labels, items[j].n_labels);
+		kv_free(items[j].annotations, items[j].n_annotations);
+	}
+	free(items);
+	free(imgs);
+	free(resp.containers);
+	runtime__v1__list_containers_request__free_unpacked(req, NULL);
+	return 0;
+}
+
+static int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__ReopenContainerLogRequest *req =
+	    runtime__v1__reopen_container_log_request__unpack(NULL, len, msg);
+	struct cri_ctr *k;
+	int r = 0;
+	(void)call;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k)
+		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
+	else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
+		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		                   "container '%s' is not running", k->id);
+	else if (k->log_path)
+		r = cri_log_reopen(k->log, err);
+	if (r == 0)
+		*ret = msg_own(&(Runtime__V1__ReopenContainerLogResponse)
+		                   RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT.base);
+	runtime__v1__reopen_container_log_request__free_unpacked(req, NULL);
+	return r;
+}
+
+/* ---- Version, Status, RuntimeConfig, UpdateRuntimeConfig ---- */
+
+static int m_version(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                     ProtobufCMessage **ret, struct hull_error **err)
+{
+	Runtime__V1__VersionResponse resp = RUNTIME__V1__VERSION_RESPONSE__INIT;
+	(void)userdata, (void)call, (void)msg, (void)len, (void)err;
+	resp.version = (char *)"0.1.0";
+	resp.runtime_name = (char *)CRI_RUNTIME_NAME;
+	resp.runtime_version = (char *)HULL_VERSION;
+	resp.runtime_api_version = (char *)CRI_API_VERSION;
+	*ret = msg_own(&resp.base);
+	return 0;
+}
+
+/* A CNI network is configured when the conf dir holds a .conf, .conflist or .json. */
+static bool cni_configured(const char *dir, char **why)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	DIR *d = opendir(dir);
+	bool ok = false;
+	if (!d) {
+		*why = xasprintf("no CNI configuration: '%s': %s", dir, strerror(errno));
+		return false;
+	}
+	for (struct dirent *e; (e = readdir(d)) && !ok;) {
+		const char *dot = strrchr(e->d_name, '.');
+		ok = dot && (strcmp(dot, ".conf") == 0 || strcmp(dot, ".conflist") == 0 ||
+		             strcmp(dot, ".json") == 0);
+	}
+	closedir(d);
+	if (!ok)
+		*why = xasprintf("no CNI configuration in '%s'", dir);
+	return ok;
+}
+
+static int m_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                    ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
+	Runtime__V1__RuntimeStatus st = RUNTIME__V1__RUNTIME_STATUS__INIT;
+	Runtime__V1__RuntimeCondition rt = RUNTIME__V1__RUNTIME_CONDITION__INIT,
+	                              net = RUNTIME__V1__RUNTIME_CONDITION__INIT;
+	Runtime__V1__RuntimeCondition *conds[2] = {&rt, &net};
+	Runtime__V1__RuntimeHandler h = RUNTIME__V1__RUNTIME_HANDLER__INIT;
+	Runtime__V1__RuntimeHandler *hs[1] = {&h};
+	_cleanup_free_ char *why = NULL, *shim_why = NULL;
+	(void)call, (void)msg, (void)len, (void)err;
+
+	rt.type = (char *)"RuntimeReady";
+	rt.status = access(c->cfg.shim_binary, X_OK) == 0 && access(c->cfg.pause_binary, R_OK) == 0;
+	if (!rt.status) {
+		rt.reason = (char *)"ShimMissing";
+		shim_why = xasprintf("the shim '%s' or the pause binary '%s' is not there",
+		                     c->cfg.shim_binary, c->cfg.pause_binary);
+		rt.message = shim_why;
+	}
+	net.type = (char *)"NetworkReady";
+	net.status = cni_configured(c->cfg.cni_conf_dir, &why);
+	if (!net.status) {
+		net.reason = (char *)"NetworkPluginNotReady";
+		net.message = why;
+	}
+	st.n_conditions = 2;
+	st.conditions = conds;
+	resp.status = &st;
+	h.name = (char *)"hull";
+	resp.n_runtime_handlers = 1;
+	resp.runtime_handlers = hs;
+	*ret = msg_own(&resp.base);
+	return 0;
+}
+
+static int m_runtime_config(void *userdata, struct grpc_call *call, const uint8_t *msg,
+                            size_t len, ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__RuntimeConfigResponse resp = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
+	Runtime__V1__LinuxRuntimeConfiguration l = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
+	(void)call, (void)msg, (void)len, (void)err;
+	l.cgroup_driver = strcmp(c->cfg.cgroup_driver, "systemd") == 0
+	                      ? RUNTIME__V1__CGROUP_DRIVER__SYSTEMD
+	                      : RUNTIME__V1__CGROUP_DRIVER__CGROUPFS;
+	resp.linux = &l;
+	*ret = msg_own(&resp.base);
+	return 0;
+}
+
+static int m_update_runtime_config(void *userdata, struct grpc_call *call, const uint8_t *msg,
+                                   size_t len, ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__UpdateRuntimeConfigRequest *req =
+	    runtime__v1__update_runtime_config_request__unpack(NULL, len, msg);
+	(void)call;
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	if (req->runtime_config && req->runtime_config->network_config &&
+	    *req->runtime_config->network_config->pod_cidr) {
+		free(c->pod_cidr);
+		c->pod_cidr = xstrdup(req->runtime_config->network_config->pod_cidr);
+		log_info("pod CIDR '%s'", c->pod_cidr);
+	}
+	runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
+	*ret = msg_own(&(Runtime__V1__UpdateRuntimeConfigResponse)
+	                   RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT.base);
+	return 0;
+}
+
+/* ---- the shims' events ---- */
+
+static void on_task_exit(struct cri *c, const Hull__Events__TaskExit *e)
+{
+	struct cri_ctr *k;
+	struct cri_pod *p;
+	int64_t at = e->exited_at ? e->exited_at->seconds * 1000000000 + e->exited_at->nanos : 0;
+
+	if (strcmp(e->container_id, e->id) != 0)
+		return; /* an exec's */
+	for (k = c->ctrs; k; k = k->next)
+		if (strcmp(k->id, e->container_id) == 0) {
+			if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
+				ctr_set_exited(k, e->exit_status, at);
+			return;
+		}
+	for (p = c->pods; p; p = p->next)
+		if (strcmp(p->id, e->container_id) == 0 && !p->call) {
+			pod_lost(p, "the sandbox task exited");
+			return;
+		}
+}
+
+static int m_forward(void *userdata, struct ttrpc_call *call, const uint8_t *payload, size_t len,
+                     ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Hull__Events__ForwardRequest *fr = hull__events__forward_request__unpack(NULL, len, payload);
+	const Hull__Events__Envelope *env;
+	(void)call, (void)ret;
+
+	if (!fr)
+		return hull_error_set(err, -EINVAL, "the event does not decode");
+	env = fr->envelope;
+	if (env && env->event && strcmp(env->topic, "/tasks/exit") == 0) {
+		Hull__Events__TaskExit *e = hull__events__task_exit__unpack(
+		    NULL, env->event->value.len, env->event->value.data);
+		if (e) {
+			on_task_exit(c, e);
+			hull__events__task_exit__free_unpacked(e, NULL);
+		}
+	} else if (env && env->event && strcmp(env->topic, "/tasks/oom") == 0) {
+		Hull__Events__TaskContainer *e = hull__events__task_container__unpack(
+		    NULL, env->event->value.len, env->event->value.data);
+		for (struct cri_ctr *k = c->ctrs; e && k; k = k->next)
+			if (strcmp(k->id, e->container_id) == 0)
+				k->oom = true;
+		if (e)
+			hull__events__task_container__free_unpacked(e, NULL);
+	}
+	hull__events__forward_request__free_unpacked(fr, NULL);
+	return 0;
+}
+
+static const struct ttrpc_method event_methods[] = {
+    {"containerd.services.events.ttrpc.v1.Events", "Forward", m_forward},
+};
+
+#define RT(name) "/runtime.v1.RuntimeService/" name
+
+const struct grpc_method cri_runtime_methods[] = {
+    {RT("Version"), m_version},
+    {RT("Status"), m_status},
+    {RT("RuntimeConfig"), m_runtime_config},
+    {RT("UpdateRuntimeConfig"), m_update_runtime_config},
+    {RT("RunPodSandbox"), m_run_pod},
+    {RT("StopPodSandbox"), m_stop_pod},
+    {RT("RemovePodSandbox"), m_remove_pod},
+    {RT("PodSandboxStatus"), m_pod_status},
+    {RT("ListPodSandbox"), m_list_pods},
+    {RT("CreateContainer"), m_create_ctr},
+    {RT("StartContainer"), m_start_ctr},
+    {RT("StopContainer"), m_stop_ctr},
+    {RT("RemoveContainer"), m_remove_ctr},
+    {RT("ContainerStatus"), m_ctr_status},
+    {RT("ListContainers"), m_list_ctrs},
+    {RT("ReopenContainerLog"), m_reopen_log},
+};
+const size_t cri_runtime_n_methods = ELEMENTSOF(cri_runtime_methods);
+
+/* The shim and pause binaries: configured, else beside us (the build tree, an install
+ * prefix), else the shim on PATH. */
+static char *beside_self(const char *self, const char *name)
+{
+	_cleanup_free_ char *dir = xstrndup(self, (size_t)(strrchr(self, '/') - self));
+	char *p = xasprintf("%s/%s", dir, name);
+	if (access(p, F_OK) == 0)
+		return p;
+	free(p);
+	return NULL;
+}
+
+int cri_runtime_init(struct cri *c, struct hull_error **err)
+{
+	int r;
+
+	c->self_exe = realpath("/proc/self/exe", NULL);
+	if (!c->self_exe)
+		return hull_error_set_errno(err, -errno, "/proc/self/exe");
+	if (!c->cfg.shim_binary) {
+		c->cfg.shim_binary = beside_self(c->self_exe, "containerd-shim-hull-v2");
+		if (!c->cfg.shim_binary)
+			c->cfg.shim_binary = find_program("containerd-shim-hull-v2");
+		if (!c->cfg.shim_binary)
+			return hull_error_set(err, -ENOENT,
+			                      "containerd-shim-hull-v2: not beside hull-cri nor on "
+			                      "PATH (set shim_binary)");
+	}
+	if (!c->cfg.pause_binary) {
+		c->cfg.pause_binary = beside_self(c->self_exe, "hull-pause");
+		if (!c->cfg.pause_binary)
+			c->cfg.pause_binary = beside_self(c->self_exe, "../lib/hull/hull-pause");
+		if (!c->cfg.pause_binary)
+			return hull_error_set(err, -ENOENT,
+			                      "hull-pause: not beside hull-cri (set pause_binary)");
+	}
+	for (const char *sub = "pods"; sub; sub = strcmp(sub, "pods") == 0 ? "containers" : NULL) {
+		_cleanup_free_ char *d = xasprintf("%s/%s", c->cfg.state, sub);
+		r = mkdir_p(d, 0711);
+		if (r < 0)
+			return hull_error_set_errno(err, r, "mkdir '%s'", d);
+	}
+	r = mkdir_p(c->cfg.root, 0711);
+	if (r < 0)
+		return hull_error_set_errno(err, r, "mkdir '%s'", c->cfg.root);
+	c->events_path = xasprintf("%s/events.sock", c->cfg.state);
+	c->events = ttrpc_server_new(c->loop, event_methods, ELEMENTSOF(event_methods), c);
+	return ttrpc_server_listen(c->events, c->events_path, err);
+}
+
+void cri_runtime_done(struct cri *c)
+{
+	/* Pods outlive hull-cri: their shims keep running; only our handles go, and
+	 * the calls still waiting on a shim end (their clients are gone with the
+	 * server). */
+	struct hull_error gone = {.code = -ECANCELED, .msg = (char *)"hull-cri is stopping"};
+	while (c->ctrs) {
+		if (c->ctrs->call)
+			grpc_call_reply(TAKE_PTR(c->ctrs->call), -ECANCELED, &gone, NULL);
+		ctr_free(c->ctrs);
+	}
+	while (c->pods) {
+		if (c->pods->call)
+			grpc_call_reply(TAKE_PTR(c->pods->call), -ECANCELED, &gone, NULL);
+		pod_free(c->pods);
+	}
+	c->events = ttrpc_server_free(c->events);
+	free(c->events_path);
+	free(c->self_exe);
+	free(c->pod_cidr);
+}
