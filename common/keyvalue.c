@@ -136,8 +136,8 @@ int keyvalue_parse(const char *text, size_t len, const char *path, keyvalue_fn f
 			free(section);
 			section = NULL;
 			if (parse_section(s, &section) < 0)
-				return hull_error_set(err, -EINVAL, "%s:%u: bad section header", path,
-				                      lineno);
+				return hull_error_set(err, -EINVAL, "%s:%u: bad section header",
+				                      path, lineno);
 			continue;
 		}
 		eq = strchr(s, '=');
@@ -164,9 +164,9 @@ int keyvalue_parse(const char *text, size_t len, const char *path, keyvalue_fn f
 			kv.kind = KEYVALUE_STRING;
 		} else if (*v == '[') {
 			if (parse_array(v, &kv.n_items) < 0)
-				return hull_error_set(
-				    err, -EINVAL, "%s:%u: %s: want an array of quoted strings", path,
-				    lineno, key);
+				return hull_error_set(err, -EINVAL,
+				                      "%s:%u: %s: want an array of quoted strings",
+				                      path, lineno, key);
 			kv.kind = KEYVALUE_ARRAY;
 		} else {
 			e = strchr(v, '#');

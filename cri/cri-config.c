@@ -91,7 +91,8 @@ static int set_value(void *userdata, const struct keyvalue *kv, struct hull_erro
 		if (kv->kind != KEYVALUE_STRING ||
 		    (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) ||
 		    strchr(v, ','))
-			return hull_error_set(err, -EINVAL, "want a quoted http:// or https:// URL");
+			return hull_error_set(err, -EINVAL,
+			                      "want a quoted http:// or https:// URL");
 		_cleanup_free_ char *host = xstrndup(k + 17, (size_t)(dot - k - 17));
 		char *m = c->registry_mirrors ? xasprintf("%s,%s=%s", c->registry_mirrors, host, v)
 		                              : xasprintf("%s=%s", host, v);
@@ -108,8 +109,8 @@ static int set_value(void *userdata, const struct keyvalue *kv, struct hull_erro
 	}
 	if (strcmp(k, "cgroup_driver") == 0) {
 		if (strcmp(v, "cgroupfs") != 0 && strcmp(v, "systemd") != 0)
-			return hull_error_set(err, -EINVAL, "bad value '%.64s': want cgroupfs or systemd",
-			                      v);
+			return hull_error_set(err, -EINVAL,
+			                      "bad value '%.64s': want cgroupfs or systemd", v);
 		free(c->cgroup_driver);
 		c->cgroup_driver = xstrdup(v);
 		return 0;

@@ -196,8 +196,8 @@ int main(int argc, char **argv)
 		c.grpc = grpc_server_new(c.loop, m, n, &c);
 	}
 	{
-		_cleanup_free_ char *dir = xstrndup(c.cfg.socket, (size_t)(strrchr(c.cfg.socket, '/') -
-		                                                           c.cfg.socket));
+		_cleanup_free_ char *dir =
+		    xstrndup(c.cfg.socket, (size_t)(strrchr(c.cfg.socket, '/') - c.cfg.socket));
 		if (*dir)
 			(void)mkdir_p(dir, 0755);
 	}

@@ -44,11 +44,11 @@ struct cri_pod {
 	char *dir; /* STATE/pods/ID: the sandbox task's bundle */
 	char *address;
 	struct ttrpc_client *shim;
-	uint32_t pid;            /* the sandbox task's (guest) pid */
-	struct grpc_call *call;  /* Run/Stop/Remove in flight */
-	unsigned waiting;        /* replies the operation still waits for */
-	int stop_phase;          /* STOP_* */
-	int fail_code;           /* a failed RunPodSandbox's answer */
+	uint32_t pid;           /* the sandbox task's (guest) pid */
+	struct grpc_call *call; /* Run/Stop/Remove in flight */
+	unsigned waiting;       /* replies the operation still waits for */
+	int stop_phase;         /* STOP_* */
+	int fail_code;          /* a failed RunPodSandbox's answer */
 	char *fail_msg;
 	bool removing;
 	struct cri_pod *next;
@@ -69,12 +69,12 @@ struct cri_ctr {
 	char *log_path;
 	struct cri_log *log;
 	struct cri_log_reader *out, *err;
-	int hold[2]; /* our write ends of the FIFOs until the shim opened its own */
-	uint32_t pid;  /* from Start */
-	bool in_shim;  /* the shim has the task (created, not yet deleted) */
-	char *rootfs_opts[3]; /* the overlay's lowerdir, upperdir, workdir */
+	int hold[2];               /* our write ends of the FIFOs until the shim opened its own */
+	uint32_t pid;              /* from Start */
+	bool in_shim;              /* the shim has the task (created, not yet deleted) */
+	char *rootfs_opts[3];      /* the overlay's lowerdir, upperdir, workdir */
 	char *out_path, *err_path; /* the FIFOs */
-	struct grpc_call *call; /* Create/Start/Stop/Remove in flight */
+	struct grpc_call *call;    /* Create/Start/Stop/Remove in flight */
 	bool removing;
 	int64_t stop_timeout;
 	struct cri_ctr *next;
@@ -413,7 +413,8 @@ static void on_pod_created(struct ttrpc_client *tc, int code, const char *messag
 		pod_fail_run(p, ttrpc_errno_from_code(code), m);
 		return;
 	}
-	Hull__Task__CreateTaskResponse *r = hull__task__create_task_response__unpack(NULL, len, payload);
+	Hull__Task__CreateTaskResponse *r =
+	    hull__task__create_task_response__unpack(NULL, len, payload);
 	if (!r) {
 		pod_fail_run(p, -EPROTO, "the shim's Create answer does not decode");
 		return;
@@ -790,10 +791,11 @@ static void pod_stop_phase(struct cri_pod *p, int phase)
 		} else if (phase == STOP_SHUTDOWN && sandbox) {
 			Hull__Task__ShutdownRequest sr = HULL__TASK__SHUTDOWN_REQUEST__INIT;
 			sr.id = p->id;
-			if (shim_call(p, "Shutdown", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step, p))
+			if (shim_call(p, "Shutdown", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stop_step,
+			              p))
 				p->waiting++;
 		}
-	next:
+next:
 		if (sandbox)
 			break;
 	}
@@ -840,7 +842,7 @@ static int m_stop_pod(void *userdata, struct grpc_call *call, const uint8_t *msg
 	if (!p) {
 		/* kubelet: stopping what is gone is done. */
 		*ret = msg_own(&(Runtime__V1__StopPodSandboxResponse)
-		                   RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT.base);
+		                    RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT.base);
 	} else if (p->call) {
 		r = busy(err, "pod", p->id);
 	} else {
@@ -865,7 +867,7 @@ static int m_remove_pod(void *userdata, struct grpc_call *call, const uint8_t *m
 	p = pod_find(c, req->pod_sandbox_id);
 	if (!p) {
 		*ret = msg_own(&(Runtime__V1__RemovePodSandboxResponse)
-		                   RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT.base);
+		                    RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT.base);
 	} else if (p->call) {
 		r = busy(err, "pod", p->id);
 	} else {
@@ -995,9 +997,9 @@ static int m_list_pods(void *userdata, struct grpc_call *call, const uint8_t *ms
 		it->labels = kv_copy(&runtime__v1__pod_sandbox__labels_entry__descriptor,
 		                     (void *const *)p->config->labels, p->config->n_labels);
 		it->n_annotations = p->config->n_annotations;
-		it->annotations = kv_copy(&runtime__v1__pod_sandbox__annotations_entry__descriptor,
-		                          (void *const *)p->config->annotations,
-		                          p->config->n_annotations);
+		it->annotations =
+		    kv_copy(&runtime__v1__pod_sandbox__annotations_entry__descriptor,
+		            (void *const *)p->config->annotations, p->config->n_annotations);
 		it->runtime_handler = p->handler;
 		resp.items[i++] = it;
 	}
@@ -1115,9 +1117,10 @@ static int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *m
 	for (struct cri_ctr *o = c->ctrs; o; o = o->next)
 		if (o->pod == p && strcmp(o->config->metadata->name, cc->metadata->name) == 0 &&
 		    o->config->metadata->attempt == cc->metadata->attempt) {
-			r = hull_error_set(err, -EEXIST,
-			                   "config.metadata: container '%s' attempt %u exists as '%s'",
-			                   cc->metadata->name, cc->metadata->attempt, o->id);
+			r = hull_error_set(
+			    err, -EEXIST,
+			    "config.metadata: container '%s' attempt %u exists as '%s'",
+			    cc->metadata->name, cc->metadata->attempt, o->id);
 			goto out;
 		}
 
@@ -1170,8 +1173,8 @@ static int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *m
 	/* Logs: CRI's log_path is relative to the pod's log_directory. */
 	if (*cc->log_path && *p->config->log_directory) {
 		k->log_path = xasprintf("%s/%s", p->config->log_directory, cc->log_path);
-		_cleanup_free_ char *d = xstrndup(k->log_path, (size_t)(strrchr(k->log_path, '/') -
-		                                                       k->log_path));
+		_cleanup_free_ char *d =
+		    xstrndup(k->log_path, (size_t)(strrchr(k->log_path, '/') - k->log_path));
 		(void)mkdir_p(d, 0755);
 		k->log = cri_log_open(k->log_path, err);
 		if (!k->log) {
@@ -1418,9 +1421,9 @@ static void on_ctr_waited(struct ttrpc_client *tc, int code, const char *message
 	if (code == TTRPC_OK) {
 		Hull__Task__WaitResponse *w = hull__task__wait_response__unpack(NULL, len, payload);
 		if (w) {
-			int64_t at = w->exited_at ? w->exited_at->seconds * 1000000000 +
-			                                w->exited_at->nanos
-			                          : 0;
+			int64_t at = w->exited_at
+			                 ? w->exited_at->seconds * 1000000000 + w->exited_at->nanos
+			                 : 0;
 			ctr_set_exited(k, w->exit_status, at);
 			hull__task__wait_response__free_unpacked(w, NULL);
 		}
@@ -1465,7 +1468,7 @@ static int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg
 	if (!k || k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING) {
 		/* Gone, or not running: stopped already. */
 		*ret = msg_own(&(Runtime__V1__StopContainerResponse)
-		                   RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT.base);
+		                    RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT.base);
 		r = 0;
 	} else if (k->call) {
 		r = busy(err, "container", k->id);
@@ -1490,7 +1493,7 @@ static int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *m
 	k = ctr_find(c, req->container_id);
 	if (!k) {
 		*ret = msg_own(&(Runtime__V1__RemoveContainerResponse)
-		                   RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT.base);
+		                    RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT.base);
 		r = 0;
 	} else if (k->call) {
 		r = busy(err, "container", k->id);
@@ -1524,8 +1527,8 @@ static int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *m
 		return hull_error_set(err, -EINVAL, "the request does not decode");
 	k = ctr_find(c, req->container_id);
 	if (!k || k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN) {
-		int r = hull_error_set(err, -ENOENT, "container '%.80s' not found",
-		                       req->container_id);
+		int r =
+		    hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
 		runtime__v1__container_status_request__free_unpacked(req, NULL);
 		return r;
 	}
@@ -1619,9 +1622,9 @@ static int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *ms
 		it->labels = kv_copy(&runtime__v1__container__labels_entry__descriptor,
 		                     (void *const *)k->config->labels, k->config->n_labels);
 		it->n_annotations = k->config->n_annotations;
-		it->annotations = kv_copy(&runtime__v1__container__annotations_entry__descriptor,
-		                          (void *const *)k->config->annotations,
-		                          k->config->n_annotations);
+		it->annotations =
+		    kv_copy(&runtime__v1__container__annotations_entry__descriptor,
+		            (void *const *)k->config->annotations, k->config->n_annotations);
 		resp.containers[i++] = it;
 	}
 	resp.n_containers = i;
@@ -1659,7 +1662,7 @@ static int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *m
 		r = cri_log_reopen(k->log, err);
 	if (r == 0)
 		*ret = msg_own(&(Runtime__V1__ReopenContainerLogResponse)
-		                   RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT.base);
+		                    RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT.base);
 	runtime__v1__reopen_container_log_request__free_unpacked(req, NULL);
 	return r;
 }
@@ -1738,8 +1741,8 @@ static int m_status(void *userdata, struct grpc_call *call, const uint8_t *msg, 
 	return 0;
 }
 
-static int m_runtime_config(void *userdata, struct grpc_call *call, const uint8_t *msg,
-                            size_t len, ProtobufCMessage **ret, struct hull_error **err)
+static int m_runtime_config(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                            ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__RuntimeConfigResponse resp = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
@@ -1770,7 +1773,7 @@ static int m_update_runtime_config(void *userdata, struct grpc_call *call, const
 	}
 	runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
 	*ret = msg_own(&(Runtime__V1__UpdateRuntimeConfigResponse)
-	                   RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT.base);
+	                    RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT.base);
 	return 0;
 }
 
@@ -1801,7 +1804,8 @@ static int m_forward(void *userdata, struct ttrpc_call *call, const uint8_t *pay
                      ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
-	Hull__Events__ForwardRequest *fr = hull__events__forward_request__unpack(NULL, len, payload);
+	Hull__Events__ForwardRequest *fr =
+	    hull__events__forward_request__unpack(NULL, len, payload);
 	const Hull__Events__Envelope *env;
 	(void)call, (void)ret;
 

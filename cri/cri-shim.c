@@ -113,7 +113,8 @@ int cri_shim_start(const struct cri *c, const char *id, const char *bundle, char
 	for (e = s + strlen(s); e > s && (e[-1] == '\n' || e[-1] == ' '); e--)
 		*(e - 1) = '\0';
 	if (r != 0)
-		return hull_error_set(err, -EIO, "start shim: exit %d: %.900s", r, *s ? s : "(silent)");
+		return hull_error_set(err, -EIO, "start shim: exit %d: %.900s", r,
+		                      *s ? s : "(silent)");
 	if (strncmp(s, "unix://", 7) != 0 || strchr(s, '\n'))
 		return hull_error_set(err, -EPROTO, "start shim: not an address: '%.200s'", s);
 	*ret_address = xstrdup(s);

@@ -53,8 +53,8 @@ struct cri {
 	struct grpc_server *grpc;
 	struct grpc_method *methods;
 	struct image_store *images;
-	int work_pipe[2];   /* workers hand finished work back to the loop */
-	unsigned n_working; /* threads not yet finished */
+	int work_pipe[2];            /* workers hand finished work back to the loop */
+	unsigned n_working;          /* threads not yet finished */
 	struct ttrpc_server *events; /* the shims' TTRPC_ADDRESS */
 	char *events_path;
 	char *self_exe;

@@ -39,15 +39,15 @@ struct grpc_call {
 	struct grpc_conn *conn; /* NULL once the connection is gone */
 	int32_t stream_id;
 	char *path;
-	uint64_t deadline;     /* CLOCK_MONOTONIC ns, 0: none */
-	struct buf in;         /* the request body as received (length-prefixed) */
-	bool in_refused;       /* over a cap: answered, the rest of the body dropped */
-	bool live;             /* nghttp2 still has the stream */
-	bool kept;             /* a handler holds the call */
-	bool answered;         /* status decided (reply, error or deadline) */
-	bool headers_sent;     /* response HEADERS submitted with a data provider */
-	bool trailers_due;     /* the body ends with trailers once out is drained */
-	bool gone;             /* nothing more reaches the client */
+	uint64_t deadline; /* CLOCK_MONOTONIC ns, 0: none */
+	struct buf in;     /* the request body as received (length-prefixed) */
+	bool in_refused;   /* over a cap: answered, the rest of the body dropped */
+	bool live;         /* nghttp2 still has the stream */
+	bool kept;         /* a handler holds the call */
+	bool answered;     /* status decided (reply, error or deadline) */
+	bool headers_sent; /* response HEADERS submitted with a data provider */
+	bool trailers_due; /* the body ends with trailers once out is drained */
+	bool gone;         /* nothing more reaches the client */
 	int code;
 	char *message;
 	struct buf out; /* length-prefixed response messages not yet taken by nghttp2 */
@@ -231,8 +231,8 @@ static int submit_headers(struct grpc_call *call)
 	     NGHTTP2_NV_FLAG_NONE},
 	};
 	nghttp2_data_provider prd = {.source.ptr = call, .read_callback = body_read};
-	int r = nghttp2_submit_response(call->conn->h2, call->stream_id, hdrs, ELEMENTSOF(hdrs),
-	                                &prd);
+	int r =
+	    nghttp2_submit_response(call->conn->h2, call->stream_id, hdrs, ELEMENTSOF(hdrs), &prd);
 	if (r == 0)
 		call->headers_sent = true;
 	return r;
@@ -263,7 +263,8 @@ static void call_finish(struct grpc_call *call, int code, const char *message)
 		     NGHTTP2_NV_FLAG_NONE},
 		    {(uint8_t *)"grpc-status", (uint8_t *)status, 11, strlen(status),
 		     NGHTTP2_NV_FLAG_NONE},
-		    {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg), NGHTTP2_NV_FLAG_NONE},
+		    {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg),
+		     NGHTTP2_NV_FLAG_NONE},
 		};
 		buf_release(&call->out);
 		nghttp2_submit_response(call->conn->h2, call->stream_id, hdrs,
@@ -304,7 +305,8 @@ static void answer(struct grpc_call *call, int r, const struct hull_error *err,
 {
 	if (r < 0) {
 		int code = code_of(r, err);
-		const char *m = err && err->msg ? err->msg : strerror(r <= -GRPC_CODE_BASE ? EIO : -r);
+		const char *m =
+		    err && err->msg ? err->msg : strerror(r <= -GRPC_CODE_BASE ? EIO : -r);
 		call_finish(call, code, m);
 		return;
 	}
@@ -387,8 +389,9 @@ static void call_dispatch(struct grpc_call *call)
 	}
 	n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 	if (p[0] != 0) {
-		call_finish(call, TTRPC_UNIMPLEMENTED,
-		            "compressed messages are not accepted (no grpc-accept-encoding was offered)");
+		call_finish(
+		    call, TTRPC_UNIMPLEMENTED,
+		    "compressed messages are not accepted (no grpc-accept-encoding was offered)");
 		return;
 	}
 	if ((size_t)n != len - 5) {
@@ -484,8 +487,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
-                         const uint8_t *data, size_t len, void *userdata)
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *userdata)
 {
 	struct grpc_conn *c = userdata;
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
@@ -510,7 +513,8 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
 	c->in_bytes += len;
 	if (call->in.len >= 5) {
 		const uint8_t *p = buf_head(&call->in);
-		uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+		uint32_t n =
+		    (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 		if (n > GRPC_MAX_MESSAGE) {
 			call->in_refused = true;
 			goto refused;
@@ -766,7 +770,8 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *us
 		if (k->answered || !k->deadline || k->deadline > now)
 			continue;
 		struct grpc_conn *c = k->conn;
-		call_finish(k, TTRPC_DEADLINE_EXCEEDED, "the call's deadline (grpc-timeout) passed");
+		call_finish(k, TTRPC_DEADLINE_EXCEEDED,
+		            "the call's deadline (grpc-timeout) passed");
 		if (k->gone_cb)
 			k->gone_cb(k, k->gone_userdata);
 		if (c)

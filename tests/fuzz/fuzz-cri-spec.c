@@ -35,13 +35,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pod = runtime__v1__run_pod_sandbox_request__unpack(NULL, split, data);
 	ctr = runtime__v1__create_container_request__unpack(NULL, size - split, data + split);
 	if (pod && pod->config) {
-		struct cri_spec_pod sp = {.id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		                          .config = pod->config,
-		                          .netns_path = "/var/run/netns/cni-x",
-		                          .sandbox_pid = 7,
-		                          .cgroup_driver = data[0] & 1 ? "systemd" : "cgroupfs",
-		                          .hosts_path = "/run/p/hosts",
-		                          .resolv_path = "/run/p/resolv.conf"};
+		struct cri_spec_pod sp = {
+		    .id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		    .config = pod->config,
+		    .netns_path = "/var/run/netns/cni-x",
+		    .sandbox_pid = 7,
+		    .cgroup_driver = data[0] & 1 ? "systemd" : "cgroupfs",
+		    .hosts_path = "/run/p/hosts",
+		    .resolv_path = "/run/p/resolv.conf"};
 		if (cri_sandbox_spec(&sp, "/pause", &json, &err) == 0)
 			free(json);
 		err = hull_error_free(err);
@@ -49,14 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct image_config ic = {0};
 			char *env[] = {(char *)"PATH=/bin", (char *)"A=b", NULL};
 			char *cmd[] = {(char *)"sh", NULL};
-			struct cri_spec_users users = {.passwd = "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/:/bin/sh\n",
-			                               .group = "root:x:0:\nu:x:1000:u,root\n"};
+			struct cri_spec_users users = {
+			    .passwd = "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/:/bin/sh\n",
+			    .group = "root:x:0:\nu:x:1000:u,root\n"};
 			ic.env = env;
 			ic.cmd = cmd;
 			ic.user = (char *)(data[0] & 2 ? "u" : "1000:1000");
-			if (cri_container_spec_users(&sp, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
-			                             ctr->config, &ic, "docker.io/library/busybox:latest",
-			                             data[0] & 4 ? &users : NULL, &json, &err) == 0)
+			if (cri_container_spec_users(
+			        &sp,
+			        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+			        ctr->config, &ic, "docker.io/library/busybox:latest",
+			        data[0] & 4 ? &users : NULL, &json, &err) == 0)
 				free(json);
 			err = hull_error_free(err);
 		}

@@ -162,9 +162,9 @@ static void test_config(void **state)
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		cri_config_defaults(&c);
-		assert_int_equal(cri_config_parse(bad[i].text, strlen(bad[i].text), "cri.toml", &c,
-		                                  &err),
-		                 -EINVAL);
+		assert_int_equal(
+		    cri_config_parse(bad[i].text, strlen(bad[i].text), "cri.toml", &c, &err),
+		    -EINVAL);
 		if (strncmp(err->msg, bad[i].msg, strlen(bad[i].msg)) != 0)
 			fail_msg("'%s': got '%s'", bad[i].text, err->msg);
 		err = hull_error_free(err);

@@ -77,9 +77,9 @@ static const struct grpc_method methods[] = {
 /* ---- a client ---- */
 
 struct answer {
-	int status;      /* grpc-status, -1 until seen */
+	int status; /* grpc-status, -1 until seen */
 	char message[256];
-	bool http_ok;    /* :status 200 */
+	bool http_ok; /* :status 200 */
 	uint8_t body[4096];
 	size_t body_len;
 	bool closed;
@@ -207,8 +207,8 @@ static int32_t client_call_raw(struct client *c, const char *path, const char *t
 	return sid;
 }
 
-static int32_t client_call(struct client *c, const char *path, const char *timeout,
-                           const char *key, const char *value)
+static int32_t client_call(struct client *c, const char *path, const char *timeout, const char *key,
+                           const char *value)
 {
 	Hull__Ttrpc__KeyValue kv = HULL__TTRPC__KEY_VALUE__INIT;
 	uint8_t buf[1024];
