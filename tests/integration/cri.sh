@@ -10,7 +10,7 @@ BUILD=${BUILD:-$top/build}
 only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
-TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes
+TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync
 	logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing restart_keeps_pods"
 
 skip_all() {
@@ -250,6 +250,42 @@ test_exit_codes() {
 	c=$(new_ctr "$s" ex nope '["/no/such/binary"]') || { pod_gone "$s"; return 1; }
 	fails StartContainer '{"container_id":"'$c'"}' >"$T/start" ; grep -q "no/such/binary" "$T/start" ||
 		{ echo "start error: $(cat "$T/start")"; pod_gone "$s"; return 1; }
+	pod_gone "$s"
+}
+
+test_exec_sync() {
+	local s c out
+	s=$(run_pod es) && [ -n "$s" ] || return 1
+	c=$(new_ctr "$s" es box '["sleep","600"]') && cri StartContainer '{"container_id":"'$c'"}' >/dev/null ||
+		{ pod_gone "$s"; return 1; }
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","echo out; echo err >&2; exit 5"],"timeout":60}') ||
+		{ echo "ExecSync: $out"; pod_gone "$s"; return 1; }
+	[ "$(echo "$out" | jget stdout | b64)" = out ] && [ "$(echo "$out" | jget stderr | b64)" = err ] &&
+		[ "$(echo "$out" | jget exit_code)" = 5 ] || { echo "ExecSync: $out"; pod_gone "$s"; return 1; }
+	# The container's environment and user; a megabyte of output, to the byte.
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","head -c 1048576 /dev/zero | tr \"\\\\0\" y"]}')
+	[ "$(echo "$out" | jget stdout | b64 | wc -c)" = 1048576 ] || { echo "1 MiB: $(echo "$out" | jget stdout | b64 | wc -c)"; pod_gone "$s"; return 1; }
+	# Several at once, none waiting for another.
+	local i pids=()
+	for i in 1 2 3 4; do
+		cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","sleep 1; echo n'$i'"]}' >"$T/x$i" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || { echo "a concurrent exec failed"; pod_gone "$s"; return 1; }; done
+	for i in 1 2 3 4; do
+		[ "$(jget stdout <"$T/x$i" | b64)" = "n$i" ] || { echo "exec $i: $(cat "$T/x$i")"; pod_gone "$s"; return 1; }
+	done
+	# A timeout kills the process and says so.
+	out=$(fails ExecSync '{"container_id":"'$c'","cmd":["sleep","59"],"timeout":1}')
+	echo "$out" | grep -q "DEADLINE_EXCEEDED: exec in container '$c': timeout 1s exceeded" ||
+		{ echo "timeout: $out"; pod_gone "$s"; return 1; }
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","ps | grep -c \"sleep 5[9]\""]}')
+	[ "$(echo "$out" | jget stdout | b64)" = 0 ] || { echo "the timed-out process lives: $out"; pod_gone "$s"; return 1; }
+	out=$(fails ExecSync '{"container_id":"'$c'","cmd":["/no/such"]}')
+	echo "$out" | grep -q "no/such" || { echo "bad binary: $out"; pod_gone "$s"; return 1; }
+	cri StopContainer '{"container_id":"'$c'","timeout":0}' >/dev/null
+	out=$(fails ExecSync '{"container_id":"'$c'","cmd":["true"]}')
+	echo "$out" | grep -q "FAILED_PRECONDITION" || { echo "exec in a stopped container: $out"; pod_gone "$s"; return 1; }
 	pod_gone "$s"
 }
 

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What the RuntimeService's files share (cri-runtime.c: pods and the runtime's own
+ * calls; cri-ctr.c: containers; cri-exec.c: ExecSync): the records, and the helpers
+ * every handler uses. Not an API. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cri-log.h"
+#include "cri-spec.h"
+#include "cri.h"
+#include "grpc-server.h"
+#include "shim-task.pb-c.h"
+#include "ttrpc-client.h"
+
+#define SHIM_CALL_TIMEOUT_MS 10000
+/* A VM boots (or a template restores) in this time even under TCG. */
+#define BOOT_TIMEOUT_MS 120000
+
+struct cri_exec;
+
+struct cri_pod {
+	struct cri *c;
+	char *id;
+	Runtime__V1__PodSandboxConfig *config;
+	char *handler;
+	Runtime__V1__PodSandboxState state;
+	int64_t created_at;
+	char *dir; /* STATE/pods/ID: the sandbox task's bundle */
+	char *address;
+	struct ttrpc_client *shim;
+	uint32_t pid;           /* the sandbox task's (guest) pid */
+	struct grpc_call *call; /* Run/Stop/Remove in flight */
+	unsigned waiting;       /* replies the operation still waits for */
+	int stop_phase;         /* STOP_* */
+	int fail_code;          /* a failed RunPodSandbox's answer */
+	char *fail_msg;
+	bool removing;
+	struct cri_exec *execs; /* ExecSync calls in flight */
+	struct cri_pod *next;
+};
+
+struct cri_ctr {
+	struct cri *c;
+	char *id;
+	struct cri_pod *pod;
+	Runtime__V1__ContainerConfig *config;
+	char *image_name, *image_id;
+	Runtime__V1__ContainerState state;
+	int64_t created_at, started_at, finished_at;
+	int32_t exit_code;
+	char *reason, *message;
+	bool oom;
+	char *dir; /* STATE/containers/ID: bundle, FIFOs, the writable layer */
+	char *log_path;
+	struct cri_log *log;
+	struct cri_log_reader *out, *err;
+	int hold[2];               /* our write ends of the FIFOs until the shim opened its own */
+	uint32_t pid;              /* from Start */
+	bool in_shim;              /* the shim has the task (created, not yet deleted) */
+	char *rootfs_opts[3];      /* the overlay's lowerdir, upperdir, workdir */
+	char *out_path, *err_path; /* the FIFOs */
+	struct grpc_call *call;    /* Create/Start/Stop/Remove in flight */
+	bool removing;
+	int64_t stop_timeout;
+	struct cri_ctr *next;
+};
+
+/* An owned deep copy of a message built from borrowed parts: what a handler returns. */
+ProtobufCMessage *msg_own(const ProtobufCMessage *m);
+void *msg_dup(const ProtobufCMessage *m);
+/* Map entries (every CRI map is string -> string) of any message type, borrowing the
+ * strings: free with kv_free(). */
+void *kv_copy(const ProtobufCMessageDescriptor *d, void *const *in, size_t n);
+void kv_free(void *v, size_t n);
+/* Every wanted label is there with its value. */
+bool labels_match(void *const *have, size_t n_have, void *const *want, size_t n_want);
+/* -EINVAL naming the CRI field. */
+int invalid(struct hull_error **err, const char *field, const char *why);
+/* ABORTED: another call holds the object; kubelet retries. */
+int busy(struct hull_error **err, const char *what, const char *id);
+/* By full id or a unique prefix (crictl passes prefixes), or NULL. */
+struct cri_pod *pod_find(struct cri *c, const char *id);
+struct cri_ctr *ctr_find(struct cri *c, const char *id);
+/* A Task API call to the pod's shim; 0 when it has no connection. */
+uint32_t shim_call(struct cri_pod *p, const char *method, const ProtobufCMessage *msg,
+                          int timeout_ms, ttrpc_reply_cb cb, void *userdata);
+
+void ctr_close_logs(struct cri_ctr *k);
+void ctr_free(struct cri_ctr *k);
+void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at);
+
+/* Remove dir (and `shim delete` shim_id first, when non-NULL) on a worker thread. */
+void cleanup_later(struct cri *c, const char *shim_id, const char *dir);
+int write_file(const char *path, const char *text, struct hull_error **err);
+char *read_small(const char *tree, const char *name);
+
+/* The pod's part of a spec (its files' paths in paths[], freed by spec_pod_done). */
+void spec_pod(const struct cri_pod *p, struct cri_spec_pod *sp, char *paths[3]);
+void spec_pod_done(char *paths[3]);
+
+/* Container handlers (cri-ctr.c). */
+int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err);
+int m_start_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                       ProtobufCMessage **ret, struct hull_error **err);
+int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                      ProtobufCMessage **ret, struct hull_error **err);
+int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err);
+int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err);
+int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                       ProtobufCMessage **ret, struct hull_error **err);
+int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err);
+
+/* ExecSync (cri-exec.c); every exec of a pod whose shim is going is answered with why. */
+int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                  ProtobufCMessage **ret, struct hull_error **err);
+void cri_exec_abort_all(struct cri_pod *p, const char *why);
