@@ -104,7 +104,7 @@ $(HULL): $(call obj,$(CLI_SRC)) $(LIB_POD) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM
 $(SHIM): $(call obj,shim/shim-main.c) $(LIB_SHIM) $(LIB_POD) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS)
 
-$(CRI): $(call obj,cri/cri-main.c) $(LIB_CRI) $(LIB_IMAGE) $(LIB_COMMON)
+$(CRI): $(call obj,cri/cri-main.c) $(LIB_CRI) $(LIB_IMAGE) $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
 	$(CC) $(CFLAGS) -o $@ $^ $(HOST_LIBS) $(IMAGE_LIBS) $(CRI_LIBS) -lpthread
 
 # A hull-cri pod's sandbox task: static, alone in its root.

@@ -131,7 +131,7 @@ static int open_fifo(const char *path, int *ret_read, int *ret_hold, struct hull
 }
 
 int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err)
+                 ProtobufCMessage **ret, struct hull_error **err)
 {
 	(void)call;
 	struct cri *c = userdata;
@@ -281,7 +281,7 @@ fail:
 	if (fd_err >= 0)
 		close(fd_err);
 	hull_error_prefix(err, "create container");
-	cleanup_later(c, NULL, k->dir);
+	cleanup_later(c, NULL, k->dir, NULL);
 	ctr_free(k);
 out:
 	image_config_done(&ic);
@@ -375,7 +375,7 @@ static int ctr_send_create(struct cri_ctr *k)
 }
 
 int m_start_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                       ProtobufCMessage **ret, struct hull_error **err)
+                ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__StartContainerRequest *req =
@@ -415,7 +415,7 @@ static void ctr_stop_done(struct cri_ctr *k)
 	struct grpc_call *call = k->call;
 	k->call = NULL;
 	if (k->removing) {
-		cleanup_later(k->c, NULL, k->dir);
+		cleanup_later(k->c, NULL, k->dir, NULL);
 		ctr_free(k);
 	}
 	grpc_call_reply(call, 0, NULL, NULL);
@@ -507,7 +507,7 @@ static void ctr_stop_start(struct cri_ctr *k, struct grpc_call *call, int64_t ti
 }
 
 int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                      ProtobufCMessage **ret, struct hull_error **err)
+               ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__StopContainerRequest *req =
@@ -533,7 +533,7 @@ int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_
 }
 
 int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err)
+                 ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__RemoveContainerRequest *req =
@@ -561,7 +561,7 @@ int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 /* ---- ContainerStatus, ListContainers ---- */
 
 int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err)
+                 ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__ContainerStatusRequest *req =
@@ -628,7 +628,7 @@ int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 }
 
 int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                       ProtobufCMessage **ret, struct hull_error **err)
+                ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__ListContainersRequest *req =
@@ -694,7 +694,7 @@ int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size
 }
 
 int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err)
+                 ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__ReopenContainerLogRequest *req =
@@ -719,4 +719,3 @@ int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	runtime__v1__reopen_container_log_request__free_unpacked(req, NULL);
 	return r;
 }
-

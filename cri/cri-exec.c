@@ -165,9 +165,9 @@ static void exec_finish(struct cri_exec *e)
 
 static void exec_fail(struct cri_exec *e, int r, const char *what, const char *message)
 {
-	struct hull_error err = {.code = r,
-	                         .msg = xasprintf("exec in container '%s': %s: %s", e->ctr_id,
-	                                          what, message)};
+	struct hull_error err = {
+	    .code = r,
+	    .msg = xasprintf("exec in container '%s': %s: %s", e->ctr_id, what, message)};
 	grpc_call_reply(e->call, r, &err, NULL);
 	free(err.msg);
 	e->finished = true;
@@ -212,8 +212,8 @@ static void on_waited(struct ttrpc_client *tc, int code, const char *message,
 		exec_finish(e);
 		return;
 	}
-	struct itimerspec its = {.it_value = {.tv_sec = DRAIN_MS / 1000,
-	                                      .tv_nsec = (DRAIN_MS % 1000) * 1000000L}};
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = DRAIN_MS / 1000, .tv_nsec = (DRAIN_MS % 1000) * 1000000L}};
 	timerfd_settime(e->timer_fd, 0, &its, NULL);
 }
 

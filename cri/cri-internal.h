@@ -19,6 +19,7 @@
 #define BOOT_TIMEOUT_MS 120000
 
 struct cri_exec;
+struct cni;
 
 struct cri_pod {
 	struct cri *c;
@@ -38,6 +39,7 @@ struct cri_pod {
 	char *fail_msg;
 	bool removing;
 	struct cri_exec *execs; /* ExecSync calls in flight */
+	struct cni *cni;        /* the pod's network (CNI), or NULL */
 	struct cri_pod *next;
 };
 
@@ -85,14 +87,15 @@ struct cri_pod *pod_find(struct cri *c, const char *id);
 struct cri_ctr *ctr_find(struct cri *c, const char *id);
 /* A Task API call to the pod's shim; 0 when it has no connection. */
 uint32_t shim_call(struct cri_pod *p, const char *method, const ProtobufCMessage *msg,
-                          int timeout_ms, ttrpc_reply_cb cb, void *userdata);
+                   int timeout_ms, ttrpc_reply_cb cb, void *userdata);
 
 void ctr_close_logs(struct cri_ctr *k);
 void ctr_free(struct cri_ctr *k);
 void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at);
 
-/* Remove dir (and `shim delete` shim_id first, when non-NULL) on a worker thread. */
-void cleanup_later(struct cri *c, const char *shim_id, const char *dir);
+/* On a worker thread: `shim delete` shim_id (when non-NULL), tear the network cni
+ * down (taken; may be NULL), remove dir (may be NULL). */
+void cleanup_later(struct cri *c, const char *shim_id, const char *dir, struct cni *cni);
 int write_file(const char *path, const char *text, struct hull_error **err);
 char *read_small(const char *tree, const char *name);
 
@@ -102,19 +105,19 @@ void spec_pod_done(char *paths[3]);
 
 /* Container handlers (cri-ctr.c). */
 int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err);
+                 ProtobufCMessage **ret, struct hull_error **err);
 int m_start_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                       ProtobufCMessage **ret, struct hull_error **err);
+                ProtobufCMessage **ret, struct hull_error **err);
 int m_stop_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                      ProtobufCMessage **ret, struct hull_error **err);
+               ProtobufCMessage **ret, struct hull_error **err);
 int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err);
+                 ProtobufCMessage **ret, struct hull_error **err);
 int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err);
+                 ProtobufCMessage **ret, struct hull_error **err);
 int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                       ProtobufCMessage **ret, struct hull_error **err);
+                ProtobufCMessage **ret, struct hull_error **err);
 int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
-                        ProtobufCMessage **ret, struct hull_error **err);
+                 ProtobufCMessage **ret, struct hull_error **err);
 
 /* ExecSync (cri-exec.c); every exec of a pod whose shim is going is answered with why. */
 int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,

@@ -150,6 +150,18 @@ int main(int argc, char **argv)
 			log_error("'%s' is not an absolute path", *p);
 			goto out;
 		}
+	/* CNI through hull run's code (sandbox/cni.c), which reads these. */
+	setenv("HULL_CNI_CONF_DIR", c.cfg.cni_conf_dir, 1);
+	{
+		_cleanup_free_ char *path = xstrdup("");
+		for (size_t i = 0; c.cfg.cni_bin_dirs && c.cfg.cni_bin_dirs[i]; i++) {
+			char *n =
+			    xasprintf("%s%s%s", path, *path ? ":" : "", c.cfg.cni_bin_dirs[i]);
+			free(path);
+			path = n;
+		}
+		setenv("CNI_PATH", path, 1);
+	}
 	/* Pulls go through hull pull's code, which reads these. */
 	if (c.cfg.registry_mirrors)
 		setenv("HULL_REGISTRY_MIRRORS", c.cfg.registry_mirrors, 1);

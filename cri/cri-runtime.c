@@ -20,6 +20,7 @@
 #include "cri-log.h"
 #include "cri-shim.h"
 #include "cri-spec.h"
+#include "cni.h"
 #include "cri-internal.h"
 #include "cri.h"
 #include "image.h"
@@ -162,6 +163,7 @@ static void pod_free(struct cri_pod *p)
 		}
 	cri_exec_abort_all(p, "the pod is gone");
 	p->shim = ttrpc_client_free(p->shim);
+	p->cni = cni_forget(p->cni);
 	if (p->config)
 		runtime__v1__pod_sandbox_config__free_unpacked(p->config, NULL);
 	free(p->id);
@@ -206,6 +208,7 @@ static void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err,
  * a dying shim, and unmounting can block. */
 struct cleanup {
 	char *id, *dir;
+	struct cni *cni;
 	const struct cri *c;
 };
 
@@ -214,7 +217,9 @@ static void cleanup_work(void *arg)
 	struct cleanup *w = arg;
 	if (w->id)
 		cri_shim_delete(w->c, w->id, w->dir);
-	rm_tree(w->dir);
+	w->cni = cni_teardown(w->cni);
+	if (w->dir)
+		rm_tree(w->dir);
 }
 
 static void cleanup_done(struct cri *c, void *arg)
@@ -226,11 +231,12 @@ static void cleanup_done(struct cri *c, void *arg)
 	free(w);
 }
 
-void cleanup_later(struct cri *c, const char *shim_id, const char *dir)
+void cleanup_later(struct cri *c, const char *shim_id, const char *dir, struct cni *cni)
 {
 	struct cleanup *w = xcalloc(1, sizeof(*w));
 	w->id = shim_id ? xstrdup(shim_id) : NULL;
-	w->dir = xstrdup(dir);
+	w->dir = dir ? xstrdup(dir) : NULL;
+	w->cni = cni;
 	w->c = c;
 	if (cri_run_work(c, cleanup_work, cleanup_done, w) < 0) {
 		cleanup_work(w);
@@ -247,7 +253,7 @@ static void pod_fail_finish(struct cri_pod *p)
 	struct grpc_call *call = p->call;
 
 	p->call = NULL;
-	cleanup_later(c, p->address ? p->id : NULL, p->dir);
+	cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
 	pod_free(p);
 	grpc_call_reply(call, e.code, &e, NULL);
 	free(e.msg);
@@ -498,16 +504,143 @@ static int check_pod_config(const Runtime__V1__PodSandboxConfig *pc, struct hull
 	return 0;
 }
 
+/* A CNI network is configured when the conf dir holds a .conf, .conflist or .json. */
+static bool cni_configured(const char *dir, char **why)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	DIR *d = opendir(dir);
+	bool ok = false;
+	if (!d) {
+		*why = xasprintf("no CNI configuration: '%s': %s", dir, strerror(errno));
+		return false;
+	}
+	for (struct dirent *e; (e = readdir(d)) && !ok;) {
+		const char *dot = strrchr(e->d_name, '.');
+		ok = dot && (strcmp(dot, ".conf") == 0 || strcmp(dot, ".conflist") == 0 ||
+		             strcmp(dot, ".json") == 0);
+	}
+	closedir(d);
+	if (!ok)
+		*why = xasprintf("no CNI configuration in '%s'", dir);
+	return ok;
+}
+
+/* What RunPodSandbox does off the loop: the pod's network (CNI plugins run for
+ * seconds), its spec, the shim's start. The work item owns copies of what it needs;
+ * the pod's config is read, never written, until the work is done. */
+struct run_work {
+	const struct cri *c;
+	struct cri_pod *p;
+	json_object *port_mappings;
+	bool want_cni;
+	struct cni *cni;
+	char *address;
+	int fd; /* connected to the shim */
+	int r;
+	struct hull_error *err;
+};
+
+static json_object *port_mappings_json(const Runtime__V1__PodSandboxConfig *pc)
+{
+	json_object *a = json_object_new_array();
+	for (size_t i = 0; i < pc->n_port_mappings; i++) {
+		const Runtime__V1__PortMapping *m = pc->port_mappings[i];
+		if (m->host_port <= 0)
+			continue; /* no host port: nothing for portmap to do */
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "hostPort", json_object_new_int(m->host_port));
+		json_object_object_add(o, "containerPort", json_object_new_int(m->container_port));
+		json_object_object_add(
+		    o, "protocol",
+		    json_object_new_string(m->protocol == RUNTIME__V1__PROTOCOL__UDP    ? "udp"
+		                           : m->protocol == RUNTIME__V1__PROTOCOL__SCTP ? "sctp"
+		                                                                        : "tcp"));
+		if (*m->host_ip)
+			json_object_object_add(o, "hostIP", json_object_new_string(m->host_ip));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static void run_work(void *arg)
+{
+	struct run_work *w = arg;
+	struct cri_pod *p = w->p;
+	_cleanup_free_ char *spec = NULL, *path = NULL;
+	struct cri_spec_pod sp;
+	char *paths[3];
+
+	if (w->want_cni) {
+		w->r = cni_setup(NULL, p->id, w->c->cfg.state, w->port_mappings, &w->cni, &w->err);
+		if (w->r < 0) {
+			hull_error_prefix(&w->err, "pod network");
+			return;
+		}
+	}
+	spec_pod(p, &sp, paths);
+	sp.netns_path = w->cni ? w->cni->netns : NULL;
+	w->r = cri_sandbox_spec(&sp, "/pause", &spec, &w->err);
+	spec_pod_done(paths);
+	if (w->r < 0)
+		goto fail;
+	path = xasprintf("%s/config.json", p->dir);
+	w->r = write_file(path, spec, &w->err);
+	if (w->r < 0)
+		goto fail;
+	w->r = cri_shim_start(w->c, p->id, p->dir, &w->address, &w->err);
+	if (w->r < 0)
+		goto fail;
+	w->r = cri_shim_connect_fd(w->address, &w->fd, &w->err);
+	if (w->r < 0)
+		goto fail;
+	return;
+fail:
+	w->cni = cni_teardown(w->cni);
+}
+
+static void run_done(struct cri *c, void *arg)
+{
+	struct run_work *w = arg;
+	struct cri_pod *p = w->p;
+	Hull__Task__CreateTaskRequest cr = HULL__TASK__CREATE_TASK_REQUEST__INIT;
+	Hull__Task__Any opts = HULL__TASK__ANY__INIT;
+	_cleanup_free_ uint8_t *opts_buf = NULL;
+
+	json_object_put(w->port_mappings);
+	p->cni = w->cni;
+	p->address = w->address;
+	if (w->r < 0) {
+		if (w->fd >= 0)
+			close(w->fd);
+		p->fail_code = w->r;
+		p->fail_msg = xasprintf("run pod sandbox: %s", w->err->msg);
+		log_warn("pod '%s': %s", p->id, p->fail_msg);
+		hull_error_free(w->err);
+		free(w);
+		pod_fail_finish(p);
+		return;
+	}
+	free(w->err);
+	p->shim = ttrpc_client_new(w->fd, CRI_SHIM_SERVICE);
+	free(w);
+	ttrpc_client_attach(p->shim, c->loop, on_shim_error, p);
+	cr.id = p->id;
+	cr.bundle = p->dir;
+	set_shim_options(c, &opts, &opts_buf);
+	if (opts_buf)
+		cr.options = &opts;
+	if (!shim_call(p, "Create", &cr.base, BOOT_TIMEOUT_MS, on_pod_created, p))
+		pod_fail_run(p, -EIO, "the shim's connection failed");
+}
+
 static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
                      ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__RunPodSandboxRequest *req =
 	    runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
-	Hull__Task__CreateTaskRequest cr = HULL__TASK__CREATE_TASK_REQUEST__INIT;
-	Hull__Task__Any opts = HULL__TASK__ANY__INIT;
-	_cleanup_free_ uint8_t *opts_buf = NULL;
-	_cleanup_free_ char *spec = NULL, *path = NULL;
+	_cleanup_free_ char *path = NULL, *why = NULL;
+	struct run_work *w;
 	struct cri_pod *p;
 	int r;
 	(void)ret;
@@ -556,58 +689,33 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	r = write_pod_files(p, err);
 	if (r < 0)
 		goto fail;
-	{
-		struct cri_spec_pod sp;
-		char *paths[3];
-		spec_pod(p, &sp, paths);
-		r = cri_sandbox_spec(&sp, "/pause", &spec, err);
-		spec_pod_done(paths);
-		if (r < 0)
-			goto fail;
-	}
-	path = xasprintf("%s/config.json", p->dir);
-	r = write_file(path, spec, err);
-	if (r < 0)
-		goto fail;
-	free(path);
 	/* The shim's own log (a plain file here; containerd makes it a FIFO). */
 	path = xasprintf("%s/log", p->dir);
 	r = write_file(path, "", err);
 	if (r < 0)
 		goto fail;
-	r = cri_shim_start(c, p->id, p->dir, &p->address, err);
-	if (r < 0)
-		goto fail;
-	r = cri_shim_connect(p->address, &p->shim, err);
-	if (r < 0)
-		goto fail;
-	ttrpc_client_attach(p->shim, c->loop, on_shim_error, p);
 
-	cr.id = p->id;
-	cr.bundle = p->dir;
-	set_shim_options(c, &opts, &opts_buf);
-	if (opts_buf)
-		cr.options = &opts;
+	w = xcalloc(1, sizeof(*w));
+	w->c = c;
+	w->p = p;
+	w->fd = -1;
+	w->want_cni = cni_configured(c->cfg.cni_conf_dir, &why);
+	w->port_mappings = port_mappings_json(p->config);
 	p->call = call;
-	if (!shim_call(p, "Create", &cr.base, BOOT_TIMEOUT_MS, on_pod_created, p)) {
+	r = cri_run_work(c, run_work, run_done, w);
+	if (r < 0) {
 		p->call = NULL;
-		r = hull_error_set(err, -EIO, "the shim's connection failed");
+		json_object_put(w->port_mappings);
+		free(w);
+		hull_error_set_errno(err, r, "start a worker");
 		goto fail;
 	}
 	runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
 	return 1;
 
 fail:
-	if (p->shim) {
-		/* The shim runs: it is stopped before the answer goes. */
-		p->call = call;
-		pod_fail_run(p, r, (*err)->msg);
-		*err = hull_error_free(*err);
-		runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
-		return 1;
-	}
 	hull_error_prefix(err, "run pod sandbox");
-	cleanup_later(c, p->address ? p->id : NULL, p->dir);
+	cleanup_later(c, NULL, p->dir, TAKE_PTR(p->cni));
 	pod_free(p);
 out:
 	runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
@@ -618,7 +726,46 @@ out:
 
 static void pod_stop_next(struct cri_pod *p);
 
+static void pod_stop_complete(struct cri_pod *p);
+
+struct net_down {
+	struct cri_pod *p; /* not touched by the worker */
+	struct cni *cni;
+};
+
+static void net_down_work(void *arg)
+{
+	struct net_down *w = arg;
+	w->cni = cni_teardown(w->cni);
+}
+
+static void net_down_done(struct cri *c, void *arg)
+{
+	struct net_down *w = arg;
+	struct cri_pod *p = w->p;
+	(void)c;
+	free(w);
+	pod_stop_complete(p);
+}
+
+/* The VM is gone: the pod's network goes next (CNI DEL, off the loop), as containerd
+ * tears it down in StopPodSandbox; the pod's own record stays until the worker is done
+ * with it (Stop and Remove are refused meanwhile: p->call is set). */
 static void pod_stop_finish(struct cri_pod *p)
+{
+	if (p->cni) {
+		struct net_down *w = xcalloc(1, sizeof(*w));
+		w->p = p;
+		w->cni = TAKE_PTR(p->cni);
+		if (cri_run_work(p->c, net_down_work, net_down_done, w) == 0)
+			return;
+		cni_teardown(w->cni);
+		free(w);
+	}
+	pod_stop_complete(p);
+}
+
+static void pod_stop_complete(struct cri_pod *p)
 {
 	struct grpc_call *call = p->call;
 	p->call = NULL;
@@ -635,11 +782,11 @@ static void pod_stop_finish(struct cri_pod *p)
 		for (struct cri_ctr *k = c->ctrs, *next; k; k = next) {
 			next = k->next;
 			if (k->pod == p) {
-				cleanup_later(c, NULL, k->dir);
+				cleanup_later(c, NULL, k->dir, NULL);
 				ctr_free(k);
 			}
 		}
-		cleanup_later(c, p->address ? p->id : NULL, p->dir);
+		cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
 		log_info("pod '%s' removed", p->id);
 		pod_free(p);
 	}
@@ -830,6 +977,26 @@ static int m_pod_status(void *userdata, struct grpc_call *call, const uint8_t *m
 	st.metadata = p->config->metadata;
 	st.state = p->state;
 	st.created_at = p->created_at;
+	/* The pod's addresses as CNI gave them, without their prefix lengths. */
+	_cleanup_strv_free_ char **ips = NULL;
+	Runtime__V1__PodIP *extra = NULL, **extras = NULL;
+	for (size_t i = 0; p->cni && p->cni->res.ips && p->cni->res.ips[i]; i++)
+		strv_push(&ips, xstrndup(p->cni->res.ips[i], strcspn(p->cni->res.ips[i], "/")));
+	if (ips && ips[0]) {
+		size_t n = 0;
+		while (ips[n])
+			n++;
+		net.ip = ips[0];
+		extra = xcalloc(n, sizeof(*extra));
+		extras = xcalloc(n, sizeof(*extras));
+		for (size_t i = 1; i < n; i++) {
+			runtime__v1__pod_ip__init(&extra[i - 1]);
+			extra[i - 1].ip = ips[i];
+			extras[i - 1] = &extra[i - 1];
+		}
+		net.n_additional_ips = n - 1;
+		net.additional_ips = extras;
+	}
 	st.network = &net;
 	if (p->config->linux && p->config->linux->security_context &&
 	    p->config->linux->security_context->namespace_options)
@@ -857,6 +1024,8 @@ static int m_pod_status(void *userdata, struct grpc_call *call, const uint8_t *m
 	*ret = msg_own(&resp.base);
 	kv_free(st.labels, st.n_labels);
 	kv_free(st.annotations, st.n_annotations);
+	free(extra);
+	free(extras);
 	runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
 	return 0;
 }
@@ -931,27 +1100,6 @@ static int m_version(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	resp.runtime_api_version = (char *)CRI_API_VERSION;
 	*ret = msg_own(&resp.base);
 	return 0;
-}
-
-/* A CNI network is configured when the conf dir holds a .conf, .conflist or .json. */
-static bool cni_configured(const char *dir, char **why)
-{
-	_cleanup_strv_free_ char **files = NULL;
-	DIR *d = opendir(dir);
-	bool ok = false;
-	if (!d) {
-		*why = xasprintf("no CNI configuration: '%s': %s", dir, strerror(errno));
-		return false;
-	}
-	for (struct dirent *e; (e = readdir(d)) && !ok;) {
-		const char *dot = strrchr(e->d_name, '.');
-		ok = dot && (strcmp(dot, ".conf") == 0 || strcmp(dot, ".conflist") == 0 ||
-		             strcmp(dot, ".json") == 0);
-	}
-	closedir(d);
-	if (!ok)
-		*why = xasprintf("no CNI configuration in '%s'", dir);
-	return ok;
 }
 
 static int m_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,

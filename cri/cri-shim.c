@@ -123,6 +123,16 @@ int cri_shim_start(const struct cri *c, const char *id, const char *bundle, char
 
 int cri_shim_connect(const char *address, struct ttrpc_client **ret, struct hull_error **err)
 {
+	int fd;
+	int r = cri_shim_connect_fd(address, &fd, err);
+	if (r < 0)
+		return r;
+	*ret = ttrpc_client_new(fd, CRI_SHIM_SERVICE);
+	return 0;
+}
+
+int cri_shim_connect_fd(const char *address, int *ret, struct hull_error **err)
+{
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path = address + (strncmp(address, "unix://", 7) == 0 ? 7 : 0);
 	int fd;
@@ -138,7 +148,7 @@ int cri_shim_connect(const char *address, struct ttrpc_client **ret, struct hull
 		close(fd);
 		return hull_error_set_errno(err, r, "connect to shim '%s'", path);
 	}
-	*ret = ttrpc_client_new(fd, CRI_SHIM_SERVICE);
+	*ret = fd;
 	return 0;
 }
 

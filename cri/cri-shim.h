@@ -14,5 +14,8 @@ int cri_shim_start(const struct cri *c, const char *id, const char *bundle, char
                    struct hull_error **err);
 /* A ttrpc client on the shim's socket (not yet attached to a loop). */
 int cri_shim_connect(const char *address, struct ttrpc_client **ret, struct hull_error **err);
+/* The same as a connected socket fd (for a worker thread: the client is made on the
+ * loop). */
+int cri_shim_connect_fd(const char *address, int *ret, struct hull_error **err);
 /* `shim delete`: what a dead shim left is cleaned up (idempotent). Blocks (at most 20 s). */
 void cri_shim_delete(const struct cri *c, const char *id, const char *bundle);

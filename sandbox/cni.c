@@ -224,7 +224,10 @@ static int find_network(struct cni *c, const char *dir, struct hull_error **err)
 		if (read_conf(path, &conf, NULL) < 0)
 			goto next;
 		name = json_get_string(conf, "name");
-		if (name && strcmp(name, c->name) == 0) {
+		/* No name asked for: the first network, as kubelet's runtimes take it. */
+		if (name && (!c->name || strcmp(name, c->name) == 0)) {
+			if (!c->name)
+				c->name = xstrdup(name);
 			r = cni_conf_list(conf, path, &c->list, err);
 			c->file = TAKE_PTR(path);
 		}
@@ -235,6 +238,8 @@ next:
 	free(ents);
 	if (r < 0)
 		return r;
+	if (!c->list && !c->name)
+		return hull_error_set(err, -ENOENT, "no CNI network in '%s'", dir);
 	if (!c->list)
 		return hull_error_set(err, -ENOENT, "no CNI network named '%s' in '%s'", c->name,
 		                      dir);
@@ -506,7 +511,7 @@ int cni_setup(const char *name, const char *id, const char *state_root, json_obj
 	json_object *plugins;
 	int r;
 
-	c->name = xstrdup(name);
+	c->name = name ? xstrdup(name) : NULL;
 	c->container_id = xstrdup(id);
 	c->ifname = xstrdup("eth0");
 	c->conf_dir = xstrdup(dir && *dir ? dir : CNI_CONF_DIR);
@@ -586,6 +591,13 @@ struct cni *cni_teardown(struct cni *c)
 		*slash = '\0';
 		(void)rmdir(c->netns);
 	}
+	return cni_forget(c);
+}
+
+struct cni *cni_forget(struct cni *c)
+{
+	if (!c)
+		return NULL;
 	cni_result_done(&c->res);
 	json_object_put(c->result);
 	json_object_put(c->port_mappings);

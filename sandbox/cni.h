@@ -43,7 +43,8 @@ struct cni {
 	struct cni_result res;
 };
 
-/* Find network name in conf_dir ($HULL_CNI_CONF_DIR or /etc/cni/net.d), make a network
+/* Find network name (NULL: the first, in file name order) in conf_dir
+ * ($HULL_CNI_CONF_DIR or /etc/cni/net.d), make a network
  * namespace under state_root/.netns/, run every plugin's ADD (binaries from $CNI_PATH,
  * else /usr/lib/cni and /opt/cni/bin). port_mappings (may be NULL; borrowed) is CNI's
  * portMappings array, given as runtimeConfig to the plugins that declare the
@@ -53,6 +54,10 @@ int cni_setup(const char *name, const char *id, const char *state_root, json_obj
               struct cni **ret, struct hull_error **err);
 /* DEL in reverse order, remove the namespace, free. Accepts NULL; returns NULL. */
 struct cni *cni_teardown(struct cni *c);
+/* Free without tearing down: the network stays (its owner outlives us, as a pod
+ * outlives a restarting hull-cri; its record lets a later sweep or DEL find it).
+ * Accepts NULL; returns NULL. */
+struct cni *cni_forget(struct cni *c);
 /* Tear down what a killed `hull run --net=cni` left under state_root/.netns: DEL from
  * its record, the namespace removed. Only where owner(state_root/ID) says the sandbox's
  * owner is gone (0) and the record is over two minutes old (a run may be between ADD

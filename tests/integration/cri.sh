@@ -11,7 +11,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
 TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync
-	logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing restart_keeps_pods"
+	pod_network logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -287,6 +287,53 @@ test_exec_sync() {
 	out=$(fails ExecSync '{"container_id":"'$c'","cmd":["true"]}')
 	echo "$out" | grep -q "FAILED_PRECONDITION" || { echo "exec in a stopped container: $out"; pod_gone "$s"; return 1; }
 	pod_gone "$s"
+}
+
+# A CNI network for the pods (Debian's bridge and host-local, IPv4 and IPv6), present
+# only during the test that uses it: the others check pods without one.
+net_up() {
+	local n sub
+	n=$(printf %s "$W" | cksum | cut -d' ' -f1)
+	BR=hullr$((n % 100000)) sub=$((n % 250))
+	cat >"$W/cni/10-pods.conflist" <<EOT
+{"cniVersion": "1.0.0", "name": "pods", "plugins": [
+  {"type": "bridge", "bridge": "$BR", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$W/ipam",
+            "ranges": [[{"subnet": "10.216.$sub.0/24"}], [{"subnet": "fd13:216:$sub::/64"}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}]}
+EOT
+}
+net_down() {
+	rm -f "$W/cni/10-pods.conflist"
+	ip link del "$BR" 2>/dev/null
+	return 0
+}
+
+test_pod_network() {
+	[ -x /usr/lib/cni/bridge ] || { echo "containernetworking-plugins is not installed"; return 77; }
+	net_up
+	local a b ca st ipa ipb ip6b out
+	cri Status '{}' | grep -q '"type": "NetworkReady", "status": true' || { echo "Status: $(cri Status '{}')"; net_down; return 1; }
+	a=$(run_pod na) && b=$(run_pod nb) && [ -n "$a" ] && [ -n "$b" ] || { echo "pods failed"; net_down; return 1; }
+	st=$(cri PodSandboxStatus '{"pod_sandbox_id":"'$b'"}')
+	ipb=$(echo "$st" | jget status.network.ip)
+	ip6b=$(echo "$st" | jget status.network.additional_ips.0.ip)
+	ipa=$(cri PodSandboxStatus '{"pod_sandbox_id":"'$a'"}' | jget status.network.ip)
+	case "$ipb" in 10.216.*) ;; *) echo "pod IP '$ipb': $st"; pod_gone "$a"; pod_gone "$b"; net_down; return 1 ;; esac
+	case "$ip6b" in fd13:216:*) ;; *) echo "pod IPv6 '$ip6b': $st"; pod_gone "$a"; pod_gone "$b"; net_down; return 1 ;; esac
+	[ "$ipa" != "$ipb" ] || { echo "both pods have $ipa"; pod_gone "$a"; pod_gone "$b"; net_down; return 1; }
+	ca=$(new_ctr "$a" na c '["sleep","600"]') && cri StartContainer '{"container_id":"'$ca'"}' >/dev/null ||
+		{ pod_gone "$a"; pod_gone "$b"; net_down; return 1; }
+	# The pod's own address inside its VM, and pod-to-pod traffic across the bridge.
+	out=$(cri ExecSync '{"container_id":"'$ca'","cmd":["sh","-c","ip -o addr show eth0; ping -c 1 -W 5 '$ipb' >/dev/null && echo reached"]}')
+	echo "$out" | jget stdout | b64 >"$T/net"
+	grep -q "inet $ipa/" "$T/net" && grep -q reached "$T/net" ||
+		{ echo "in pod a: $(cat "$T/net")"; pod_gone "$a"; pod_gone "$b"; net_down; return 1; }
+	pod_gone "$a"
+	pod_gone "$b"
+	# StopPodSandbox took the pods' network down: no namespace left.
+	[ -z "$(ls -A "$W/state/.netns" 2>/dev/null)" ] || { echo "netns left: $(ls "$W/state/.netns")"; net_down; return 1; }
+	net_down
 }
 
 test_logs_and_reopen() {
