@@ -66,6 +66,7 @@ void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at)
 	k->finished_at = at ? at : cri_now_ns();
 	free(k->reason);
 	k->reason = xstrdup(k->oom ? "OOMKilled" : status == 0 ? "Completed" : "Error");
+	cri_ctr_save(k);
 }
 
 /* ---- CreateContainer ---- */
@@ -265,6 +266,7 @@ int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	k->out_path = TAKE_PTR(out_path);
 	k->err_path = TAKE_PTR(err_path);
 	k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
+	cri_ctr_save(k);
 	{
 		Runtime__V1__CreateContainerResponse resp =
 		    RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
@@ -305,6 +307,7 @@ static void ctr_fail_start(struct cri_ctr *k, int r, const char *message)
 	k->reason = xstrdup("StartError");
 	free(k->message);
 	k->message = xstrdup(message);
+	cri_ctr_save(k);
 	grpc_call_reply(call, e.code, &e, NULL);
 	free(e.msg);
 }
@@ -329,6 +332,7 @@ static void on_ctr_started(struct ttrpc_client *tc, int code, const char *messag
 		k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
 		k->started_at = cri_now_ns();
 	}
+	cri_ctr_save(k);
 	call = k->call;
 	k->call = NULL;
 	grpc_call_reply(call, 0, NULL, NULL);
@@ -346,6 +350,7 @@ static void on_ctr_created(struct ttrpc_client *tc, int code, const char *messag
 		return;
 	}
 	k->in_shim = true;
+	cri_ctr_save(k);
 	/* The shim holds the FIFOs' write ends now: ours go, so that its close is our EOF. */
 	ctr_close_logs(k);
 	sr.id = k->id;
@@ -415,6 +420,7 @@ static void ctr_stop_done(struct cri_ctr *k)
 	struct grpc_call *call = k->call;
 	k->call = NULL;
 	if (k->removing) {
+		cri_ctr_forget(k);
 		cleanup_later(k->c, NULL, k->dir, NULL);
 		ctr_free(k);
 	}
@@ -429,6 +435,7 @@ static void on_ctr_deleted(struct ttrpc_client *tc, int code, const char *messag
 	if (code != TTRPC_OK)
 		log_debug("container '%s': delete: %s", k->id, message);
 	k->in_shim = false;
+	cri_ctr_save(k);
 	ctr_stop_done(k);
 }
 

@@ -123,3 +123,17 @@ int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
                   ProtobufCMessage **ret, struct hull_error **err);
 void cri_exec_abort_all(struct cri_pod *p, const char *why);
+
+/* The pod is over (its shim gone, its sandbox exited): NOTREADY, its containers exited
+ * with why as their message (cri-runtime.c). */
+void pod_lost(struct cri_pod *p, const char *why);
+/* The ttrpc client's error callback for a pod's shim connection (userdata: the pod). */
+void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err, void *userdata);
+
+/* Records that survive a restart (cri-store.c): saved on every change, forgotten at
+ * removal; cri_store_load() brings them back at start and speaks to the shims again. */
+void cri_pod_save(const struct cri_pod *p);
+void cri_ctr_save(const struct cri_ctr *k);
+void cri_pod_forget(const struct cri_pod *p);
+void cri_ctr_forget(const struct cri_ctr *k);
+int cri_store_load(struct cri *c, struct hull_error **err);

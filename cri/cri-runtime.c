@@ -176,7 +176,7 @@ static void pod_free(struct cri_pod *p)
 
 /* The shim went away (its VM died, it was killed): the pod is over, and so is every
  * container in it. */
-static void pod_lost(struct cri_pod *p, const char *why)
+void pod_lost(struct cri_pod *p, const char *why)
 {
 	if (p->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY && !p->call)
 		log_warn("pod '%s': %s", p->id, why);
@@ -194,9 +194,13 @@ static void pod_lost(struct cri_pod *p, const char *why)
 			free(k->message);
 			k->message = xstrdup(why);
 		}
+	cri_pod_save(p);
+	for (struct cri_ctr *k = p->c->ctrs; k; k = k->next)
+		if (k->pod == p)
+			cri_ctr_save(k);
 }
 
-static void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err, void *userdata)
+void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err, void *userdata)
 {
 	struct cri_pod *p = userdata;
 	(void)tc;
@@ -253,6 +257,7 @@ static void pod_fail_finish(struct cri_pod *p)
 	struct grpc_call *call = p->call;
 
 	p->call = NULL;
+	cri_pod_forget(p);
 	cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
 	pod_free(p);
 	grpc_call_reply(call, e.code, &e, NULL);
@@ -301,6 +306,7 @@ static void on_pod_started(struct ttrpc_client *tc, int code, const char *messag
 		hull__task__start_response__free_unpacked(sr, NULL);
 	}
 	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	cri_pod_save(p);
 	resp.pod_sandbox_id = p->id;
 	log_info("pod '%s' (%s/%s) is ready", p->id, p->config->metadata->namespace_,
 	         p->config->metadata->name);
@@ -621,6 +627,7 @@ static void run_done(struct cri *c, void *arg)
 		return;
 	}
 	free(w->err);
+	cri_pod_save(p);
 	p->shim = ttrpc_client_new(w->fd, CRI_SHIM_SERVICE);
 	free(w);
 	ttrpc_client_attach(p->shim, c->loop, on_shim_error, p);
@@ -695,6 +702,9 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	if (r < 0)
 		goto fail;
 
+	/* A record from the start: a hull-cri killed while the pod boots finds its shim
+	 * (by the address the shim writes in the bundle) and stops it. */
+	cri_pod_save(p);
 	w = xcalloc(1, sizeof(*w));
 	w->c = c;
 	w->p = p;
@@ -715,6 +725,7 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 
 fail:
 	hull_error_prefix(err, "run pod sandbox");
+	cri_pod_forget(p);
 	cleanup_later(c, NULL, p->dir, TAKE_PTR(p->cni));
 	pod_free(p);
 out:
@@ -782,13 +793,20 @@ static void pod_stop_complete(struct cri_pod *p)
 		for (struct cri_ctr *k = c->ctrs, *next; k; k = next) {
 			next = k->next;
 			if (k->pod == p) {
+				cri_ctr_forget(k);
 				cleanup_later(c, NULL, k->dir, NULL);
 				ctr_free(k);
 			}
 		}
+		cri_pod_forget(p);
 		cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
 		log_info("pod '%s' removed", p->id);
 		pod_free(p);
+	} else {
+		cri_pod_save(p);
+		for (struct cri_ctr *k = p->c->ctrs; k; k = k->next)
+			if (k->pod == p)
+				cri_ctr_save(k);
 	}
 	grpc_call_reply(call, 0, NULL, NULL);
 }
@@ -1305,7 +1323,12 @@ int cri_runtime_init(struct cri *c, struct hull_error **err)
 		return hull_error_set_errno(err, r, "mkdir '%s'", c->cfg.root);
 	c->events_path = xasprintf("%s/events.sock", c->cfg.state);
 	c->events = ttrpc_server_new(c->loop, event_methods, ELEMENTSOF(event_methods), c);
-	return ttrpc_server_listen(c->events, c->events_path, err);
+	r = ttrpc_server_listen(c->events, c->events_path, err);
+	if (r < 0)
+		return r;
+	/* The events socket first: shims that queued exits while we were away send them
+	 * as soon as it answers. */
+	return cri_store_load(c, err);
 }
 
 void cri_runtime_done(struct cri *c)

@@ -613,15 +613,24 @@ struct cni *cni_forget(struct cni *c)
 	return NULL;
 }
 
-/* Rebuild a run's struct cni from its record and tear it down. */
-static void sweep_one(const char *nsdir, const char *id)
+struct cni *cni_restore(const char *state_root, const char *id)
 {
-	struct cni *c = xcalloc(1, sizeof(*c));
+	_cleanup_free_ char *nsdir = netns_dir(state_root);
+	struct cni *c;
 	json_object *rec = NULL, *v;
 	const char *network, *conf_dir;
 
+	if (!id_is_valid(id))
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
 	c->netns = xasprintf("%s/%s", nsdir, id);
 	c->record = xasprintf("%s.cni", c->netns);
+	if (access(c->record, F_OK) < 0 && access(c->netns, F_OK) < 0) {
+		free(c->netns);
+		free(c->record);
+		free(c);
+		return NULL;
+	}
 	c->container_id = xstrdup(id);
 	c->ifname = xstrdup("eth0");
 	if (read_conf(c->record, &rec, NULL) == 0 && (network = json_get_string(rec, "network")) &&
@@ -634,16 +643,28 @@ static void sweep_one(const char *nsdir, const char *id)
 			json_object_object_get_ex(c->list, "plugins", &plugins);
 			c->n_added = (size_t)MIN((int64_t)json_object_array_length(plugins),
 			                         MAX(json_object_get_int64(v), 0));
-			if (json_object_object_get_ex(rec, "result", &v))
+			if (json_object_object_get_ex(rec, "result", &v)) {
+				const char *text =
+				    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 				c->result = json_object_get(v);
+				(void)cni_parse_result(text, strlen(text), &c->res, NULL);
+			}
 			if (json_object_object_get_ex(rec, "port_mappings", &v) &&
 			    json_object_is_type(v, json_type_array))
 				c->port_mappings = json_object_get(v);
 		}
 	}
-	/* Without its config the plugins cannot be asked; the namespace still goes. */
-	log_info("CNI: tearing down what sandbox '%s' left (%zu plugins)", id, c->n_added);
 	json_object_put(rec);
+	return c;
+}
+
+/* Rebuild a run's struct cni from its record and tear it down. */
+static void sweep_one(const char *state_root, const char *id)
+{
+	struct cni *c = cni_restore(state_root, id);
+	/* Without its config the plugins cannot be asked; the namespace still goes. */
+	if (c)
+		log_info("CNI: tearing down what sandbox '%s' left (%zu plugins)", id, c->n_added);
 	cni_teardown(c);
 }
 
@@ -666,6 +687,6 @@ void cni_sweep(const char *state_root, int (*owner)(const char *state_dir))
 		if (!id_is_valid(id) || owner(owner_dir) != 0 || stat(path, &st) < 0 ||
 		    st.st_mtime + 120 > time(NULL))
 			continue;
-		sweep_one(nsdir, id);
+		sweep_one(state_root, id);
 	}
 }

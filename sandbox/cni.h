@@ -58,6 +58,10 @@ struct cni *cni_teardown(struct cni *c);
  * outlives a restarting hull-cri; its record lets a later sweep or DEL find it).
  * Accepts NULL; returns NULL. */
 struct cni *cni_forget(struct cni *c);
+/* A network set up earlier under state_root/.netns/ID, rebuilt from its record (a
+ * restarted owner takes it back: its addresses, and what DEL needs). NULL when there is
+ * neither record nor namespace. */
+struct cni *cni_restore(const char *state_root, const char *id);
 /* Tear down what a killed `hull run --net=cni` left under state_root/.netns: DEL from
  * its record, the namespace removed. Only where owner(state_root/ID) says the sandbox's
  * owner is gone (0) and the record is over two minutes old (a run may be between ADD
