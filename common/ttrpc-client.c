@@ -131,6 +131,19 @@ static bool leave(struct ttrpc_client *c)
 	return true;
 }
 
+_printf_(3, 4) static void fail_with(struct ttrpc_client *c, int code, const char *fmt, ...);
+
+void ttrpc_client_cancel_all(struct ttrpc_client *c, const char *why)
+{
+	if (!c || c->failed)
+		return;
+	/* The owner is the one asking: it is not told. */
+	c->error_cb = NULL;
+	c->depth++;
+	fail_with(c, -ECANCELED, "%s", why);
+	(void)leave(c);
+}
+
 bool ttrpc_client_failed(struct ttrpc_client *c, const struct hull_error **ret_err)
 {
 	if (ret_err)

@@ -48,6 +48,10 @@ struct ttrpc_client *ttrpc_client_free(struct ttrpc_client *c);
  * ends. */
 int ttrpc_client_attach(struct ttrpc_client *c, struct event_loop *loop,
                         ttrpc_client_error_cb error_cb, void *userdata);
+/* End the connection now and answer every pending call (UNAVAILABLE, with why), without
+ * telling the error callback: the owner is going away, and what waited on its calls
+ * must not hang. New calls fail from then on. Safe inside this client's callbacks. */
+void ttrpc_client_cancel_all(struct ttrpc_client *c, const char *why);
 /* True once the connection ended; *ret_err (may be NULL) is the reason (borrowed). */
 bool ttrpc_client_failed(struct ttrpc_client *c, const struct hull_error **ret_err);
 

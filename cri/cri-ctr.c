@@ -66,6 +66,7 @@ void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at)
 	k->finished_at = at ? at : cri_now_ns();
 	free(k->reason);
 	k->reason = xstrdup(k->oom ? "OOMKilled" : status == 0 ? "Completed" : "Error");
+	cri_event(k, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT);
 	cri_ctr_save(k);
 }
 
@@ -267,6 +268,7 @@ int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	k->err_path = TAKE_PTR(err_path);
 	k->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
 	cri_ctr_save(k);
+	cri_event(k, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT);
 	{
 		Runtime__V1__CreateContainerResponse resp =
 		    RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
@@ -333,6 +335,7 @@ static void on_ctr_started(struct ttrpc_client *tc, int code, const char *messag
 		k->started_at = cri_now_ns();
 	}
 	cri_ctr_save(k);
+	cri_event(k, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT);
 	call = k->call;
 	k->call = NULL;
 	grpc_call_reply(call, 0, NULL, NULL);
@@ -420,6 +423,7 @@ static void ctr_stop_done(struct cri_ctr *k)
 	struct grpc_call *call = k->call;
 	k->call = NULL;
 	if (k->removing) {
+		cri_event(k, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT);
 		cri_ctr_forget(k);
 		cleanup_later(k->c, NULL, k->dir, NULL);
 		ctr_free(k);
@@ -567,6 +571,46 @@ int m_remove_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 
 /* ---- ContainerStatus, ListContainers ---- */
 
+void ctr_status_fill(const struct cri_ctr *k, struct ctr_status_parts *sp)
+{
+	Runtime__V1__ContainerStatus *st = &sp->st;
+	runtime__v1__container_status__init(st);
+	runtime__v1__image_spec__init(&sp->img);
+	runtime__v1__container_resources__init(&sp->res);
+	st->id = k->id;
+	st->metadata = k->config->metadata;
+	st->state = k->state;
+	st->created_at = k->created_at;
+	st->started_at = k->started_at;
+	st->finished_at = k->finished_at;
+	st->exit_code = k->exit_code;
+	sp->img.image = k->image_name;
+	st->image = &sp->img;
+	st->image_ref = k->image_id;
+	st->image_id = k->image_id;
+	st->reason = k->reason ? k->reason : (char *)"";
+	st->message = k->message ? k->message : (char *)"";
+	st->n_labels = k->config->n_labels;
+	st->labels = kv_copy(&runtime__v1__container_status__labels_entry__descriptor,
+	                     (void *const *)k->config->labels, k->config->n_labels);
+	st->n_annotations = k->config->n_annotations;
+	st->annotations = kv_copy(&runtime__v1__container_status__annotations_entry__descriptor,
+	                          (void *const *)k->config->annotations, k->config->n_annotations);
+	st->n_mounts = k->config->n_mounts;
+	st->mounts = k->config->mounts;
+	st->log_path = k->log_path ? k->log_path : (char *)"";
+	if (k->config->linux && k->config->linux->resources) {
+		sp->res.linux = k->config->linux->resources;
+		st->resources = &sp->res;
+	}
+}
+
+void ctr_status_done(struct ctr_status_parts *sp)
+{
+	kv_free(sp->st.labels, sp->st.n_labels);
+	kv_free(sp->st.annotations, sp->st.n_annotations);
+}
+
 int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
                  ProtobufCMessage **ret, struct hull_error **err)
 {
@@ -574,11 +618,10 @@ int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	Runtime__V1__ContainerStatusRequest *req =
 	    runtime__v1__container_status_request__unpack(NULL, len, msg);
 	Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-	Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
 	Runtime__V1__ContainerStatusResponse__InfoEntry info =
 	    RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
 	Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = {&info};
-	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
+	struct ctr_status_parts sp;
 	_cleanup_free_ char *info_json = NULL;
 	struct cri_ctr *k;
 	(void)call;
@@ -592,29 +635,8 @@ int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 		runtime__v1__container_status_request__free_unpacked(req, NULL);
 		return r;
 	}
-	st.id = k->id;
-	st.metadata = k->config->metadata;
-	st.state = k->state;
-	st.created_at = k->created_at;
-	st.started_at = k->started_at;
-	st.finished_at = k->finished_at;
-	st.exit_code = k->exit_code;
-	img.image = k->image_name;
-	st.image = &img;
-	st.image_ref = k->image_id;
-	st.image_id = k->image_id;
-	st.reason = k->reason ? k->reason : (char *)"";
-	st.message = k->message ? k->message : (char *)"";
-	st.n_labels = k->config->n_labels;
-	st.labels = kv_copy(&runtime__v1__container_status__labels_entry__descriptor,
-	                    (void *const *)k->config->labels, k->config->n_labels);
-	st.n_annotations = k->config->n_annotations;
-	st.annotations = kv_copy(&runtime__v1__container_status__annotations_entry__descriptor,
-	                         (void *const *)k->config->annotations, k->config->n_annotations);
-	st.n_mounts = k->config->n_mounts;
-	st.mounts = k->config->mounts;
-	st.log_path = k->log_path ? k->log_path : (char *)"";
-	resp.status = &st;
+	ctr_status_fill(k, &sp);
+	resp.status = &sp.st;
 	if (req->verbose) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "pid", json_object_new_int64(k->pid));
@@ -628,10 +650,193 @@ int m_ctr_status(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 		resp.info = infos;
 	}
 	*ret = msg_own(&resp.base);
-	kv_free(st.labels, st.n_labels);
-	kv_free(st.annotations, st.n_annotations);
+	ctr_status_done(&sp);
 	runtime__v1__container_status_request__free_unpacked(req, NULL);
 	return 0;
+}
+
+/* ---- UpdateContainerResources: the new limits as OCI linux.resources, through the
+ * shim's Update into the guest's cgroup; kept in the container's config (its status
+ * reports them) ---- */
+
+static char *resources_json(const Runtime__V1__LinuxContainerResources *r)
+{
+	json_object *o = json_object_new_object(), *cpu = json_object_new_object(),
+	            *mem = json_object_new_object();
+	if (r->cpu_shares > 0)
+		json_object_object_add(cpu, "shares", json_object_new_int64(r->cpu_shares));
+	if (r->cpu_quota != 0)
+		json_object_object_add(cpu, "quota", json_object_new_int64(r->cpu_quota));
+	if (r->cpu_period > 0)
+		json_object_object_add(cpu, "period", json_object_new_int64(r->cpu_period));
+	if (*r->cpuset_cpus)
+		json_object_object_add(cpu, "cpus", json_object_new_string(r->cpuset_cpus));
+	if (*r->cpuset_mems)
+		json_object_object_add(cpu, "mems", json_object_new_string(r->cpuset_mems));
+	if (r->memory_limit_in_bytes > 0)
+		json_object_object_add(mem, "limit",
+		                       json_object_new_int64(r->memory_limit_in_bytes));
+	if (r->memory_swap_limit_in_bytes > 0)
+		json_object_object_add(mem, "swap",
+		                       json_object_new_int64(r->memory_swap_limit_in_bytes));
+	json_object_object_add(o, "cpu", cpu);
+	json_object_object_add(o, "memory", mem);
+	if (r->n_unified) {
+		json_object *u = json_object_new_object();
+		for (size_t i = 0; i < r->n_unified; i++)
+			json_object_object_add(u, r->unified[i]->key,
+			                       json_object_new_string(r->unified[i]->value));
+		json_object_object_add(o, "unified", u);
+	}
+	char *text = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return text;
+}
+
+/* The container's config.json with linux.resources' cpu, memory and unified replaced
+ * by those of json. */
+static int patch_spec_resources(const struct cri_ctr *k, const char *json, struct hull_error **err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/config.json", k->dir);
+	_cleanup_free_ char *text = read_small(k->dir, "config.json");
+	json_object *root, *linux_, *res, *upd, *v;
+	int r;
+
+	if (!text)
+		return hull_error_set_errno(err, -errno, "read '%s'", path);
+	if (json_parse(text, strlen(text), 64, true, &root, err) < 0)
+		return hull_error_prefix(err, "'%s'", path);
+	if (json_parse(json, strlen(json), 8, true, &upd, err) < 0) {
+		json_object_put(root);
+		return r = -EINVAL;
+	}
+	if (!json_object_object_get_ex(root, "linux", &linux_)) {
+		linux_ = json_object_new_object();
+		json_object_object_add(root, "linux", linux_);
+	}
+	if (!json_object_object_get_ex(linux_, "resources", &res)) {
+		res = json_object_new_object();
+		json_object_object_add(linux_, "resources", res);
+	}
+	for (const char *const *key = (const char *const[]){"cpu", "memory", "unified", NULL}; *key;
+	     key++)
+		if (json_object_object_get_ex(upd, *key, &v))
+			json_object_object_add(res, *key, json_object_get(v));
+	r = write_file(path, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN), err);
+	json_object_put(root);
+	json_object_put(upd);
+	return r;
+}
+
+struct update_ctx {
+	struct cri *c;
+	struct grpc_call *call;
+	char *ctr_id;
+	Runtime__V1__LinuxContainerResources *res;
+};
+
+static void on_updated(struct ttrpc_client *tc, int code, const char *message,
+                       const uint8_t *payload, size_t len, void *userdata)
+{
+	struct update_ctx *u = userdata;
+	struct cri_ctr *k = ctr_find(u->c, u->ctr_id);
+	(void)tc, (void)payload, (void)len;
+
+	if (code != TTRPC_OK) {
+		struct hull_error e = {
+		    .code = ttrpc_errno_from_code(code),
+		    .msg = xasprintf("update container '%s': %s", u->ctr_id, message)};
+		grpc_call_reply(u->call, e.code, &e, NULL);
+		free(e.msg);
+		runtime__v1__linux_container_resources__free_unpacked(u->res, NULL);
+	} else {
+		if (k) {
+			if (!k->config->linux) {
+				k->config->linux = xcalloc(1, sizeof(*k->config->linux));
+				runtime__v1__linux_container_config__init(k->config->linux);
+			}
+			if (k->config->linux->resources)
+				runtime__v1__linux_container_resources__free_unpacked(
+				    k->config->linux->resources, NULL);
+			k->config->linux->resources = u->res;
+			cri_ctr_save(k);
+		} else {
+			runtime__v1__linux_container_resources__free_unpacked(u->res, NULL);
+		}
+		grpc_call_reply(u->call, 0, NULL, NULL);
+	}
+	free(u->ctr_id);
+	free(u);
+}
+
+int m_update_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                 ProtobufCMessage **ret, struct hull_error **err)
+{
+	struct cri *c = userdata;
+	Runtime__V1__UpdateContainerResourcesRequest *req =
+	    runtime__v1__update_container_resources_request__unpack(NULL, len, msg);
+	Hull__Task__UpdateTaskRequest ur = HULL__TASK__UPDATE_TASK_REQUEST__INIT;
+	Hull__Task__Any any = HULL__TASK__ANY__INIT;
+	_cleanup_free_ char *json = NULL;
+	struct cri_ctr *k;
+	int r = 1;
+
+	if (!req)
+		return hull_error_set(err, -EINVAL, "the request does not decode");
+	k = ctr_find(c, req->container_id);
+	if (!k) {
+		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
+	} else if (!req->linux) {
+		r = invalid(err, "linux", "no resources given");
+	} else if (req->linux->cpu_shares < 0 || req->linux->cpu_period < 0 ||
+	           req->linux->memory_limit_in_bytes < 0) {
+		r = invalid(err, "linux", "negative resources");
+	} else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING &&
+	           k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED) {
+		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		                   "container '%s' is not running", k->id);
+	} else if (!k->in_shim) {
+		/* Created, not started: the new limits go into its spec, read at start. */
+		json = resources_json(req->linux);
+		r = patch_spec_resources(k, json, err);
+		if (r < 0)
+			goto out;
+		if (!k->config->linux) {
+			k->config->linux = xcalloc(1, sizeof(*k->config->linux));
+			runtime__v1__linux_container_config__init(k->config->linux);
+		}
+		if (k->config->linux->resources)
+			runtime__v1__linux_container_resources__free_unpacked(
+			    k->config->linux->resources, NULL);
+		k->config->linux->resources = msg_dup(&req->linux->base);
+		cri_ctr_save(k);
+		*ret = msg_own(&(Runtime__V1__UpdateContainerResourcesResponse)
+		                    RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT.base);
+		r = 0;
+	} else {
+		free(json);
+		struct update_ctx *u = xcalloc(1, sizeof(*u));
+		json = resources_json(req->linux);
+		any.type_url =
+		    (char *)"types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+		any.value.data = (uint8_t *)json;
+		any.value.len = strlen(json);
+		ur.id = k->id;
+		ur.resources = &any;
+		u->c = c;
+		u->call = call;
+		u->ctr_id = xstrdup(k->id);
+		u->res = msg_dup(&req->linux->base);
+		if (!shim_call(k->pod, "Update", &ur.base, SHIM_CALL_TIMEOUT_MS, on_updated, u)) {
+			runtime__v1__linux_container_resources__free_unpacked(u->res, NULL);
+			free(u->ctr_id);
+			free(u);
+			r = hull_error_set(err, -EIO, "the pod's shim is gone");
+		}
+	}
+out:
+	runtime__v1__update_container_resources_request__free_unpacked(req, NULL);
+	return r;
 }
 
 int m_list_ctrs(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,

@@ -63,7 +63,11 @@ struct cri_ctr {
 	bool in_shim;              /* the shim has the task (created, not yet deleted) */
 	char *rootfs_opts[3];      /* the overlay's lowerdir, upperdir, workdir */
 	char *out_path, *err_path; /* the FIFOs */
-	struct grpc_call *call;    /* Create/Start/Stop/Remove in flight */
+	uint64_t layer_bytes, layer_inodes; /* the writable layer, last walked */
+	bool layer_walking;
+	int64_t prev_cpu_ts; /* the last stats sample, for a CPU rate */
+	uint64_t prev_cpu_ns;
+	struct grpc_call *call; /* Create/Start/Stop/Remove in flight */
 	bool removing;
 	int64_t stop_timeout;
 	struct cri_ctr *next;
@@ -137,3 +141,32 @@ void cri_ctr_save(const struct cri_ctr *k);
 void cri_pod_forget(const struct cri_pod *p);
 void cri_ctr_forget(const struct cri_ctr *k);
 int cri_store_load(struct cri *c, struct hull_error **err);
+
+/* Stats (cri-stats.c). */
+int cri_container_stats(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err);
+int cri_list_container_stats(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                             ProtobufCMessage **ret, struct hull_error **err);
+int cri_pod_sandbox_stats(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                          ProtobufCMessage **ret, struct hull_error **err);
+int cri_list_pod_sandbox_stats(void *userdata, struct grpc_call *call, const uint8_t *msg,
+                               size_t len, ProtobufCMessage **ret, struct hull_error **err);
+
+/* A container's status as ContainerStatus gives it, borrowing from k (cri-ctr.c); also
+ * what GetContainerEvents sends. */
+struct ctr_status_parts {
+	Runtime__V1__ContainerStatus st;
+	Runtime__V1__ImageSpec img;
+	Runtime__V1__ContainerResources res;
+};
+void ctr_status_fill(const struct cri_ctr *k, struct ctr_status_parts *sp);
+void ctr_status_done(struct ctr_status_parts *sp);
+int m_update_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                 ProtobufCMessage **ret, struct hull_error **err);
+
+/* GetContainerEvents (cri-events.c): every subscriber gets each container's created,
+ * started, stopped and deleted, with the container's and its pod's status. */
+int cri_get_events(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                   ProtobufCMessage **ret, struct hull_error **err);
+void cri_event(struct cri_ctr *k, Runtime__V1__ContainerEventType type);
+void cri_events_done(struct cri *c);

@@ -793,6 +793,8 @@ static void pod_stop_complete(struct cri_pod *p)
 		for (struct cri_ctr *k = c->ctrs, *next; k; k = next) {
 			next = k->next;
 			if (k->pod == p) {
+				cri_event(
+				    k, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT);
 				cri_ctr_forget(k);
 				cleanup_later(c, NULL, k->dir, NULL);
 				ctr_free(k);
@@ -876,6 +878,8 @@ static void pod_stop_next(struct cri_pod *p)
 	if (p->stop_phase >= STOP_DONE || !p->shim) {
 		if (p->shim) {
 			cri_exec_abort_all(p, "the pod was stopped");
+			/* What still waits on the shim (stats) is answered, not dropped. */
+			ttrpc_client_cancel_all(p->shim, "the pod was stopped");
 			p->shim = ttrpc_client_free(p->shim);
 		}
 		pod_stop_finish(p);
@@ -1194,6 +1198,29 @@ static int m_update_runtime_config(void *userdata, struct grpc_call *call, const
 	return 0;
 }
 
+/* No metrics beyond the stats calls' (kubelet's PodAndContainerStatsFromCRI asks):
+ * an empty list is the honest answer; both responses have the list as field 1. */
+static int m_no_metrics(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)userdata, (void)msg, (void)len, (void)err;
+	if (strstr(grpc_call_path(call), "Descriptors"))
+		*ret = msg_own(&(Runtime__V1__ListMetricDescriptorsResponse)
+		                    RUNTIME__V1__LIST_METRIC_DESCRIPTORS_RESPONSE__INIT.base);
+	else
+		*ret = msg_own(&(Runtime__V1__ListPodSandboxMetricsResponse)
+		                    RUNTIME__V1__LIST_POD_SANDBOX_METRICS_RESPONSE__INIT.base);
+	return 0;
+}
+
+static int m_checkpoint(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                        ProtobufCMessage **ret, struct hull_error **err)
+{
+	(void)userdata, (void)call, (void)msg, (void)len, (void)ret;
+	return hull_error_set(err, grpc_error_code(TTRPC_UNIMPLEMENTED),
+	                      "checkpoint/restore of containers is not supported by hull");
+}
+
 /* ---- the shims' events ---- */
 
 static void on_task_exit(struct cri *c, const Hull__Events__TaskExit *e)
@@ -1273,6 +1300,15 @@ const struct grpc_method cri_runtime_methods[] = {
     {RT("ListContainers"), m_list_ctrs},
     {RT("ReopenContainerLog"), m_reopen_log},
     {RT("ExecSync"), cri_exec_sync},
+    {RT("ContainerStats"), cri_container_stats},
+    {RT("ListContainerStats"), cri_list_container_stats},
+    {RT("PodSandboxStats"), cri_pod_sandbox_stats},
+    {RT("ListPodSandboxStats"), cri_list_pod_sandbox_stats},
+    {RT("UpdateContainerResources"), m_update_ctr},
+    {RT("GetContainerEvents"), cri_get_events},
+    {RT("ListMetricDescriptors"), m_no_metrics},
+    {RT("ListPodSandboxMetrics"), m_no_metrics},
+    {RT("CheckpointContainer"), m_checkpoint},
 };
 const size_t cri_runtime_n_methods = ELEMENTSOF(cri_runtime_methods);
 
@@ -1347,6 +1383,7 @@ void cri_runtime_done(struct cri *c)
 			grpc_call_reply(TAKE_PTR(c->pods->call), -ECANCELED, &gone, NULL);
 		pod_free(c->pods);
 	}
+	cri_events_done(c);
 	c->events = ttrpc_server_free(c->events);
 	free(c->events_path);
 	free(c->self_exe);

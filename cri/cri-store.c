@@ -135,8 +135,8 @@ void cri_ctr_save(const struct cri_ctr *k)
 	add_str(o, "out_path", k->out_path);
 	add_str(o, "err_path", k->err_path);
 	for (int i = 0; i < 3; i++)
-		json_object_array_add(opts, json_object_new_string(k->rootfs_opts[i] ? k->rootfs_opts[i]
-		                                                                       : ""));
+		json_object_array_add(
+		    opts, json_object_new_string(k->rootfs_opts[i] ? k->rootfs_opts[i] : ""));
 	json_object_object_add(o, "rootfs", opts);
 	add_str(o, "config", cfg);
 	write_record(dir, k->id, o);
@@ -187,7 +187,9 @@ static void each_record(struct cri *c, const char *kind, record_fn fn)
 		if (len < 0 || json_parse(text, (size_t)len, 16, true, &o, &err) < 0 ||
 		    !id_is_valid(id) || !json_get_string(o, "config")) {
 			log_warn("record '%s' is unreadable: %s; moved aside", path,
-			         err ? err->msg : len < 0 ? strerror((int)-len) : "fields missing");
+			         err       ? err->msg
+			         : len < 0 ? strerror((int)-len)
+			                   : "fields missing");
 			_cleanup_free_ char *aside = xasprintf("%s/.bad-%s", dir, de->d_name);
 			(void)rename(path, aside);
 			continue;
@@ -297,8 +299,8 @@ static void reopen_logs(struct cri_ctr *k)
 			continue;
 		int fd = open(paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 		if (fd >= 0)
-			*readers[i] = cri_log_reader_new(k->c->loop, fd, k->log, i ? "stderr" : "stdout",
-			                                 NULL, NULL);
+			*readers[i] = cri_log_reader_new(k->c->loop, fd, k->log,
+			                                 i ? "stderr" : "stdout", NULL, NULL);
 	}
 }
 
@@ -323,9 +325,8 @@ static void on_ctr_state(struct ttrpc_client *tc, int code, const char *message,
 	}
 	if (st->status == HULL__TASK__STATUS__STOPPED &&
 	    k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
-		int64_t at = st->exited_at
-		                 ? st->exited_at->seconds * 1000000000 + st->exited_at->nanos
-		                 : 0;
+		int64_t at =
+		    st->exited_at ? st->exited_at->seconds * 1000000000 + st->exited_at->nanos : 0;
 		ctr_set_exited(k, st->exit_status, at);
 		log_info("container '%s' exited %u while hull-cri was away", k->id,
 		         st->exit_status);
@@ -346,8 +347,8 @@ static void on_pod_state(struct ttrpc_client *tc, int code, const char *message,
 	if (code == TTRPC_OK)
 		st = hull__task__state_response__unpack(NULL, len, payload);
 	if (!st || st->status != HULL__TASK__STATUS__RUNNING) {
-		_cleanup_free_ char *why = xasprintf("the sandbox task is %s",
-		                                     st ? "not running" : message);
+		_cleanup_free_ char *why =
+		    xasprintf("the sandbox task is %s", st ? "not running" : message);
 		pod_lost(p, why);
 		cri_pod_save(p);
 	}

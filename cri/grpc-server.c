@@ -48,6 +48,7 @@ struct grpc_call {
 	bool headers_sent; /* response HEADERS submitted with a data provider */
 	bool trailers_due; /* the body ends with trailers once out is drained */
 	bool gone;         /* nothing more reaches the client */
+	bool in_cb;        /* inside its gone callback: an answer there frees it later */
 	int code;
 	char *message;
 	struct buf out; /* length-prefixed response messages not yet taken by nghttp2 */
@@ -185,13 +186,23 @@ static void call_maybe_free(struct grpc_call *call)
 		call_free(call);
 }
 
+/* Tell the handler; it may answer (and so release) the call from the callback, which
+ * then frees it only when the caller's call_maybe_free() runs. */
+static void call_tell_gone(struct grpc_call *call)
+{
+	if (!call->kept || !call->gone_cb)
+		return;
+	call->in_cb = true;
+	call->gone_cb(call, call->gone_userdata);
+	call->in_cb = false;
+}
+
 static void call_set_gone(struct grpc_call *call)
 {
 	if (call->gone)
 		return;
 	call->gone = true;
-	if (call->kept && call->gone_cb)
-		call->gone_cb(call, call->gone_userdata);
+	call_tell_gone(call);
 }
 
 static ssize_t body_read(nghttp2_session *h2, int32_t stream_id, uint8_t *dst, size_t length,
@@ -324,7 +335,8 @@ void grpc_call_reply(struct grpc_call *call, int r, const struct hull_error *err
 		answer(call, r, err, msg);
 	if (call->kept)
 		call_unkeep(call);
-	call_maybe_free(call);
+	if (!call->in_cb)
+		call_maybe_free(call);
 }
 
 void grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg)
@@ -766,14 +778,19 @@ static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *us
 	(void)loop, (void)revents;
 
 	(void)!read(fd, &ticks, sizeof(ticks));
-	for (struct grpc_call *k = s->kept; k; k = k->next_kept) {
-		if (k->answered || !k->deadline || k->deadline > now)
-			continue;
+	/* One expired call at a time: its handler may answer it from the callback, which
+	 * takes it off the kept list. */
+	for (;;) {
+		struct grpc_call *k = s->kept;
+		while (k && (k->answered || !k->deadline || k->deadline > now))
+			k = k->next_kept;
+		if (!k)
+			break;
 		struct grpc_conn *c = k->conn;
 		call_finish(k, TTRPC_DEADLINE_EXCEEDED,
 		            "the call's deadline (grpc-timeout) passed");
-		if (k->gone_cb)
-			k->gone_cb(k, k->gone_userdata);
+		call_tell_gone(k);
+		call_maybe_free(k);
 		if (c)
 			conn_flush(c);
 	}

@@ -10,7 +10,7 @@ BUILD=${BUILD:-$top/build}
 only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
-TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync
+TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
 	pod_network logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing restart_keeps_pods"
 
 skip_all() {
@@ -290,6 +290,65 @@ test_exec_sync() {
 	out=$(fails ExecSync '{"container_id":"'$c'","cmd":["true"]}')
 	echo "$out" | grep -q "FAILED_PRECONDITION" || { echo "exec in a stopped container: $out"; pod_gone "$s"; return 1; }
 	pod_gone "$s"
+}
+
+test_stats_update_events() {
+	local s c st ev
+	# Events first: a subscriber sees what follows.
+	"$PY" - "$SOCK" >"$T/events" 2>&1 <<'EOF' &
+import os, sys, grpc
+sys.path.insert(0, os.environ["CRI_PB2_DIR"])
+import cri_pb2
+ch = grpc.insecure_channel("unix://" + sys.argv[1])
+f = ch.unary_stream("/runtime.v1.RuntimeService/GetContainerEvents",
+                    request_serializer=cri_pb2.GetEventsRequest.SerializeToString,
+                    response_deserializer=cri_pb2.ContainerEventResponse.FromString)
+try:
+    for e in f(cri_pb2.GetEventsRequest(), timeout=60):
+        print(cri_pb2.ContainerEventType.Name(e.container_event_type), e.container_id,
+              e.pod_sandbox_status.id, len(e.containers_statuses), flush=True)
+except grpc.RpcError as e:
+    print("end", e.code().name, flush=True)
+EOF
+	ev=$!
+	sleep 1
+	s=$(run_pod st) && [ -n "$s" ] || { kill $ev; return 1; }
+	c=$(new_ctr "$s" st box '["sleep","600"]') && cri StartContainer '{"container_id":"'$c'"}' >/dev/null ||
+		{ kill $ev; pod_gone "$s"; return 1; }
+	cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","dd if=/dev/zero of=/big bs=1024 count=3072 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"]}' >/dev/null
+	cri ContainerStats '{"container_id":"'$c'"}' >/dev/null
+	sleep 1
+	st=$(cri ContainerStats '{"container_id":"'$c'"}')
+	[ "$(echo "$st" | jget stats.cpu.usage_core_nano_seconds.value)" -gt 0 ] 2>/dev/null &&
+		[ "$(echo "$st" | jget stats.memory.working_set_bytes.value)" -gt 0 ] 2>/dev/null &&
+		[ "$(echo "$st" | jget stats.writable_layer.used_bytes.value)" -ge 3000000 ] 2>/dev/null ||
+		{ echo "ContainerStats: $st"; kill $ev; pod_gone "$s"; return 1; }
+	cri ListContainerStats '{"filter":{"pod_sandbox_id":"'$s'"}}' | grep -q "\"$c\"" ||
+		{ echo "ListContainerStats: $(cri ListContainerStats '{}')"; kill $ev; pod_gone "$s"; return 1; }
+	st=$(cri PodSandboxStats '{"pod_sandbox_id":"'$s'"}')
+	[ "$(echo "$st" | jget stats.linux.containers.0.attributes.id)" = "$c" ] &&
+		[ "$(echo "$st" | jget stats.linux.process.process_count.value)" -ge 1 ] 2>/dev/null ||
+		{ echo "PodSandboxStats: $st"; kill $ev; pod_gone "$s"; return 1; }
+	cri ListPodSandboxStats '{}' | grep -q "\"$s\"" || { echo "ListPodSandboxStats"; kill $ev; pod_gone "$s"; return 1; }
+	# New limits reach the guest's cgroup, and the container's status.
+	cri UpdateContainerResources '{"container_id":"'$c'","linux":{"memory_limit_in_bytes":67108864,"cpu_quota":50000,"cpu_period":100000}}' >"$T/upd" 2>&1 ||
+		{ echo "update: $(cat "$T/upd")"; kill $ev; pod_gone "$s"; return 1; }
+	# (The container's cgroup, by its path in /proc/self/cgroup.)
+	st=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","g=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); cat $g/memory.max $g/cpu.max"]}' | jget stdout | b64)
+	[ "$st" = "67108864"$'\n'"50000 100000" ] || { echo "in the guest: '$st'"; kill $ev; pod_gone "$s"; return 1; }
+	[ "$(cri ContainerStatus '{"container_id":"'$c'"}' | jget status.resources.linux.memory_limit_in_bytes)" = 67108864 ] ||
+		{ echo "status: $(cri ContainerStatus '{"container_id":"'$c'"}')"; kill $ev; pod_gone "$s"; return 1; }
+	cri StopContainer '{"container_id":"'$c'","timeout":0}' >/dev/null
+	cri RemoveContainer '{"container_id":"'$c'"}' >/dev/null
+	sleep 0.5
+	kill $ev 2>/dev/null
+	wait $ev 2>/dev/null
+	pod_gone "$s"
+	local want="CONTAINER_CREATED_EVENT $c $s 1
+CONTAINER_STARTED_EVENT $c $s 1
+CONTAINER_STOPPED_EVENT $c $s 1
+CONTAINER_DELETED_EVENT $c $s 1"
+	[ "$(grep "$c" "$T/events")" = "$want" ] || { echo "events: $(cat "$T/events")"; return 1; }
 }
 
 # A CNI network for the pods (Debian's bridge and host-local, IPv4 and IPv6), present
