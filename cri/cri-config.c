@@ -38,6 +38,7 @@ void cri_config_done(struct cri_config *c)
 	free(c->shim_binary);
 	free(c->shim_config);
 	free(c->pause_binary);
+	free(c->runc_shim);
 	strv_free(c->insecure_registries);
 	free(c->registry_mirrors);
 	memset(c, 0, sizeof(*c));
@@ -73,6 +74,15 @@ static int set_value(void *userdata, const struct keyvalue *kv, struct hull_erro
 		return set_path(&c->shim_config, kv, err);
 	if (strcmp(k, "pause_binary") == 0)
 		return set_path(&c->pause_binary, kv, err);
+	if (strcmp(k, "runc_shim") == 0)
+		return set_path(&c->runc_shim, kv, err);
+	if (strcmp(k, "host_namespaces") == 0) {
+		if (strcmp(v, "refuse") != 0 && strcmp(v, "runc") != 0)
+			return hull_error_set(err, -EINVAL,
+			                      "bad value '%.64s': want refuse or runc", v);
+		c->host_namespaces_to_runc = strcmp(v, "runc") == 0;
+		return 0;
+	}
 	if (strcmp(k, "cni.conf_dir") == 0)
 		return set_path(&c->cni_conf_dir, kv, err);
 	if (strcmp(k, "cni.bin_dirs") == 0 || strcmp(k, "registry.insecure") == 0) {

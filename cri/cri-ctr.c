@@ -325,6 +325,9 @@ static void on_ctr_started(struct ttrpc_client *tc, int code, const char *messag
 		ctr_fail_start(k, ttrpc_errno_from_code(code), message);
 		return;
 	}
+	/* The shim holds the FIFOs' write ends now (from Create, or Start for a shim that
+	 * opens them late): ours go, so that its close is our EOF. */
+	ctr_close_logs(k);
 	Hull__Task__StartResponse *sr = hull__task__start_response__unpack(NULL, len, payload);
 	if (sr) {
 		k->pid = sr->pid;
@@ -354,8 +357,6 @@ static void on_ctr_created(struct ttrpc_client *tc, int code, const char *messag
 	}
 	k->in_shim = true;
 	cri_ctr_save(k);
-	/* The shim holds the FIFOs' write ends now: ours go, so that its close is our EOF. */
-	ctr_close_logs(k);
 	sr.id = k->id;
 	if (!shim_call(k->pod, "Start", &sr.base, SHIM_CALL_TIMEOUT_MS, on_ctr_started, k))
 		ctr_fail_start(k, -EIO, "the pod's shim is gone");

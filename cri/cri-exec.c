@@ -235,6 +235,13 @@ static void on_started(struct ttrpc_client *tc, int code, const char *message,
 		exec_fail(e, ttrpc_errno_from_code(code), "start", message);
 		return;
 	}
+	/* The shim holds the write ends now (the runc shim opens them at Start, ours at
+	 * Exec): ours go, so that its close is our EOF. */
+	for (int i = 0; i < 2; i++)
+		if (e->pipes[i].hold >= 0) {
+			close(e->pipes[i].hold);
+			e->pipes[i].hold = -1;
+		}
 	exec_wait(e, e->timeout_s > 0 ? (int)MIN(e->timeout_s, 86400) * 1000 : 0);
 }
 
@@ -250,12 +257,6 @@ static void on_execed(struct ttrpc_client *tc, int code, const char *message,
 		return;
 	}
 	e->started = true;
-	/* The shim holds the write ends now: ours go, so that its close is our EOF. */
-	for (int i = 0; i < 2; i++)
-		if (e->pipes[i].hold >= 0) {
-			close(e->pipes[i].hold);
-			e->pipes[i].hold = -1;
-		}
 	sr.id = e->ctr_id;
 	sr.exec_id = e->exec_id;
 	if (!shim_call(e->pod, "Start", &sr.base, SHIM_CALL_TIMEOUT_MS, on_started, e))

@@ -97,9 +97,13 @@ void ctr_close_logs(struct cri_ctr *k);
 void ctr_free(struct cri_ctr *k);
 void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at);
 
-/* On a worker thread: `shim delete` shim_id (when non-NULL), tear the network cni
+/* On a worker thread: `shim delete` the shim of pod shim_of (when non-NULL), tear the network cni
  * down (taken; may be NULL), remove dir (may be NULL). */
-void cleanup_later(struct cri *c, const char *shim_id, const char *dir, struct cni *cni);
+void cleanup_later(struct cri *c, const struct cri_pod *shim_of, const char *dir, struct cni *cni);
+/* The pod runs on the host's kernel (the runc handler), not in a VM. */
+bool pod_host_kernel(const struct cri_pod *p);
+/* The shim binary of the pod's handler. */
+const char *pod_shim_binary(const struct cri_pod *p);
 int write_file(const char *path, const char *text, struct hull_error **err);
 char *read_small(const char *tree, const char *name);
 

@@ -211,7 +211,7 @@ void on_shim_error(struct ttrpc_client *tc, const struct hull_error *err, void *
 /* What a failed or removed pod leaves goes away off the loop: `shim delete` waits for
  * a dying shim, and unmounting can block. */
 struct cleanup {
-	char *id, *dir;
+	char *id, *binary, *dir;
 	struct cni *cni;
 	const struct cri *c;
 };
@@ -220,7 +220,7 @@ static void cleanup_work(void *arg)
 {
 	struct cleanup *w = arg;
 	if (w->id)
-		cri_shim_delete(w->c, w->id, w->dir);
+		cri_shim_delete(w->c, w->binary, w->id, w->dir);
 	w->cni = cni_teardown(w->cni);
 	if (w->dir)
 		rm_tree(w->dir);
@@ -231,14 +231,26 @@ static void cleanup_done(struct cri *c, void *arg)
 	struct cleanup *w = arg;
 	(void)c;
 	free(w->id);
+	free(w->binary);
 	free(w->dir);
 	free(w);
 }
 
-void cleanup_later(struct cri *c, const char *shim_id, const char *dir, struct cni *cni)
+const char *pod_shim_binary(const struct cri_pod *p)
+{
+	return pod_host_kernel(p) ? p->c->cfg.runc_shim : p->c->cfg.shim_binary;
+}
+
+bool pod_host_kernel(const struct cri_pod *p)
+{
+	return strcmp(p->handler, "runc") == 0;
+}
+
+void cleanup_later(struct cri *c, const struct cri_pod *shim_of, const char *dir, struct cni *cni)
 {
 	struct cleanup *w = xcalloc(1, sizeof(*w));
-	w->id = shim_id ? xstrdup(shim_id) : NULL;
+	w->id = shim_of ? xstrdup(shim_of->id) : NULL;
+	w->binary = shim_of ? xstrdup(pod_shim_binary(shim_of)) : NULL;
 	w->dir = dir ? xstrdup(dir) : NULL;
 	w->cni = cni;
 	w->c = c;
@@ -258,7 +270,7 @@ static void pod_fail_finish(struct cri_pod *p)
 
 	p->call = NULL;
 	cri_pod_forget(p);
-	cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
+	cleanup_later(c, p->address ? p : NULL, p->dir, TAKE_PTR(p->cni));
 	pod_free(p);
 	grpc_call_reply(call, e.code, &e, NULL);
 	free(e.msg);
@@ -455,11 +467,14 @@ void spec_pod(const struct cri_pod *p, struct cri_spec_pod *sp, char *paths[3])
 	paths[2] = xasprintf("%s/resolv.conf", p->dir);
 	*sp = (struct cri_spec_pod){.id = p->id,
 	                            .config = p->config,
+	                            .netns_path = p->cni ? p->cni->netns : NULL,
 	                            .sandbox_pid = p->pid,
 	                            .cgroup_driver = p->c->cfg.cgroup_driver,
 	                            .hostname_path = paths[0],
 	                            .hosts_path = paths[1],
-	                            .resolv_path = paths[2]};
+	                            .resolv_path = paths[2],
+	                            .host_kernel = pod_host_kernel(p),
+	                            .oom_score_adj_floor = p->c->oom_floor};
 }
 
 void spec_pod_done(char *paths[3])
@@ -488,25 +503,60 @@ char *read_small(const char *tree, const char *name)
 	return text;
 }
 
-static int check_pod_config(const Runtime__V1__PodSandboxConfig *pc, struct hull_error **err)
+/* Which runtime handler serves the pod (*ret_handler: "hull" or "runc"), and the
+ * checks of its config that do not depend on the spec. A pod a VM cannot serve
+ * honestly (hostNetwork, hostIPC) goes to runc when the config says so
+ * (host_namespaces = "runc"), is refused otherwise (docs/kubernetes.md). */
+static int pod_handler(const struct cri *c, const Runtime__V1__RunPodSandboxRequest *req,
+                       const char **ret_handler, struct hull_error **err)
 {
+	const Runtime__V1__PodSandboxConfig *pc = req->config;
 	const Runtime__V1__NamespaceOption *ns = NULL;
+	const char *h = req->runtime_handler;
+	bool host_net, host_ipc;
+
 	if (!pc)
 		return invalid(err, "config", "missing");
 	if (!pc->metadata || !*pc->metadata->name || !*pc->metadata->namespace_ ||
 	    !*pc->metadata->uid)
 		return invalid(err, "config.metadata", "name, namespace and uid are required");
+	if (*h && strcmp(h, "hull") != 0 && strcmp(h, "runc") != 0)
+		return hull_error_set(
+		    err, -EINVAL,
+		    "runtime_handler '%.64s': hull-cri serves 'hull' (the default) "
+		    "and 'runc'",
+		    h);
+	if (strcmp(h, "runc") == 0 && !c->cfg.runc_shim)
+		return hull_error_set(err, -EINVAL,
+		                      "runtime_handler 'runc': containerd-shim-runc-v2 is not "
+		                      "installed (or set runc_shim)");
 	if (pc->linux && pc->linux->security_context)
 		ns = pc->linux->security_context->namespace_options;
+	host_net = ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
+	host_ipc = ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE;
+	if (strcmp(h, "runc") == 0) {
+		*ret_handler = "runc";
+		return 0;
+	}
+	if ((host_net || host_ipc) && c->cfg.host_namespaces_to_runc && c->cfg.runc_shim) {
+		log_info("pod '%s/%s' shares the node's %s: it runs with runc (host_namespaces)",
+		         pc->metadata->namespace_, pc->metadata->name,
+		         host_net ? "network" : "IPC objects");
+		*ret_handler = "runc";
+		return 0;
+	}
 	/* docs/kubernetes.md: a VM cannot share the node's network or IPC objects. */
-	if (ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE)
+	if (host_net)
 		return invalid(err, "config.linux.security_context.namespace_options.network",
 		               "NODE (hostNetwork) is not supported by the hull runtime: a VM "
-		               "cannot share the node's network namespace");
-	if (ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE)
+		               "cannot share the node's network namespace (hull-cri's "
+		               "host_namespaces = \"runc\" runs such pods with runc)");
+	if (host_ipc)
 		return invalid(err, "config.linux.security_context.namespace_options.ipc",
 		               "NODE (hostIPC) is not supported by the hull runtime: a VM cannot "
-		               "share the node's IPC objects");
+		               "share the node's IPC objects (hull-cri's host_namespaces = "
+		               "\"runc\" runs such pods with runc)");
+	*ret_handler = "hull";
 	return 0;
 }
 
@@ -593,7 +643,7 @@ static void run_work(void *arg)
 	w->r = write_file(path, spec, &w->err);
 	if (w->r < 0)
 		goto fail;
-	w->r = cri_shim_start(w->c, p->id, p->dir, &w->address, &w->err);
+	w->r = cri_shim_start(w->c, pod_shim_binary(p), p->id, p->dir, &w->address, &w->err);
 	if (w->r < 0)
 		goto fail;
 	w->r = cri_shim_connect_fd(w->address, &w->fd, &w->err);
@@ -633,7 +683,9 @@ static void run_done(struct cri *c, void *arg)
 	ttrpc_client_attach(p->shim, c->loop, on_shim_error, p);
 	cr.id = p->id;
 	cr.bundle = p->dir;
-	set_shim_options(c, &opts, &opts_buf);
+	/* The runc shim takes its own options type; it gets none (its defaults). */
+	if (!pod_host_kernel(p))
+		set_shim_options(c, &opts, &opts_buf);
 	if (opts_buf)
 		cr.options = &opts;
 	if (!shim_call(p, "Create", &cr.base, BOOT_TIMEOUT_MS, on_pod_created, p))
@@ -647,6 +699,7 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	Runtime__V1__RunPodSandboxRequest *req =
 	    runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
 	_cleanup_free_ char *path = NULL, *why = NULL;
+	const char *handler = "hull";
 	struct run_work *w;
 	struct cri_pod *p;
 	int r;
@@ -654,15 +707,9 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	r = check_pod_config(req->config, err);
+	r = pod_handler(c, req, &handler, err);
 	if (r < 0)
 		goto out;
-	if (*req->runtime_handler && strcmp(req->runtime_handler, "hull") != 0) {
-		r = hull_error_set(err, -EINVAL,
-		                   "runtime_handler '%.64s': this hull-cri serves 'hull' only",
-		                   req->runtime_handler);
-		goto out;
-	}
 	for (p = c->pods; p; p = p->next) {
 		const Runtime__V1__PodSandboxMetadata *a = p->config->metadata,
 		                                      *b = req->config->metadata;
@@ -679,7 +726,7 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	p->c = c;
 	p->id = cri_new_id();
 	p->config = msg_dup(&req->config->base);
-	p->handler = xstrdup("hull");
+	p->handler = xstrdup(handler);
 	p->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 	p->created_at = cri_now_ns();
 	p->dir = xasprintf("%s/pods/%s", c->cfg.state, p->id);
@@ -709,7 +756,12 @@ static int m_run_pod(void *userdata, struct grpc_call *call, const uint8_t *msg,
 	w->c = c;
 	w->p = p;
 	w->fd = -1;
-	w->want_cni = cni_configured(c->cfg.cni_conf_dir, &why);
+	/* A hostNetwork pod (runc) is on the node's network: no CNI. */
+	w->want_cni = cni_configured(c->cfg.cni_conf_dir, &why) &&
+	              !(p->config->linux && p->config->linux->security_context &&
+	                p->config->linux->security_context->namespace_options &&
+	                p->config->linux->security_context->namespace_options->network ==
+	                    RUNTIME__V1__NAMESPACE_MODE__NODE);
 	w->port_mappings = port_mappings_json(p->config);
 	p->call = call;
 	r = cri_run_work(c, run_work, run_done, w);
@@ -801,7 +853,7 @@ static void pod_stop_complete(struct cri_pod *p)
 			}
 		}
 		cri_pod_forget(p);
-		cleanup_later(c, p->address ? p->id : NULL, p->dir, TAKE_PTR(p->cni));
+		cleanup_later(c, p->address ? p : NULL, p->dir, TAKE_PTR(p->cni));
 		log_info("pod '%s' removed", p->id);
 		pod_free(p);
 	} else {
@@ -1133,8 +1185,9 @@ static int m_status(void *userdata, struct grpc_call *call, const uint8_t *msg, 
 	Runtime__V1__RuntimeCondition rt = RUNTIME__V1__RUNTIME_CONDITION__INIT,
 	                              net = RUNTIME__V1__RUNTIME_CONDITION__INIT;
 	Runtime__V1__RuntimeCondition *conds[2] = {&rt, &net};
-	Runtime__V1__RuntimeHandler h = RUNTIME__V1__RUNTIME_HANDLER__INIT;
-	Runtime__V1__RuntimeHandler *hs[1] = {&h};
+	Runtime__V1__RuntimeHandler h = RUNTIME__V1__RUNTIME_HANDLER__INIT,
+	                            runc = RUNTIME__V1__RUNTIME_HANDLER__INIT;
+	Runtime__V1__RuntimeHandler *hs[2] = {&h, &runc};
 	_cleanup_free_ char *why = NULL, *shim_why = NULL;
 	(void)call, (void)msg, (void)len, (void)err;
 
@@ -1156,7 +1209,8 @@ static int m_status(void *userdata, struct grpc_call *call, const uint8_t *msg, 
 	st.conditions = conds;
 	resp.status = &st;
 	h.name = (char *)"hull";
-	resp.n_runtime_handlers = 1;
+	runc.name = (char *)"runc";
+	resp.n_runtime_handlers = c->cfg.runc_shim ? 2 : 1;
 	resp.runtime_handlers = hs;
 	*ret = msg_own(&resp.base);
 	return 0;
@@ -1347,6 +1401,12 @@ int cri_runtime_init(struct cri *c, struct hull_error **err)
 		if (!c->cfg.pause_binary)
 			return hull_error_set(err, -ENOENT,
 			                      "hull-pause: not beside hull-cri (set pause_binary)");
+	}
+	if (!c->cfg.runc_shim)
+		c->cfg.runc_shim = find_program("containerd-shim-runc-v2");
+	{
+		_cleanup_free_ char *adj = read_small("/proc/self", "oom_score_adj");
+		c->oom_floor = adj ? atoi(adj) : 0;
 	}
 	for (const char *sub = "pods"; sub; sub = strcmp(sub, "pods") == 0 ? "containers" : NULL) {
 		_cleanup_free_ char *d = xasprintf("%s/%s", c->cfg.state, sub);

@@ -34,8 +34,8 @@ static int64_t mono_ms(void)
 /* Run the shim binary with action in bundle; its stdout and stderr together into out
  * (at most cap - 1 bytes, NUL-terminated), waiting up to timeout_ms. Returns its exit
  * status, or -errno (-ETIMEDOUT: killed). */
-static int run_shim(const struct cri *c, const char *id, const char *bundle, const char *action,
-                    char *out, size_t cap, int timeout_ms)
+static int run_shim(const struct cri *c, const char *binary, const char *id, const char *bundle,
+                    const char *action, char *out, size_t cap, int timeout_ms)
 {
 	int p[2], status = 0;
 	size_t n = 0;
@@ -59,14 +59,14 @@ static int run_shim(const struct cri *c, const char *id, const char *bundle, con
 		dup2(p[1], STDERR_FILENO);
 		setenv("TTRPC_ADDRESS", c->events_path, 1);
 		if (strcmp(action, "delete") == 0)
-			execl(c->cfg.shim_binary, c->cfg.shim_binary, "-namespace", SHIM_NAMESPACE,
-			      "-address", c->cfg.socket, "-publish-binary", c->self_exe, "-id", id,
-			      "-bundle", bundle, action, (char *)NULL);
+			execl(binary, binary, "-namespace", SHIM_NAMESPACE, "-address",
+			      c->cfg.socket, "-publish-binary", c->self_exe, "-id", id, "-bundle",
+			      bundle, action, (char *)NULL);
 		else
-			execl(c->cfg.shim_binary, c->cfg.shim_binary, "-namespace", SHIM_NAMESPACE,
-			      "-address", c->cfg.socket, "-publish-binary", c->self_exe, "-id", id,
-			      action, (char *)NULL);
-		dprintf(STDERR_FILENO, "exec '%s': %s", c->cfg.shim_binary, strerror(errno));
+			execl(binary, binary, "-namespace", SHIM_NAMESPACE, "-address",
+			      c->cfg.socket, "-publish-binary", c->self_exe, "-id", id, action,
+			      (char *)NULL);
+		dprintf(STDERR_FILENO, "exec '%s': %s", binary, strerror(errno));
 		_exit(127);
 	}
 	close(p[1]);
@@ -98,15 +98,15 @@ static int run_shim(const struct cri *c, const char *id, const char *bundle, con
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int cri_shim_start(const struct cri *c, const char *id, const char *bundle, char **ret_address,
-                   struct hull_error **err)
+int cri_shim_start(const struct cri *c, const char *binary, const char *id, const char *bundle,
+                   char **ret_address, struct hull_error **err)
 {
 	char out[2048];
-	int r = run_shim(c, id, bundle, "start", out, sizeof(out), START_TIMEOUT_MS);
+	int r = run_shim(c, binary, id, bundle, "start", out, sizeof(out), START_TIMEOUT_MS);
 	char *s = out, *e;
 
 	if (r < 0)
-		return hull_error_set(err, r, "start shim '%s': %s", c->cfg.shim_binary,
+		return hull_error_set(err, r, "start shim '%s': %s", binary,
 		                      r == -ETIMEDOUT ? "no answer in 10 s" : strerror(-r));
 	while (*s == ' ' || *s == '\n')
 		s++;
@@ -152,10 +152,10 @@ int cri_shim_connect_fd(const char *address, int *ret, struct hull_error **err)
 	return 0;
 }
 
-void cri_shim_delete(const struct cri *c, const char *id, const char *bundle)
+void cri_shim_delete(const struct cri *c, const char *binary, const char *id, const char *bundle)
 {
 	char out[512];
-	int r = run_shim(c, id, bundle, "delete", out, sizeof(out), DELETE_TIMEOUT_MS);
+	int r = run_shim(c, binary, id, bundle, "delete", out, sizeof(out), DELETE_TIMEOUT_MS);
 	if (r < 0 || r > 0)
 		log_warn("shim delete '%s': %s", id, r < 0 ? strerror(-r) : "failed");
 }

@@ -785,17 +785,17 @@ static const char *mode_name(ns_mode m)
 /* What hull cannot give a pod's or a container's namespaces; field names the
  * namespace_options. */
 static int namespaces_check(const Runtime__V1__NamespaceOption *ns, const char *field,
-                            bool container, struct hull_error **err)
+                            bool container, bool host_kernel, struct hull_error **err)
 {
 	if (!ns)
 		return 0;
-	if (ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE)
+	if (ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE && !host_kernel)
 		return hull_error_set(
 		    err, -EINVAL,
 		    "%s.network: NODE (hostNetwork) is not supported by hull: the "
 		    "pod's VM cannot share the node's network namespace",
 		    field);
-	if (ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE)
+	if (ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE && !host_kernel)
 		return hull_error_set(err, -EINVAL,
 		                      "%s.ipc: NODE (hostIPC) is not supported by hull: the node's "
 		                      "IPC objects cannot be reached from the pod's VM",
@@ -1216,7 +1216,7 @@ int cri_sandbox_spec(const struct cri_spec_pod *pod, const char *pause_path, cha
 		                      str(pause_path));
 	sc = pod_sc(pod);
 	ns = sc ? sc->namespace_options : NULL;
-	if ((r = namespaces_check(ns, SC ".namespace_options", false, err)) < 0)
+	if ((r = namespaces_check(ns, SC ".namespace_options", false, pod->host_kernel, err)) < 0)
 		return r;
 	if ((r = cgroups_path(pod, pod->id, &cgroups, err)) < 0)
 		return r;
@@ -1258,7 +1258,9 @@ int cri_sandbox_spec(const struct cri_spec_pod *pod, const char *pause_path, cha
 	json_object_object_add(process, "capabilities", caps_json(CAPS_DEFAULT));
 	/* containerd leaves the default spec's no_new_privs on for the sandbox. */
 	json_object_object_add(process, "noNewPrivileges", json_object_new_boolean(true));
-	add_int(process, "oomScoreAdj", SANDBOX_OOM_SCORE_ADJ);
+	add_int(process, "oomScoreAdj",
+	        pod->host_kernel ? MAX(SANDBOX_OOM_SCORE_ADJ, pod->oom_score_adj_floor)
+	                         : SANDBOX_OOM_SCORE_ADJ);
 	json_object_object_add(root, "process", process);
 
 	o = json_object_new_object();
@@ -1299,10 +1301,15 @@ int cri_sandbox_spec(const struct cri_spec_pod *pod, const char *pause_path, cha
 	/* hostPID: no PID namespace of its own, so the pod shares the VM's. */
 	if (!ns || ns->pid != RUNTIME__V1__NAMESPACE_MODE__NODE)
 		json_object_array_add(a, ns_json("pid", NULL));
-	json_object_array_add(a, ns_json("ipc", NULL));
-	json_object_array_add(a, ns_json("uts", NULL));
+	/* On the host's kernel, hostIPC and hostNetwork (with its UTS, as containerd
+	 * does) are the node's: no entry. */
+	if (!ns || ns->ipc != RUNTIME__V1__NAMESPACE_MODE__NODE)
+		json_object_array_add(a, ns_json("ipc", NULL));
+	if (!ns || ns->network != RUNTIME__V1__NAMESPACE_MODE__NODE)
+		json_object_array_add(a, ns_json("uts", NULL));
 	json_object_array_add(a, ns_json("mount", NULL));
-	json_object_array_add(a, ns_json("network", pod->netns_path));
+	if (!ns || ns->network != RUNTIME__V1__NAMESPACE_MODE__NODE)
+		json_object_array_add(a, ns_json("network", pod->netns_path));
 	json_object_object_add(linux_, "namespaces", a);
 	json_object_object_add(linux_, "maskedPaths", default_paths(true));
 	json_object_object_add(linux_, "readonlyPaths", default_paths(false));
@@ -1485,7 +1492,7 @@ int cri_container_spec_users(const struct cri_spec_pod *pod, const char *ctr_id,
 		return hull_error_set(err, -EINVAL,
 		                      SC ".privileged: a privileged container in a pod that is "
 		                         "not privileged");
-	if ((r = namespaces_check(ns, SC ".namespace_options", true, err)) < 0)
+	if ((r = namespaces_check(ns, SC ".namespace_options", true, pod->host_kernel, err)) < 0)
 		return r;
 	if (cfg->n_devices)
 		return hull_error_set(err, -EINVAL,
@@ -1547,7 +1554,10 @@ int cri_container_spec_users(const struct cri_spec_pod *pod, const char *ctr_id,
 	json_object_object_add(process, "noNewPrivileges",
 	                       json_object_new_boolean(sc && sc->no_new_privs));
 	if (cfg->linux && cfg->linux->resources)
-		add_int(process, "oomScoreAdj", cfg->linux->resources->oom_score_adj);
+		add_int(process, "oomScoreAdj",
+		        pod->host_kernel ? MAX(cfg->linux->resources->oom_score_adj,
+		                               (int64_t)pod->oom_score_adj_floor)
+		                         : cfg->linux->resources->oom_score_adj);
 	json_object_object_add(root, "process", process);
 
 	o = json_object_new_object();
@@ -1577,21 +1587,37 @@ int cri_container_spec_users(const struct cri_spec_pod *pod, const char *ctr_id,
 	 * means the same on the host, where the shim's delete sweeps it. */
 	a = json_object_new_array();
 	pid_path = xasprintf("/proc/%u/ns/pid", pod->sandbox_pid);
+	const Runtime__V1__NamespaceOption *pns =
+	    pod->config->linux && pod->config->linux->security_context
+	        ? pod->config->linux->security_context->namespace_options
+	        : NULL;
+	bool host_net =
+	    pod->host_kernel && pns && pns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
+	bool host_ipc = pod->host_kernel && pns && pns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE;
+	bool host_pid = pod->host_kernel && ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE;
 	if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__CONTAINER) {
 		json_object_array_add(a, ns_json("pid", NULL));
-	} else {
-		/* POD, and NODE (hostPID): the sandbox's, which is the VM's for hostPID. */
+	} else if (!host_pid) {
+		/* POD, and NODE (hostPID) in a VM: the sandbox's, which is the VM's for
+		 * hostPID. On the host's kernel hostPID is the node's: no entry. */
 		json_object_array_add(a, ns_json("pid", pid_path));
 	}
 	{
 		_cleanup_free_ char *ipc = xasprintf("/proc/%u/ns/ipc", pod->sandbox_pid);
 		_cleanup_free_ char *uts = xasprintf("/proc/%u/ns/uts", pod->sandbox_pid);
-		json_object_array_add(a, ns_json("ipc", ipc));
-		json_object_array_add(a, ns_json("uts", uts));
+		if (!host_ipc)
+			json_object_array_add(a, ns_json("ipc", ipc));
+		if (!host_net)
+			json_object_array_add(a, ns_json("uts", uts));
 	}
 	json_object_array_add(a, ns_json("mount", NULL));
-	if (pod->netns_path)
+	if (pod->netns_path && !host_net) {
 		json_object_array_add(a, ns_json("network", pod->netns_path));
+	} else if (pod->host_kernel && !host_net) {
+		/* No CNI namespace: the sandbox's own, which on the host is a real one. */
+		_cleanup_free_ char *net = xasprintf("/proc/%u/ns/net", pod->sandbox_pid);
+		json_object_array_add(a, ns_json("network", net));
+	}
 	json_object_object_add(linux_, "namespaces", a);
 	if (!privileged) {
 		json_object_object_add(

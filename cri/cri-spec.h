@@ -33,6 +33,14 @@ struct cri_spec_pod {
 	 * sandbox; the pod's /dev/shm into the sandbox (read-only) and into every
 	 * container (read-write) in place of a tmpfs of its own. */
 	const char *hostname_path, *hosts_path, *resolv_path, *shm_path;
+	/* The pod runs on the host's kernel (the runc handler), not in a VM: the node's
+	 * namespaces may be shared (hostNetwork, hostIPC, hostPID: no entry for them),
+	 * containers join the sandbox's network namespace by /proc/PID/ns/net when there
+	 * is no CNI one, and no oomScoreAdj goes below oom_score_adj_floor (containerd's
+	 * restrict_oom_score_adj: a process cannot lower its own without
+	 * CAP_SYS_RESOURCE). */
+	bool host_kernel;
+	int oom_score_adj_floor;
 };
 
 /* The pod sandbox task's spec: pause_path (absolute in the sandbox's read-only

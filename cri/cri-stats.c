@@ -192,9 +192,9 @@ static int read_net_dev(void *userdata)
 		char name[64];
 		unsigned long long v[16];
 		line++;
-		if (sscanf(line, " %63[^:]: %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
-		           &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-		           &v[10]) == 12 &&
+		if (sscanf(line, " %63[^:]: %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		           name, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+		           &v[9], &v[10]) == 12 &&
 		    strcmp(name, "eth0") == 0) {
 			nr->rx = v[0];
 			nr->rx_err = v[2];
@@ -355,11 +355,13 @@ static void gather_answer(struct gather *g)
 	struct cri *c = g->c;
 
 	if (g->kind == ONE_CTR) {
-		Runtime__V1__ContainerStatsResponse resp = RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
+		Runtime__V1__ContainerStatsResponse resp =
+		    RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
 		struct stats_parts sp;
 		struct cri_ctr *k = ctr_find(c, g->s[0].ctr_id);
 		if (!k) {
-			struct hull_error e = {.code = -ENOENT, .msg = (char *)"the container is gone"};
+			struct hull_error e = {.code = -ENOENT,
+			                       .msg = (char *)"the container is gone"};
 			grpc_call_reply(g->call, -ENOENT, &e, NULL);
 		} else {
 			fill_ctr_stats(k, &g->s[0], &sp);
@@ -389,7 +391,8 @@ static void gather_answer(struct gather *g)
 		free(sp);
 		free(ptrs);
 	} else {
-		Runtime__V1__PodSandboxStatsResponse one = RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
+		Runtime__V1__PodSandboxStatsResponse one =
+		    RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
 		Runtime__V1__ListPodSandboxStatsResponse list =
 		    RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
 		size_t n_pods = 0, n = 0;
@@ -398,10 +401,11 @@ static void gather_answer(struct gather *g)
 		struct pod_parts *pp = xcalloc(n_pods + 1, sizeof(*pp));
 		Runtime__V1__PodSandboxStats **ptrs = xcalloc(n_pods + 1, sizeof(*ptrs));
 		for (struct cri_pod *p = c->pods; p; p = p->next) {
-			if (g->kind == ONE_POD ? strcmp(p->id, g->pod_id) != 0
-			                       : !pod_wanted(p, ((Runtime__V1__ListPodSandboxStatsRequest *)
-			                                             g->filter)
-			                                            ->filter))
+			if (g->kind == ONE_POD
+			        ? strcmp(p->id, g->pod_id) != 0
+			        : !pod_wanted(p,
+			                      ((Runtime__V1__ListPodSandboxStatsRequest *)g->filter)
+			                          ->filter))
 				continue;
 			fill_pod_stats(c, p, g, &pp[n]);
 			ptrs[n] = &pp[n].st;
@@ -409,7 +413,8 @@ static void gather_answer(struct gather *g)
 		}
 		if (g->kind == ONE_POD) {
 			if (n == 0) {
-				struct hull_error e = {.code = -ENOENT, .msg = (char *)"the pod is gone"};
+				struct hull_error e = {.code = -ENOENT,
+				                       .msg = (char *)"the pod is gone"};
 				grpc_call_reply(g->call, -ENOENT, &e, NULL);
 			} else {
 				one.stats = ptrs[0];
@@ -433,8 +438,8 @@ struct sample_call {
 	size_t i;
 };
 
-static void on_stats(struct ttrpc_client *tc, int code, const char *message,
-                     const uint8_t *payload, size_t len, void *userdata)
+static void on_stats(struct ttrpc_client *tc, int code, const char *message, const uint8_t *payload,
+                     size_t len, void *userdata)
 {
 	struct sample_call *sc = userdata;
 	struct gather *g = sc->g;
@@ -476,7 +481,10 @@ static int gather_run(struct gather *g)
 		sc->g = g;
 		sc->i = i;
 		sr.id = g->s[i].ctr_id;
-		if (k && shim_call(k->pod, "Stats", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stats, sc))
+		/* The runc shim answers in cgroup v1 or v2 metrics of the host; only the
+		 * hull shim's (the guest's cgroup v2) are read here. */
+		if (k && !pod_host_kernel(k->pod) &&
+		    shim_call(k->pod, "Stats", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stats, sc))
 			g->pending++;
 		else
 			free(sc);
@@ -530,8 +538,8 @@ int cri_container_stats(void *userdata, struct grpc_call *call, const uint8_t *m
 	return gather_run(g);
 }
 
-int cri_list_container_stats(void *userdata, struct grpc_call *call, const uint8_t *msg,
-                             size_t len, ProtobufCMessage **ret, struct hull_error **err)
+int cri_list_container_stats(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                             ProtobufCMessage **ret, struct hull_error **err)
 {
 	struct cri *c = userdata;
 	Runtime__V1__ListContainerStatsRequest *req =
@@ -577,7 +585,8 @@ int cri_pod_sandbox_stats(void *userdata, struct grpc_call *call, const uint8_t 
 		return hull_error_set(err, -EINVAL, "the request does not decode");
 	p = pod_find(c, req->pod_sandbox_id);
 	if (!p)
-		r = hull_error_set(err, -ENOENT, "pod sandbox '%.80s' not found", req->pod_sandbox_id);
+		r = hull_error_set(err, -ENOENT, "pod sandbox '%.80s' not found",
+		                   req->pod_sandbox_id);
 	else if (p->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY)
 		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
 		                   "pod sandbox '%s' is not ready", p->id);

@@ -28,10 +28,12 @@ struct cri_config {
 	char *stream_address; /* host:port of the streaming server */
 	char *cni_conf_dir;
 	char **cni_bin_dirs;
-	char *cgroup_driver; /* "cgroupfs" or "systemd" */
-	char *shim_binary;   /* containerd-shim-hull-v2, found on PATH or beside us */
-	char *shim_config;   /* passed to the shim (its ConfigPath), or NULL */
-	char *pause_binary;  /* the sandbox task's process */
+	char *cgroup_driver;          /* "cgroupfs" or "systemd" */
+	char *shim_binary;            /* containerd-shim-hull-v2, found on PATH or beside us */
+	char *shim_config;            /* passed to the shim (its ConfigPath), or NULL */
+	char *pause_binary;           /* the sandbox task's process */
+	char *runc_shim;              /* containerd-shim-runc-v2 for the runc handler, or NULL */
+	bool host_namespaces_to_runc; /* hostNetwork/hostIPC pods go to runc, else refused */
 	char **insecure_registries;
 	char *registry_mirrors; /* "host=url,..." as hull pull's HULL_REGISTRY_MIRRORS */
 	int log_level;
@@ -61,6 +63,7 @@ struct cri {
 	struct cri_pod *pods;
 	struct cri_ctr *ctrs;
 	char *pod_cidr;
+	int oom_floor; /* our own oom_score_adj: runc pods cannot go below it */
 	bool stopping;
 };
 

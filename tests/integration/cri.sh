@@ -11,7 +11,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
 TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
-	pod_network logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing restart_keeps_pods"
+	pod_network logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing runc_handler restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -106,6 +106,8 @@ leaks() {
 	left=$(ls -A "$W/root/pods" "$W/root/containers" 2>/dev/null | grep -v ':$' | grep .)
 	[ -z "$left" ] || echo "records left: $(echo $left | cut -c1-100)"
 	[ -z "$(state_left "$HULL_STATE_DIR")" ] || echo "sandbox state left: $(state_left "$HULL_STATE_DIR")"
+	# runc pods: no runc container of ours left.
+	grep -ls "$W/" /run/containerd/runc/k8s.io/*/state.json 2>/dev/null | head -1 | sed 's/^/runc state left: /'
 }
 after_failure() { tail -${CRI_LOG_LINES:-5} "$W/cri.log" | sed 's/^/#   /'; }
 
@@ -487,6 +489,53 @@ test_pod_failure_leaves_nothing() {
 		{ echo "a bad pod started: $out"; return 1; }
 	echo "$out" | grep -q "net.no.such.sysctl" || { echo "error: $out"; return 1; }
 	[ -z "$(cri ListPodSandbox '{}' | jget items)" ] || { echo "pods: $(cri ListPodSandbox '{}')"; return 1; }
+}
+
+test_runc_handler() {
+	command -v containerd-shim-runc-v2 >/dev/null && command -v runc >/dev/null ||
+		{ echo "containerd-shim-runc-v2 or runc is not installed (make deps)"; return 77; }
+	local s c out
+	cri Status '{}' | grep -q '"name": "runc"' || { echo "Status: $(cri Status '{}')"; return 1; }
+	mkdir -p "$W/logs/rc"
+	s=$(cri RunPodSandbox '{"config":'"$(POD rc)"',"runtime_handler":"runc"}' 2>&1 | tee "$T/run" | jget pod_sandbox_id) &&
+		[ -n "$s" ] || { echo "RunPodSandbox (runc): $(cat "$T/run")"; return 1; }
+	[ "$(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}' | jget status.runtime_handler)" = runc ] ||
+		{ echo "handler: $(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}')"; pod_gone "$s"; return 1; }
+	[ "$(qemus)" = 0 ] || { echo "a runc pod booted a VM"; pod_gone "$s"; return 1; }
+	c=$(new_ctr "$s" rc k '["sh","-c","cat /proc/version; hostname; sleep 600"]') &&
+		cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { pod_gone "$s"; return 1; }
+	# The host's kernel: the pod runs on the node, not in a VM.
+	until_ok grep -qF "$(cat /proc/version)" "$W/logs/rc/k.log" ||
+		{ echo "log: $(cat "$W/logs/rc/k.log")"; pod_gone "$s"; return 1; }
+	grep -q ' stdout F rc$' "$W/logs/rc/k.log" || { echo "hostname: $(cat "$W/logs/rc/k.log")"; pod_gone "$s"; return 1; }
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","echo in-runc; exit 4"]}')
+	[ "$(echo "$out" | jget stdout | b64)" = in-runc ] && [ "$(echo "$out" | jget exit_code)" = 4 ] ||
+		{ echo "exec: $out"; pod_gone "$s"; return 1; }
+	cri StopContainer '{"container_id":"'$c'","timeout":1}' >/dev/null
+	[ "$(ctr_state "$c")" = CONTAINER_EXITED ] || { echo "after stop: $(ctr_state "$c")"; pod_gone "$s"; return 1; }
+	pod_gone "$s" || return 1
+	# hostNetwork: refused by default; with host_namespaces = "runc", run by runc on the
+	# node's network.
+	printf 'cni.conf_dir = "%s"\nhost_namespaces = runc\n' "$W/cni" >"$W/cri.toml"
+	cri_stop
+	cri_start || return 1
+	local hn='{"metadata":{"name":"hn","uid":"u-hn","namespace":"default"},"log_directory":"'$W/logs/hn'","linux":{"security_context":{"namespace_options":{"network":"NODE"}}}}'
+	mkdir -p "$W/logs/hn"
+	s=$(cri RunPodSandbox '{"config":'"$hn"'}' 2>&1 | tee "$T/run" | jget pod_sandbox_id)
+	printf 'cni.conf_dir = "%s"\n' "$W/cni" >"$W/cri.toml"
+	[ -n "$s" ] || { echo "hostNetwork pod: $(cat "$T/run")"; cri_stop; cri_start; return 1; }
+	[ "$(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}' | jget status.runtime_handler)" = runc ] ||
+		{ echo "hostNetwork pod's handler: $(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}')"; pod_gone "$s"; cri_stop; cri_start; return 1; }
+	c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"h"},"image":{"image":"'$BB'"},"command":["sleep","600"],"log_path":"h.log"},"sandbox_config":'"$hn"'}' | jget container_id)
+	cri StartContainer '{"container_id":"'$c'"}' >/dev/null
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["cat","/proc/net/dev"]}' | jget stdout | b64)
+	pod_gone "$s"
+	cri_stop
+	cri_start || return 1
+	# The node's interfaces are there (one named as one of the host's, not lo alone).
+	local ifc
+	ifc=$(ip -o link | awk -F': ' '$2 != "lo" {print $2; exit}' | cut -d@ -f1)
+	echo "$out" | grep -q "$ifc:" || { echo "hostNetwork container sees: $out (host has $ifc)"; return 1; }
 }
 
 test_restart_keeps_pods() {
