@@ -19,6 +19,8 @@ elif ! /usr/bin/python3 -c 'import grpc' 2>/dev/null; then
 	echo "pods     skipped: python3-grpcio missing (make deps)"
 else
 	/usr/bin/python3 "$top/bench/pods.py" "$top"
+	# The same pods through hull-cri, beside containerd + shim.
+	/usr/bin/python3 "$top/bench/cri.py" "$top"
 fi
 # Networking: host <-> pod VM beside host <-> plain namespace (root: namespaces, taps).
 /usr/bin/python3 "$top/bench/net.py" "$top"
