@@ -59,7 +59,7 @@ EMBEDDED_IMAGE := $(BUILD)/images/busybox.tar
 
 HOST_LIBS := -lprotobuf-c -ljson-c
 IMAGE_LIBS := -larchive -lcrypto -lcurl
-CRI_LIBS := -lnghttp2
+CRI_LIBS := -lnghttp2 -lwslay -lz -lcrypto
 
 .PHONY: all deps check unit fuzz-replay fuzz integration bench format format-check clean kernel install
 all: $(HULL) $(SHIM) $(CRI) $(PAUSE) $(AGENT) $(KERNEL) $(INITRAMFS) $(DEMO_ROOTFS) $(EMBEDDED_IMAGE)

@@ -235,10 +235,13 @@ static int do_resize(void *userdata, struct ttrpc_call *call, const uint8_t *pay
 	hull__agent__v1__resize_request__free_unpacked(req, NULL);
 	if (r < 0)
 		return r;
-	if (!p->proc.terminal || p->proc.stdin_fd < 0)
+	/* The pty master: stdin's dup of it, or stdout's when the host never asked for
+	 * stdin (a terminal exec that only prints: kubectl exec -t without -i). */
+	int master = p->proc.stdin_fd >= 0 ? p->proc.stdin_fd : p->proc.stdout_fd;
+	if (!p->proc.terminal || master < 0)
 		return hull_error_set(err, -ENOTTY, "container '%s' has no terminal",
 		                      p->container->id);
-	if (ioctl(p->proc.stdin_fd, TIOCSWINSZ, &ws) < 0)
+	if (ioctl(master, TIOCSWINSZ, &ws) < 0)
 		return hull_error_set_errno(err, -errno, "resize terminal");
 	*ret = empty_reply();
 	return 0;

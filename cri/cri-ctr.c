@@ -37,9 +37,13 @@ void ctr_free(struct cri_ctr *k)
 			*pp = k->next;
 			break;
 		}
+	cri_attach_end_all(k);
 	ctr_close_logs(k);
 	cri_log_reader_free(k->out);
 	cri_log_reader_free(k->err);
+	if (k->stdin_fd >= 0)
+		close(k->stdin_fd);
+	free(k->in_path);
 	cri_log_unref(k->log);
 	if (k->config)
 		runtime__v1__container_config__free_unpacked(k->config, NULL);
@@ -55,6 +59,14 @@ void ctr_free(struct cri_ctr *k)
 	free(k->out_path);
 	free(k->err_path);
 	free(k);
+}
+
+/* The container's output ended (both streams): its attach sessions are over. */
+void ctr_output_eof(void *userdata)
+{
+	struct cri_ctr *k = userdata;
+	if ((!k->out || cri_log_reader_done(k->out)) && (!k->err || cri_log_reader_done(k->err)))
+		cri_attach_end_all(k);
 }
 
 void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at)
@@ -182,6 +194,7 @@ int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	k = xcalloc(1, sizeof(*k));
 	k->c = c;
 	k->hold[0] = k->hold[1] = -1;
+	k->stdin_fd = -1;
 	k->id = cri_new_id();
 	k->pod = p;
 	k->config = msg_dup(&cc->base);
@@ -247,17 +260,27 @@ int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 	r = open_fifo(out_path, &fd_out, &k->hold[0], err);
 	if (r < 0)
 		goto fail;
-	k->out = cri_log_reader_new(c->loop, fd_out, k->log, "stdout", NULL, NULL);
+	k->out = cri_log_reader_new(c->loop, fd_out, k->log, "stdout", ctr_output_eof, k);
 	fd_out = -1;
 	if (!cc->tty) {
 		err_path = xasprintf("%s/stderr", k->dir);
 		r = open_fifo(err_path, &fd_err, &k->hold[1], err);
 		if (r < 0)
 			goto fail;
-		k->err = cri_log_reader_new(c->loop, fd_err, k->log, "stderr", NULL, NULL);
+		k->err = cri_log_reader_new(c->loop, fd_err, k->log, "stderr", ctr_output_eof, k);
 		fd_err = -1;
 	}
 
+	/* stdin, when the config asks for it (attach writes into it): ours is the write
+	 * end, opened read-write so that it never waits for the shim's. */
+	if (cc->stdin) {
+		k->in_path = xasprintf("%s/stdin", k->dir);
+		if (mkfifo(k->in_path, 0600) < 0 ||
+		    (k->stdin_fd = open(k->in_path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
+			r = hull_error_set_errno(err, -errno, "stdin FIFO '%s'", k->in_path);
+			goto fail;
+		}
+	}
 	/* The rootfs as containerd's overlayfs snapshotter hands it: the image's tree
 	 * read-only below, the container's own layer above. The shim gets it with the
 	 * task, at StartContainer (as containerd's CRI makes the task there). */
@@ -376,6 +399,7 @@ static int ctr_send_create(struct cri_ctr *k)
 	cr.n_rootfs = 1;
 	cr.rootfs = mnts;
 	cr.terminal = k->config->tty;
+	cr.stdin = k->in_path ? k->in_path : (char *)"";
 	cr.stdout = k->out_path;
 	cr.stderr = k->err_path ? k->err_path : (char *)"";
 	return shim_call(k->pod, "Create", &cr.base, SHIM_CALL_TIMEOUT_MS * 6, on_ctr_created, k)

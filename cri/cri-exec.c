@@ -263,9 +263,8 @@ static void on_execed(struct ttrpc_client *tc, int code, const char *message,
 		exec_fail(e, -EIO, "start", "the pod's shim is gone");
 }
 
-/* The container's process (user, env, cwd, capabilities) running cmd, no terminal. */
-static int exec_process(const struct cri_ctr *k, char *const *cmd, size_t n_cmd, char **ret,
-                        struct hull_error **err)
+int cri_exec_process(const struct cri_ctr *k, char *const *cmd, size_t n_cmd, bool tty, char **ret,
+                     struct hull_error **err)
 {
 	_cleanup_free_ char *path = xasprintf("%s/config.json", k->dir);
 	_cleanup_free_ char *text = read_small(k->dir, "config.json");
@@ -283,7 +282,7 @@ static int exec_process(const struct cri_ctr *k, char *const *cmd, size_t n_cmd,
 	for (size_t i = 0; i < n_cmd; i++)
 		json_object_array_add(args, json_object_new_string(cmd[i]));
 	json_object_object_add(proc, "args", args);
-	json_object_object_add(proc, "terminal", json_object_new_boolean(false));
+	json_object_object_add(proc, "terminal", json_object_new_boolean(tty));
 	json_object_object_del(proc, "consoleSize");
 	*ret = xstrdup(json_object_to_json_string_ext(proc, JSON_C_TO_STRING_PLAIN));
 	json_object_put(root);
@@ -337,7 +336,7 @@ int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, si
 		r = invalid(err, "timeout", "negative");
 		goto out;
 	}
-	r = exec_process(k, req->cmd, req->n_cmd, &process, err);
+	r = cri_exec_process(k, req->cmd, req->n_cmd, false, &process, err);
 	if (r < 0)
 		goto out;
 

@@ -65,6 +65,10 @@ struct cri_ctr {
 	char *out_path, *err_path; /* the FIFOs */
 	uint64_t layer_bytes, layer_inodes; /* the writable layer, last walked */
 	bool layer_walking;
+	int stdin_fd;    /* the write end of its stdin FIFO (config.stdin), or -1 */
+	char *in_path;   /* that FIFO */
+	void **attaches; /* attach sessions (cri-streaming.c), NULL-terminated */
+	size_t n_attaches;
 	int64_t prev_cpu_ts; /* the last stats sample, for a CPU rate */
 	uint64_t prev_cpu_ns;
 	struct grpc_call *call; /* Create/Start/Stop/Remove in flight */
@@ -131,6 +135,10 @@ int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
                   ProtobufCMessage **ret, struct hull_error **err);
 void cri_exec_abort_all(struct cri_pod *p, const char *why);
+/* The container's process (user, env, cwd, capabilities) running cmd, as the OCI
+ * process JSON an Exec carries (*ret, caller frees). */
+int cri_exec_process(const struct cri_ctr *k, char *const *cmd, size_t n_cmd, bool tty, char **ret,
+                     struct hull_error **err);
 
 /* The pod is over (its shim gone, its sandbox exited): NOTREADY, its containers exited
  * with why as their message (cri-runtime.c). */
@@ -174,3 +182,17 @@ int cri_get_events(void *userdata, struct grpc_call *call, const uint8_t *msg, s
                    ProtobufCMessage **ret, struct hull_error **err);
 void cri_event(struct cri_ctr *k, Runtime__V1__ContainerEventType type);
 void cri_events_done(struct cri *c);
+
+/* Exec, Attach, PortForward (cri-streaming.c): URLs on the streaming server; attach
+ * sessions of a container end with its output (cri_attach_end_all). */
+int cri_exec(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+             ProtobufCMessage **ret, struct hull_error **err);
+int cri_attach(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+               ProtobufCMessage **ret, struct hull_error **err);
+int cri_port_forward(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t len,
+                     ProtobufCMessage **ret, struct hull_error **err);
+void cri_attach_end_all(struct cri_ctr *k);
+/* A container log reader's EOF callback (userdata: the container). */
+void ctr_output_eof(void *userdata);
+void cri_attach_remember(struct cri_ctr *k, void *a);
+void cri_attach_forget(struct cri_ctr *k, void *a);

@@ -24,7 +24,14 @@ struct cri_log {
 	char *path;
 };
 
+struct tap {
+	cri_log_tap_fn fn;
+	void *userdata;
+	struct tap *next;
+};
+
 struct cri_log_reader {
+	struct tap *taps;
 	struct event_loop *loop;
 	int fd;
 	struct cri_log *log;
@@ -172,6 +179,10 @@ static void on_readable(struct event_loop *loop, int fd, uint32_t revents, void 
 			return;
 		}
 		take(r, chunk, (size_t)n);
+		for (struct tap *t = r->taps, *next; t; t = next) {
+			next = t->next; /* a tap may remove itself */
+			t->fn(t->userdata, chunk, (size_t)n);
+		}
 		total += (size_t)n;
 	}
 }
@@ -195,10 +206,32 @@ struct cri_log_reader *cri_log_reader_new(struct event_loop *loop, int fd, struc
 	return r;
 }
 
+void cri_log_reader_add_tap(struct cri_log_reader *r, cri_log_tap_fn fn, void *userdata)
+{
+	struct tap *t = xcalloc(1, sizeof(*t));
+	t->fn = fn;
+	t->userdata = userdata;
+	t->next = r->taps;
+	r->taps = t;
+}
+
+void cri_log_reader_remove_tap(struct cri_log_reader *r, void *userdata)
+{
+	for (struct tap **pp = &r->taps; *pp; pp = &(*pp)->next)
+		if ((*pp)->userdata == userdata) {
+			struct tap *t = *pp;
+			*pp = t->next;
+			free(t);
+			return;
+		}
+}
+
 struct cri_log_reader *cri_log_reader_free(struct cri_log_reader *r)
 {
 	if (!r)
 		return NULL;
+	while (r->taps)
+		cri_log_reader_remove_tap(r, r->taps->userdata);
 	r->eof = NULL;
 	reader_finish(r);
 	cri_log_unref(r->log);

@@ -30,6 +30,10 @@ struct cri_log_reader;
 struct cri_log_reader *cri_log_reader_new(struct event_loop *loop, int fd, struct cri_log *l,
                                           const char *stream, void (*eof)(void *userdata),
                                           void *userdata);
+/* What the reader reads is also handed to fn (attach sessions), until removed. */
+typedef void (*cri_log_tap_fn)(void *userdata, const uint8_t *p, size_t n);
+void cri_log_reader_add_tap(struct cri_log_reader *r, cri_log_tap_fn fn, void *userdata);
+void cri_log_reader_remove_tap(struct cri_log_reader *r, void *userdata);
 /* Stop reading (what is buffered is written first). Accepts NULL; returns NULL. */
 struct cri_log_reader *cri_log_reader_free(struct cri_log_reader *r);
 bool cri_log_reader_done(const struct cri_log_reader *r);

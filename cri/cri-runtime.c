@@ -9,7 +9,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 #include "cri-spec.h"
 #include "cni.h"
 #include "cri-internal.h"
+#include "cri-stream.h"
 #include "cri.h"
 #include "image.h"
 #include "json.h"
@@ -618,6 +622,25 @@ static json_object *port_mappings_json(const Runtime__V1__PodSandboxConfig *pc)
 	return a;
 }
 
+/* In the pod's namespace: its loopback up, as containerd's CRI brings it up (the
+ * loopback CNI plugin); port-forward dials 127.0.0.1 there. */
+static int lo_up(void *userdata)
+{
+	struct ifreq ifr = {0};
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+	(void)userdata;
+	if (fd < 0)
+		return -errno;
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		r = -errno;
+	ifr.ifr_flags |= IFF_UP;
+	if (r == 0 && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static void run_work(void *arg)
 {
 	struct run_work *w = arg;
@@ -631,6 +654,15 @@ static void run_work(void *arg)
 		if (w->r < 0) {
 			hull_error_prefix(&w->err, "pod network");
 			return;
+		}
+		int nsfd = open(w->cni->netns, O_RDONLY | O_CLOEXEC);
+		w->r = nsfd < 0 ? -errno : netns_run(nsfd, lo_up, NULL);
+		if (nsfd >= 0)
+			close(nsfd);
+		if (w->r < 0) {
+			hull_error_set_errno(&w->err, w->r, "pod network: loopback up in '%s'",
+			                     w->cni->netns);
+			goto fail;
 		}
 	}
 	spec_pod(p, &sp, paths);
@@ -1354,6 +1386,9 @@ const struct grpc_method cri_runtime_methods[] = {
     {RT("ListContainers"), m_list_ctrs},
     {RT("ReopenContainerLog"), m_reopen_log},
     {RT("ExecSync"), cri_exec_sync},
+    {RT("Exec"), cri_exec},
+    {RT("Attach"), cri_attach},
+    {RT("PortForward"), cri_port_forward},
     {RT("ContainerStats"), cri_container_stats},
     {RT("ListContainerStats"), cri_list_container_stats},
     {RT("PodSandboxStats"), cri_pod_sandbox_stats},
@@ -1417,6 +1452,10 @@ int cri_runtime_init(struct cri *c, struct hull_error **err)
 	r = mkdir_p(c->cfg.root, 0711);
 	if (r < 0)
 		return hull_error_set_errno(err, r, "mkdir '%s'", c->cfg.root);
+	c->stream = cri_stream_server_new(c->loop, c->cfg.stream_address, &c->stream_base, err);
+	if (!c->stream)
+		return hull_error_prefix(err, "streaming server on '%s'", c->cfg.stream_address);
+	log_info("streaming server on %s", c->stream_base);
 	c->events_path = xasprintf("%s/events.sock", c->cfg.state);
 	c->events = ttrpc_server_new(c->loop, event_methods, ELEMENTSOF(event_methods), c);
 	r = ttrpc_server_listen(c->events, c->events_path, err);
@@ -1433,6 +1472,8 @@ void cri_runtime_done(struct cri *c)
 	 * the calls still waiting on a shim end (their clients are gone with the
 	 * server). */
 	struct hull_error gone = {.code = -ECANCELED, .msg = (char *)"hull-cri is stopping"};
+	c->stream = cri_stream_server_free(c->stream);
+	free(c->stream_base);
 	while (c->ctrs) {
 		if (c->ctrs->call)
 			grpc_call_reply(TAKE_PTR(c->ctrs->call), -ECANCELED, &gone, NULL);

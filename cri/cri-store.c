@@ -134,6 +134,7 @@ void cri_ctr_save(const struct cri_ctr *k)
 	add_str(o, "log_path", k->log_path);
 	add_str(o, "out_path", k->out_path);
 	add_str(o, "err_path", k->err_path);
+	add_str(o, "in_path", k->in_path);
 	for (int i = 0; i < 3; i++)
 		json_object_array_add(
 		    opts, json_object_new_string(k->rootfs_opts[i] ? k->rootfs_opts[i] : ""));
@@ -252,6 +253,7 @@ static void load_ctr(struct cri *c, const char *id, json_object *o)
 	k = xcalloc(1, sizeof(*k));
 	k->c = c;
 	k->hold[0] = k->hold[1] = -1;
+	k->stdin_fd = -1;
 	k->id = xstrdup(id);
 	k->pod = p;
 	k->config = cfg;
@@ -271,6 +273,7 @@ static void load_ctr(struct cri *c, const char *id, json_object *o)
 	k->log_path = dup_str(o, "log_path");
 	k->out_path = dup_str(o, "out_path");
 	k->err_path = dup_str(o, "err_path");
+	k->in_path = dup_str(o, "in_path");
 	if (json_object_object_get_ex(o, "rootfs", &opts) &&
 	    json_object_is_type(opts, json_type_array) && json_object_array_length(opts) == 3)
 		for (int i = 0; i < 3; i++)
@@ -333,6 +336,8 @@ static void on_ctr_state(struct ttrpc_client *tc, int code, const char *message,
 	}
 	if (st->status != HULL__TASK__STATUS__CREATED)
 		reopen_logs(k);
+	if (st->status == HULL__TASK__STATUS__RUNNING && k->in_path && k->stdin_fd < 0)
+		k->stdin_fd = open(k->in_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	hull__task__state_response__free_unpacked(st, NULL);
 	cri_ctr_save(k);
 }

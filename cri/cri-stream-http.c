@@ -55,9 +55,9 @@ static int parse_request_line(char *line, struct http_request *r)
 		if (is_ctl((unsigned char)*t))
 			return -EINVAL;
 	r->version = sp2 + 1;
-	if (strncmp(r->version, "HTTP/", 5) != 0 || !(r->version[5] >= '0' && r->version[5] <= '9') ||
-	    r->version[6] != '.' || !(r->version[7] >= '0' && r->version[7] <= '9') ||
-	    r->version[8] != '\0')
+	if (strncmp(r->version, "HTTP/", 5) != 0 ||
+	    !(r->version[5] >= '0' && r->version[5] <= '9') || r->version[6] != '.' ||
+	    !(r->version[7] >= '0' && r->version[7] <= '9') || r->version[8] != '\0')
 		return -EINVAL;
 	if (r->version[5] != '1')
 		return -EPROTONOSUPPORT;
@@ -228,7 +228,8 @@ char **http_query_values(const char *query, const char *key)
 		if (e > q && !memchr(q, ';', (size_t)(e - q))) {
 			const char *ke = eq ? eq : e;
 			_cleanup_free_ char *k = http_unescape(q, (size_t)(ke - q), true);
-			char *v = eq ? http_unescape(eq + 1, (size_t)(e - eq - 1), true) : xstrdup("");
+			char *v =
+			    eq ? http_unescape(eq + 1, (size_t)(e - eq - 1), true) : xstrdup("");
 			if (k && v && strcmp(k, key) == 0)
 				strv_push(&l, v);
 			else

@@ -127,8 +127,8 @@ extern const uint8_t spdy_dictionary[SPDY_DICTIONARY_SIZE];
 
 struct spdy_frame {
 	bool control;
-	uint16_t version; /* control frames */
-	uint16_t type;    /* control frames */
+	uint16_t version;   /* control frames */
+	uint16_t type;      /* control frames */
 	uint32_t stream_id; /* data frames */
 	uint8_t flags;
 	uint32_t length;
@@ -241,7 +241,8 @@ struct cri_stream_session {
 	bool released; /* gone() or unused() has been called */
 	uint16_t *ports;
 	size_t n_ports;
-	int next_conn; /* port-forward over SPDY: the next connection number */
+	bool ports_any; /* port-forward over SPDY: no list given, any port (recorded) */
+	int next_conn;  /* port-forward over SPDY: the next connection number */
 	void (*drain_fn)(void *userdata);
 	void *drain_userdata;
 	bool full; /* writable() was false: drain is due when it is true again */
@@ -297,6 +298,11 @@ void cs_ws_port_error(struct cri_stream_session *s, int channel, const char *msg
 void cs_ws_finish(struct cri_stream_session *s, const char *status, bool error);
 uint16_t cs_ws_port_of(const struct cri_stream_session *s, int channel);
 void cs_ws_free(struct cri_stream_session *s);
+
+/* Tests: shorter token lifetimes and stream-creation timeouts (0: the defaults). */
+void cri_stream_server_set_timeouts(struct cri_stream_server *s, uint32_t token_ttl_ms,
+                                    uint32_t stream_timeout_ms);
+uint32_t cs_server_stream_timeout(const struct cri_stream_server *s);
 
 /* Tests and fuzzers: register with a chosen token (so that their requests can name it). */
 int cri_stream_server_register_token(struct cri_stream_server *s, const char *token,

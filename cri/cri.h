@@ -48,6 +48,7 @@ void cri_config_done(struct cri_config *c);
 
 struct cri_pod;
 struct cri_ctr;
+struct cri_stream_server;
 
 struct cri {
 	struct event_loop *loop;
@@ -55,9 +56,11 @@ struct cri {
 	struct grpc_server *grpc;
 	struct grpc_method *methods;
 	struct image_store *images;
-	int work_pipe[2];            /* workers hand finished work back to the loop */
-	unsigned n_working;          /* threads not yet finished */
-	struct ttrpc_server *events; /* the shims' TTRPC_ADDRESS */
+	int work_pipe[2];                 /* workers hand finished work back to the loop */
+	unsigned n_working;               /* threads not yet finished */
+	struct ttrpc_server *events;      /* the shims' TTRPC_ADDRESS */
+	struct cri_stream_server *stream; /* Exec/Attach/PortForward URLs */
+	char *stream_base;
 	char *events_path;
 	char *self_exe;
 	struct cri_pod *pods;

@@ -2,7 +2,7 @@
 # Included from the top-level Makefile.
 
 UNIT_TESTS := vmm-argv qmp ttrpc util oci-spec ttrpc-server image event settings logfile stream \
-	shim-events template bundle grpc cri cri-spec
+	shim-events template bundle grpc cri cri-spec cri-stream
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test-%,$(UNIT_TESTS))
 
 $(BUILD)/tests/test-%: tests/unit/test-%.c $(LIB_SANDBOX) $(LIB_VMM) $(LIB_COMMON)
@@ -23,6 +23,12 @@ $(BUILD)/tests/test-shim-events: tests/unit/test-shim-events.c $(LIB_SHIM) $(LIB
 	$(CC) $(CPPFLAGS) -Ishim $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS)
 
 $(BUILD)/tests/test-grpc: tests/unit/test-grpc.c $(call obj,cri/grpc-server.c) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Icri $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS) $(CRI_LIBS)
+
+# The streaming server (exec/attach/port-forward URLs) against real TCP clients on loopback.
+CRI_STREAM_SRC := cri/cri-stream.c cri/cri-stream-http.c cri/cri-stream-spdy.c cri/cri-stream-ws.c
+$(BUILD)/tests/test-cri-stream: tests/unit/test-cri-stream.c $(call obj,$(CRI_STREAM_SRC)) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Icri $(CFLAGS) -o $@ $^ -lcmocka $(HOST_LIBS) $(CRI_LIBS)
 
@@ -48,7 +54,8 @@ $(BUILD)/tests/test-oci-spec: tests/unit/test-oci-spec.c agent/container/oci-spe
 
 # ---- fuzzers: one per untrusted surface ----
 FUZZERS := ttrpc-frame agent-request qmp-reply pod-guest oci-spec bundle-config ttrpc-server \
-	shim-config shim-spec task-service image-spec image-layer cni-result cri-grpc cri-spec
+	shim-config shim-spec task-service image-spec image-layer cni-result cri-grpc cri-spec \
+	cri-stream-http cri-stream-spdy cri-stream-ws
 FUZZ_COMMON := $(COMMON_SRC) $(PROTO_C)
 FUZZ_SRC_ttrpc-frame := $(FUZZ_COMMON)
 FUZZ_SRC_agent-request := agent/agent-service.c agent/agent-process.c agent/agent-stdio.c \
@@ -71,6 +78,11 @@ FUZZ_SRC_shim-spec := pod/task-spec.c pod/bundle.c $(FUZZ_COMMON)
 FUZZ_SRC_task-service := $(FUZZ_POD) $(FUZZ_COMMON)
 FUZZ_SRC_cri-grpc := cri/grpc-server.c $(FUZZ_COMMON)
 FUZZ_SRC_cri-spec := cri/cri-spec.c cri/cri-config.c $(FUZZ_COMMON)
+# The three share a fake backend and fixed tokens (and their seed generator).
+FUZZ_CRI_STREAM := tests/fuzz/fuzz-cri-stream-backend.c $(CRI_STREAM_SRC) $(FUZZ_COMMON)
+FUZZ_SRC_cri-stream-http := $(FUZZ_CRI_STREAM)
+FUZZ_SRC_cri-stream-spdy := $(FUZZ_CRI_STREAM)
+FUZZ_SRC_cri-stream-ws := $(FUZZ_CRI_STREAM)
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fno-omit-frame-pointer $(CPPFLAGS) -Iagent -Ishim -Icri
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZERS))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZERS))

@@ -11,7 +11,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
 TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
-	pod_network logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing runc_handler restart_keeps_pods"
+	pod_network streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing runc_handler restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -397,6 +397,61 @@ test_pod_network() {
 	pod_gone "$b"
 	# StopPodSandbox took the pods' network down: no namespace left.
 	[ -z "$(ls -A "$W/state/.netns" 2>/dev/null)" ] || { echo "netns left: $(ls "$W/state/.netns")"; net_down; return 1; }
+	net_down
+}
+
+test_streaming() {
+	# Exec, Attach and PortForward URLs through the streaming server's WebSocket
+	# protocol, as the API server and kubectl use them (Debian's python3-websocket).
+	$PY -c 'import websocket' 2>/dev/null || { echo "python3-websocket is not installed (make deps)"; return 77; }
+	[ -x /usr/lib/cni/bridge ] || { echo "containernetworking-plugins is not installed"; return 77; }
+	net_up
+	local s c a url out sum
+	s=$(run_pod sm) && [ -n "$s" ] || { net_down; return 1; }
+	c=$(new_ctr "$s" sm web '["sh","-c","mkdir -p /www; head -c 9437184 /dev/urandom >/www/big; md5sum </www/big >/www/sum; exec httpd -f -p 8080 -h /www"]') &&
+		cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { pod_gone "$s"; net_down; return 1; }
+	# exec: stdin in, stdout and stderr apart, the exit code on the error channel.
+	printf 'hello\n' >"$T/in"
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","read x; echo got $x; echo to-err >&2; exit 3"],"stdin":true,"stdout":true,"stderr":true}' | jget url)
+	case "$url" in http://127.0.0.1:*/exec/*) ;; *) echo "Exec URL: '$url'"; pod_gone "$s"; net_down; return 1 ;; esac
+	mkdir -p "$T/e1"
+	timeout 60 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/e1" --stdin "$T/in" || { echo "exec client failed"; pod_gone "$s"; net_down; return 1; }
+	[ "$(cat "$T/e1/stdout")" = "got hello" ] && [ "$(cat "$T/e1/stderr")" = to-err ] &&
+		grep -q '"reason":"NonZeroExitCode"' "$T/e1/status" && grep -q '"message":"3"' "$T/e1/status" ||
+		{ echo "exec: out '$(cat "$T/e1/stdout")' err '$(cat "$T/e1/stderr")' status '$(cat "$T/e1/status")'"; pod_gone "$s"; net_down; return 1; }
+	# A URL is single-use.
+	timeout 20 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/e1" 2>/dev/null && { echo "a used URL served again"; pod_gone "$s"; net_down; return 1; }
+	# A terminal, sized by the resize channel.
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","sleep 1; stty size"],"tty":true,"stdout":true}' | jget url)
+	mkdir -p "$T/e2"
+	timeout 60 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/e2" --resize 91x27 || { pod_gone "$s"; net_down; return 1; }
+	[ "$(tr -d '\r' <"$T/e2/stdout")" = "27 91" ] && grep -q '"status":"Success"' "$T/e2/status" ||
+		{ echo "tty: '$(cat -A "$T/e2/stdout")' status '$(cat "$T/e2/status")'"; pod_gone "$s"; net_down; return 1; }
+	# port-forward: 9 MiB from the pod's httpd, checked to the byte.
+	until_ok sh -c "$PY $top/tests/cri/cri.py $SOCK ExecSync '{\"container_id\":\"$c\",\"cmd\":[\"cat\",\"/www/sum\"]}' | grep -q stdout" || { pod_gone "$s"; net_down; return 1; }
+	sum=$(cri ExecSync '{"container_id":"'$c'","cmd":["cat","/www/sum"]}' | jget stdout | b64 | cut -d' ' -f1)
+	printf 'GET /big HTTP/1.0\r\n\r\n' >"$T/req"
+	url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8080]}' | jget url)
+	timeout 120 "$PY" "$top/tests/cri/portforward.py" "$url" 8080 "$T/req" >"$T/got" 2>"$T/err" ||
+		{ echo "port-forward: rc $? $(cat "$T/err") got $(head -c 300 "$T/got" | tr -d "\r")"; pod_gone "$s"; net_down; return 1; }
+	"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); sys.stdout.buffer.write(d.split(b"\r\n\r\n",1)[1] if b"\r\n\r\n" in d else b"")' "$T/got" >"$T/body"
+	[ "$(stat -c %s "$T/body")" = 9437184 ] && [ "$(md5sum <"$T/body" | cut -d' ' -f1)" = "$sum" ] ||
+		{ echo "port-forward body: $(stat -c %s "$T/body") bytes, $(head -c 200 "$T/got")"; pod_gone "$s"; net_down; return 1; }
+	url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8081]}' | jget url)
+	timeout 60 "$PY" "$top/tests/cri/portforward.py" "$url" 8081 "$T/req" >/dev/null 2>"$T/closed" &&
+		{ echo "a port nobody listens on answered"; pod_gone "$s"; net_down; return 1; }
+	grep -q "8081" "$T/closed" || { echo "closed port: $(cat "$T/closed")"; pod_gone "$s"; net_down; return 1; }
+	# attach: the container's own stdin and stdout.
+	a=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"echoer"},"image":{"image":"'$BB'"},"command":["sh","-c","while read l; do echo echo-$l; done"],"stdin":true,"log_path":"echoer.log"},"sandbox_config":'"$(POD sm)"'}' | jget container_id)
+	cri StartContainer '{"container_id":"'$a'"}' >/dev/null || { pod_gone "$s"; net_down; return 1; }
+	url=$(cri Attach '{"container_id":"'$a'","stdin":true,"stdout":true}' | jget url)
+	printf 'abc\n' >"$T/in2"
+	mkdir -p "$T/a1"
+	timeout 60 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/a1" --stdin "$T/in2" --until echo-abc ||
+		{ echo "attach client failed"; pod_gone "$s"; net_down; return 1; }
+	grep -q echo-abc "$T/a1/stdout" || { echo "attach: '$(cat "$T/a1/stdout")'"; pod_gone "$s"; net_down; return 1; }
+	grep -q ' stdout F echo-abc$' "$W/logs/sm/echoer.log" || { echo "attach output not in the log"; pod_gone "$s"; net_down; return 1; }
+	pod_gone "$s"
 	net_down
 }
 
