@@ -9,6 +9,7 @@
 static const char *log_component = "hull";
 static const char *log_sandbox;
 static enum log_level log_level = LOG_LEVEL_WARN;
+static bool log_journal;
 
 static const char *const level_names[_LOG_LEVEL_MAX] = {
     [LOG_LEVEL_ERROR] = "error",
@@ -21,6 +22,11 @@ void log_setup(const char *component, enum log_level level)
 {
 	log_component = component;
 	log_level = level;
+}
+
+void log_set_journal(bool on)
+{
+	log_journal = on;
 }
 
 void log_set_sandbox(const char *sandbox)
@@ -66,8 +72,21 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (level > log_level)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	n += (size_t)snprintf(line, sizeof(line), "%s[%ld.%03ld] %s: ", log_component,
-	                      (long)ts.tv_sec, ts.tv_nsec / 1000000, level_names[level]);
+	if (log_journal) {
+		/* sd-daemon(3)'s prefix: journald takes the priority from it (error 3, warning
+		 * 4, info 6, debug 7) and stamps the time itself. */
+		static const char prio[_LOG_LEVEL_MAX] = {
+		    [LOG_LEVEL_ERROR] = '3',
+		    [LOG_LEVEL_WARN] = '4',
+		    [LOG_LEVEL_INFO] = '6',
+		    [LOG_LEVEL_DEBUG] = '7',
+		};
+		n += (size_t)snprintf(line, sizeof(line), "<%c>%s: ", prio[level],
+		                      level_names[level]);
+	} else {
+		n += (size_t)snprintf(line, sizeof(line), "%s[%ld.%03ld] %s: ", log_component,
+		                      (long)ts.tv_sec, ts.tv_nsec / 1000000, level_names[level]);
+	}
 	if (log_sandbox && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "sandbox=%s ", log_sandbox);
 	if (n < sizeof(line)) {

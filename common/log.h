@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+
 #include "macros.h"
 
 enum log_level {
@@ -15,6 +17,9 @@ enum log_level {
  * top-level code logs them once. Lines carry the component (and the sandbox when set). */
 void log_setup(const char *component, enum log_level level);
 void log_set_sandbox(const char *sandbox);
+/* Lines for the systemd journal (stderr is a journal stream: $JOURNAL_STREAM): the
+ * syslog priority as a "<N>" prefix, no timestamp of ours. */
+void log_set_journal(bool on);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_level_from_string(const char *s);

@@ -118,6 +118,8 @@ int main(int argc, char **argv)
 	}
 
 	log_setup("cri", LOG_LEVEL_INFO);
+	/* Under systemd (the unit in docs/kubernetes.md), stderr is the journal. */
+	log_set_journal(getenv("JOURNAL_STREAM") != NULL);
 	/* Before any thread: pulls run on workers. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cri_config_defaults(&c.cfg);

@@ -172,12 +172,37 @@ static void test_config(void **state)
 	}
 }
 
+static char logged[256];
+static void catch_line(const char *line, size_t n, void *userdata)
+{
+	(void)userdata;
+	snprintf(logged, sizeof(logged), "%.*s", (int)n, line);
+}
+
+static void test_journal_lines(void **state)
+{
+	(void)state;
+	log_setup("cri", LOG_LEVEL_DEBUG);
+	log_set_writer(catch_line, NULL);
+	log_set_journal(true);
+	log_warn("pod '%s' lost", "p");
+	assert_string_equal(logged, "<4>warn: pod 'p' lost\n");
+	log_debug("x");
+	assert_string_equal(logged, "<7>debug: x\n");
+	log_set_journal(false);
+	log_info("y");
+	assert_non_null(strstr(logged, "] info: y\n"));
+	assert_memory_equal(logged, "cri[", 4);
+	log_set_writer(NULL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_log_format),
 	    cmocka_unit_test(test_log_reader),
 	    cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_journal_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
