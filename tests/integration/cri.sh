@@ -11,7 +11,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
 TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
-	pod_network streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing runc_handler restart_keeps_pods"
+	pod_network streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing calls_in_flight fault_qemu_killed fault_shim_killed runc_handler restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -544,6 +544,79 @@ test_pod_failure_leaves_nothing() {
 		{ echo "a bad pod started: $out"; return 1; }
 	echo "$out" | grep -q "net.no.such.sysctl" || { echo "error: $out"; return 1; }
 	[ -z "$(cri ListPodSandbox '{}' | jget items)" ] || { echo "pods: $(cri ListPodSandbox '{}')"; return 1; }
+}
+
+test_fault_qemu_killed() {
+	# The VM dies under a running pod: the pod is NOTREADY, its container exited, and
+	# Stop/Remove leave nothing.
+	local s c
+	s=$(run_pod fq) && [ -n "$s" ] || return 1
+	c=$(new_ctr "$s" fq c '["sleep","600"]') && cri StartContainer '{"container_id":"'$c'"}' >/dev/null ||
+		{ pod_gone "$s"; return 1; }
+	pkill -9 -f -- "$HULL_STATE_DIR/$s/" || { echo "no QEMU to kill"; pod_gone "$s"; return 1; }
+	until_ok sh -c "$PY $top/tests/cri/cri.py $SOCK PodSandboxStatus '{\"pod_sandbox_id\":\"$s\"}' | grep -q SANDBOX_NOTREADY" ||
+		{ echo "pod after QEMU died: $(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}')"; pod_gone "$s"; return 1; }
+	until_ok sh -c "$PY $top/tests/cri/cri.py $SOCK ContainerStatus '{\"container_id\":\"$c\"}' | grep -q CONTAINER_EXITED" ||
+		{ echo "container: $(cri ContainerStatus '{"container_id":"'$c'"}')"; pod_gone "$s"; return 1; }
+	pod_gone "$s"
+}
+
+test_fault_shim_killed() {
+	local s c
+	s=$(run_pod fs) && [ -n "$s" ] || return 1
+	c=$(new_ctr "$s" fs c '["sleep","600"]') && cri StartContainer '{"container_id":"'$c'"}' >/dev/null ||
+		{ pod_gone "$s"; return 1; }
+	pkill -9 -f -- "-address $SOCK.*-id $s " || { echo "no shim to kill"; pod_gone "$s"; return 1; }
+	until_ok sh -c "$PY $top/tests/cri/cri.py $SOCK PodSandboxStatus '{\"pod_sandbox_id\":\"$s\"}' | grep -q SANDBOX_NOTREADY" ||
+		{ echo "pod after its shim died: $(cri PodSandboxStatus '{"pod_sandbox_id":"'$s'"}')"; pod_gone "$s"; return 1; }
+	[ "$(ctr_state "$c")" = CONTAINER_EXITED ] || { echo "container: $(ctr_state "$c")"; pod_gone "$s"; return 1; }
+	# The VM went with its shim (PDEATHSIG); Remove runs `shim delete` for the rest.
+	pod_gone "$s" || return 1
+}
+
+test_calls_in_flight() {
+	# A RunPodSandbox held in its CNI plugin (a plugin that waits on a FIFO the test
+	# opens) does not hold up anything else: Version, ListPodSandbox, another pod's
+	# ExecSync all answer while it waits. No clock involved.
+	local s other c
+	mkdir -p "$W/slowbin"
+	mkfifo "$W/gate"
+	cat >"$W/slowbin/slowcni" <<EOT
+#!/bin/sh
+cat >/dev/null
+[ "\$CNI_COMMAND" = ADD ] && read x <"$W/gate"
+[ "\$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}'
+exit 0
+EOT
+	chmod +x "$W/slowbin/slowcni"
+	other=$(run_pod busy) && c=$(new_ctr "$other" busy c '["sleep","600"]') &&
+		cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { pod_gone "$other"; return 1; }
+	echo '{"cniVersion":"1.0.0","name":"slow","plugins":[{"type":"slowcni"}]}' >"$W/cni/20-slow.conflist"
+	printf 'cni.conf_dir = "%s"\n[cni]\nbin_dirs = ["%s"]\n' "$W/cni" "$W/slowbin" >"$W/cri.toml"
+	cri_stop
+	cri_start || { rm -f "$W/cni/20-slow.conflist"; return 1; }
+	mkdir -p "$W/logs/held"
+	cri RunPodSandbox '{"config":'"$(POD held)"'}' >"$T/held" 2>&1 &
+	local bg=$!
+	local ok=1 out
+	until_ok sh -c "ls $W/state/pods | grep -qv $other" || ok=0
+	cri Version '{}' >/dev/null || { echo "Version waited"; ok=0; }
+	cri ListPodSandbox '{}' | grep -q "$other" || { echo "ListPodSandbox waited"; ok=0; }
+	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["echo","meanwhile"]}' | jget stdout | b64)
+	[ "$out" = meanwhile ] || { echo "ExecSync in another pod waited: '$out'"; ok=0; }
+	# The held call is still waiting: its CNI plugin has not been let go.
+	kill -0 $bg 2>/dev/null || { echo "RunPodSandbox did not wait for its plugin: $(cat "$T/held")"; ok=0; }
+	echo go >"$W/gate"
+	wait $bg
+	s=$(jget pod_sandbox_id <"$T/held")
+	[ -n "$s" ] || { echo "the held pod: $(cat "$T/held")"; ok=0; }
+	rm -f "$W/cni/20-slow.conflist"
+	printf 'cni.conf_dir = "%s"\n' "$W/cni" >"$W/cri.toml"
+	[ -n "$s" ] && pod_gone "$s"
+	pod_gone "$other"
+	cri_stop
+	cri_start || return 1
+	[ "$ok" = 1 ]
 }
 
 test_runc_handler() {
