@@ -449,10 +449,31 @@ static void on_stats(struct ttrpc_client *tc, int code, const char *message, con
 
 	free(sc);
 	if (code == TTRPC_OK && (r = hull__task__stats_response__unpack(NULL, len, payload))) {
+		/* The runc shim on a cgroup v1 host answers in v1 metrics; hull's shim (the
+		 * guest) and runc's on a v2 host in v2. */
+		Hull__Events__V1Metrics *v1 =
+		    r->stats && strstr(r->stats->type_url, "cgroups.v1.Metrics")
+		        ? hull__events__v1_metrics__unpack(NULL, r->stats->value.len,
+		                                           r->stats->value.data)
+		        : NULL;
 		Hull__Events__Metrics *m =
-		    r->stats ? hull__events__metrics__unpack(NULL, r->stats->value.len,
-		                                             r->stats->value.data)
-		             : NULL;
+		    r->stats && !v1 ? hull__events__metrics__unpack(NULL, r->stats->value.len,
+		                                                    r->stats->value.data)
+		                    : NULL;
+		if (v1) {
+			uint64_t usage =
+			    v1->memory && v1->memory->usage ? v1->memory->usage->usage : 0;
+			uint64_t inactive = v1->memory ? v1->memory->total_inactive_file : 0;
+			s->ok = true;
+			s->ts = cri_now_ns();
+			s->cpu_ns = v1->cpu && v1->cpu->usage ? v1->cpu->usage->total : 0;
+			/* kubelet's working set: usage less the inactive file cache. */
+			s->mem = usage > inactive ? usage - inactive : usage;
+			s->mem_limit =
+			    v1->memory && v1->memory->usage ? v1->memory->usage->limit : 0;
+			s->pids = v1->pids ? v1->pids->current : 0;
+			hull__events__v1_metrics__free_unpacked(v1, NULL);
+		}
 		if (m) {
 			s->ok = true;
 			s->ts = cri_now_ns();
@@ -481,10 +502,7 @@ static int gather_run(struct gather *g)
 		sc->g = g;
 		sc->i = i;
 		sr.id = g->s[i].ctr_id;
-		/* The runc shim answers in cgroup v1 or v2 metrics of the host; only the
-		 * hull shim's (the guest's cgroup v2) are read here. */
-		if (k && !pod_host_kernel(k->pod) &&
-		    shim_call(k->pod, "Stats", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stats, sc))
+		if (k && shim_call(k->pod, "Stats", &sr.base, SHIM_CALL_TIMEOUT_MS, on_stats, sc))
 			g->pending++;
 		else
 			free(sc);

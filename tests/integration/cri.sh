@@ -639,6 +639,11 @@ test_runc_handler() {
 	out=$(cri ExecSync '{"container_id":"'$c'","cmd":["sh","-c","echo in-runc; exit 4"]}')
 	[ "$(echo "$out" | jget stdout | b64)" = in-runc ] && [ "$(echo "$out" | jget exit_code)" = 4 ] ||
 		{ echo "exec: $out"; pod_gone "$s"; return 1; }
+	# Stats from the host's cgroup, as the runc shim gives them.
+	out=$(cri ContainerStats '{"container_id":"'$c'"}')
+	[ "$(echo "$out" | jget stats.cpu.usage_core_nano_seconds.value)" -gt 0 ] 2>/dev/null &&
+		[ "$(echo "$out" | jget stats.memory.working_set_bytes.value)" -gt 0 ] 2>/dev/null ||
+		{ echo "runc stats: $out"; pod_gone "$s"; return 1; }
 	cri StopContainer '{"container_id":"'$c'","timeout":1}' >/dev/null
 	[ "$(ctr_state "$c")" = CONTAINER_EXITED ] || { echo "after stop: $(ctr_state "$c")"; pod_gone "$s"; return 1; }
 	pod_gone "$s" || return 1
