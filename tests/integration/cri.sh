@@ -11,7 +11,7 @@ only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
 TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
-	pod_network streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing calls_in_flight fault_qemu_killed fault_shim_killed runc_handler restart_keeps_pods"
+	pod_network port_mapping streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing calls_in_flight fault_qemu_killed fault_shim_killed runc_handler restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -398,6 +398,37 @@ test_pod_network() {
 	# StopPodSandbox took the pods' network down: no namespace left.
 	[ -z "$(ls -A "$W/state/.netns" 2>/dev/null)" ] || { echo "netns left: $(ls "$W/state/.netns")"; net_down; return 1; }
 	net_down
+}
+
+test_port_mapping() {
+	# A pod's hostPort through CNI's portmap plugin: the node's address and port reach
+	# the pod's VM.
+	[ -x /usr/lib/cni/portmap ] && command -v iptables >/dev/null ||
+		{ echo "the portmap plugin or iptables is not installed"; return 77; }
+	net_up
+	"$PY" - "$W/cni/10-pods.conflist" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}})
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+	local s c hp gw out
+	hp=$(free_port)
+	mkdir -p "$W/logs/pm"
+	local pod='{"metadata":{"name":"pm","uid":"u-pm","namespace":"default"},"log_directory":"'$W/logs/pm'","port_mappings":[{"container_port":8080,"host_port":'$hp'}]}'
+	s=$(cri RunPodSandbox '{"config":'"$pod"'}' 2>&1 | tee "$T/run" | jget pod_sandbox_id)
+	[ -n "$s" ] || { echo "RunPodSandbox: $(cat "$T/run")"; net_down; return 1; }
+	c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"web"},"image":{"image":"'$BB'"},"command":["sh","-c","mkdir /www; echo mapped >/www/x; exec httpd -f -p 8080 -h /www"],"log_path":"web.log"},"sandbox_config":'"$pod"'}' | jget container_id)
+	cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { pod_gone "$s"; net_down; return 1; }
+	# The bridge's own address is the node's: portmap's DNAT for local traffic.
+	gw=$(ip -4 -o addr show dev "$BR" | awk '{print $4}' | cut -d/ -f1 | head -1)
+	until_ok sh -c "curl -sf --max-time 5 http://$gw:$hp/x | grep -q mapped" || {
+		echo "hostPort $hp on $gw: $(curl -s --max-time 5 "http://$gw:$hp/x" 2>&1)"; pod_gone "$s"; net_down; return 1; }
+	pod_gone "$s"
+	# DEL took the mapping away.
+	out=$(iptables -t nat -S 2>/dev/null | grep -c -- "--dport $hp ")
+	net_down
+	[ "$out" = 0 ] || { echo "portmap rules left for $hp"; return 1; }
 }
 
 test_streaming() {
