@@ -84,6 +84,29 @@ void ctr_set_exited(struct cri_ctr *k, uint32_t status, int64_t at)
 
 /* ---- CreateContainer ---- */
 
+/* The node's file a Localhost seccomp profile names (kubelet gives an absolute path),
+ * or NULL. */
+static char *localhost_profile(const Runtime__V1__ContainerConfig *cc)
+{
+	const Runtime__V1__LinuxContainerSecurityContext *sc =
+	    cc->linux ? cc->linux->security_context : NULL;
+	const char *path = NULL, *legacy;
+	if (!sc)
+		return NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	legacy = sc->seccomp_profile_path;
+#pragma GCC diagnostic pop
+	if (sc->seccomp &&
+	    sc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost)
+		path = sc->seccomp->localhost_ref;
+	else if (legacy && strncmp(legacy, "localhost/", strlen("localhost/")) == 0)
+		path = legacy + strlen("localhost/");
+	if (!path || path[0] != '/')
+		return NULL;
+	return read_small("", path + 1);
+}
+
 /* The image as the store knows it: *manifest and *config digests, its config. */
 static int resolve_image(struct cri *c, const char *name, char **ret_manifest, char **ret_id,
                          struct image_config *ic, struct hull_error **err)
@@ -225,7 +248,9 @@ int m_create_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 		char *paths[3];
 		_cleanup_free_ char *passwd = read_small(tree, "etc/passwd");
 		_cleanup_free_ char *group = read_small(tree, "etc/group");
-		struct cri_spec_users users = {.passwd = passwd, .group = group};
+		_cleanup_free_ char *profile = localhost_profile(cc);
+		struct cri_spec_users users = {
+		    .passwd = passwd, .group = group, .seccomp_localhost = profile};
 		spec_pod(p, &sp, paths);
 		r = cri_container_spec_users(&sp, k->id, cc, &ic, k->image_name, &users, &spec,
 		                             err);

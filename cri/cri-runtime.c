@@ -645,7 +645,9 @@ static void run_work(void *arg)
 {
 	struct run_work *w = arg;
 	struct cri_pod *p = w->p;
-	_cleanup_free_ char *spec = NULL, *path = NULL;
+	_cleanup_free_ char *spec = NULL, *path = NULL, *profile = NULL;
+	const Runtime__V1__LinuxSandboxSecurityContext *lsc =
+	    p->config->linux ? p->config->linux->security_context : NULL;
 	struct cri_spec_pod sp;
 	char *paths[3];
 
@@ -667,6 +669,12 @@ static void run_work(void *arg)
 	}
 	spec_pod(p, &sp, paths);
 	sp.netns_path = w->cni ? w->cni->netns : NULL;
+	/* The sandbox's Localhost seccomp profile, from the node. */
+	if (lsc && lsc->seccomp &&
+	    lsc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
+	    lsc->seccomp->localhost_ref[0] == '/')
+		profile = read_small("", lsc->seccomp->localhost_ref + 1);
+	sp.seccomp_localhost = profile;
 	w->r = cri_sandbox_spec(&sp, "/pause", &spec, &w->err);
 	spec_pod_done(paths);
 	if (w->r < 0)

@@ -453,9 +453,144 @@ static json_object *seccomp_default(uint64_t bounding)
 
 /* linux.seccomp for a security context's profile (the message, else the deprecated
  * path), *ret NULL for none. field names the security context. */
+/* A seccomp profile file in Docker's form (what kubelet's Localhost profiles are; an
+ * OCI linux.seccomp object reads the same) as the OCI linux.seccomp for this
+ * container, as containerd's LoadProfile makes it: the architectures of the host's
+ * entry in archMap, the syscall rules whose includes/excludes (capabilities in the
+ * bounding set, the host's architecture) hold, name and names merged. */
+static bool json_list_has(json_object *list, const char *v)
+{
+	for (size_t i = 0; list && json_object_is_type(list, json_type_array) &&
+	                   i < json_object_array_length(list);
+	     i++) {
+		const char *e = json_object_get_string(json_object_array_get_idx(list, i));
+		if (e && strcmp(e, v) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool caps_any(json_object *caps, uint64_t bounding)
+{
+	for (size_t i = 0; i < json_object_array_length(caps); i++) {
+		int c = cap_of(str(json_object_get_string(json_object_array_get_idx(caps, i))));
+		if (c >= 0 && (bounding & CAP(c)))
+			return true;
+	}
+	return false;
+}
+
+/* The rule applies to this container and host. */
+static bool rule_applies(json_object *rule, uint64_t bounding, const char *arch)
+{
+	json_object *inc, *exc, *v;
+	if (json_object_object_get_ex(rule, "includes", &inc)) {
+		if (json_object_object_get_ex(inc, "caps", &v) &&
+		    json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0 &&
+		    !caps_any(v, bounding))
+			return false;
+		if (json_object_object_get_ex(inc, "arches", &v) &&
+		    json_object_is_type(v, json_type_array) && json_object_array_length(v) > 0 &&
+		    !json_list_has(v, arch))
+			return false;
+	}
+	if (json_object_object_get_ex(rule, "excludes", &exc)) {
+		if (json_object_object_get_ex(exc, "caps", &v) &&
+		    json_object_is_type(v, json_type_array) && caps_any(v, bounding))
+			return false;
+		if (json_object_object_get_ex(exc, "arches", &v) && json_list_has(v, arch))
+			return false;
+	}
+	return true;
+}
+
+static int seccomp_from_profile(const char *text, const char *path, uint64_t bounding,
+                                json_object **ret, struct hull_error **err)
+{
+	json_object *prof, *out, *v, *syscalls, *arches;
+	/* amd64 only: hull's guests are x86_64 (docs/guest-kernel.md). */
+	const char *arch = "amd64", *scmp_arch = "SCMP_ARCH_X86_64";
+
+	if (!text)
+		return hull_error_set(err, -EINVAL, "seccomp profile '%.200s' cannot be read",
+		                      path);
+	if (json_parse(text, strlen(text), 32, true, &prof, err) < 0)
+		return hull_error_prefix(err, "seccomp profile '%.200s'", path);
+	if (!json_object_is_type(prof, json_type_object) ||
+	    !json_get_string(prof, "defaultAction")) {
+		json_object_put(prof);
+		return hull_error_set(err, -EINVAL, "seccomp profile '%.200s': no defaultAction",
+		                      path);
+	}
+	out = json_object_new_object();
+	add_str(out, "defaultAction", json_get_string(prof, "defaultAction"));
+	if (json_object_object_get_ex(prof, "defaultErrnoRet", &v))
+		json_object_object_add(out, "defaultErrnoRet", json_object_get(v));
+	arches = json_object_new_array();
+	if (json_object_object_get_ex(prof, "archMap", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *m = json_object_array_get_idx(v, i), *subs;
+			if (strcmp(str(json_get_string(m, "architecture")), scmp_arch) != 0)
+				continue;
+			json_object_array_add(arches, json_object_new_string(scmp_arch));
+			if (json_object_object_get_ex(m, "subArchitectures", &subs) &&
+			    json_object_is_type(subs, json_type_array))
+				for (size_t k = 0; k < json_object_array_length(subs); k++)
+					json_object_array_add(
+					    arches,
+					    json_object_get(json_object_array_get_idx(subs, k)));
+		}
+	}
+	if (json_object_object_get_ex(prof, "architectures", &v) &&
+	    json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			json_object_array_add(arches,
+			                      json_object_get(json_object_array_get_idx(v, i)));
+	if (json_object_array_length(arches) > 0)
+		json_object_object_add(out, "architectures", arches);
+	else
+		json_object_put(arches);
+	if (json_object_object_get_ex(prof, "flags", &v) && json_object_is_type(v, json_type_array))
+		json_object_object_add(out, "flags", json_object_get(v));
+	syscalls = json_object_new_array();
+	if (json_object_object_get_ex(prof, "syscalls", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *rule = json_object_array_get_idx(v, i), *names, *o, *x;
+			if (!json_object_is_type(rule, json_type_object) ||
+			    !rule_applies(rule, bounding, arch))
+				continue;
+			o = json_object_new_object();
+			names = json_object_new_array();
+			if (json_get_string(rule, "name"))
+				json_object_array_add(
+				    names, json_object_new_string(json_get_string(rule, "name")));
+			if (json_object_object_get_ex(rule, "names", &x) &&
+			    json_object_is_type(x, json_type_array))
+				for (size_t k = 0; k < json_object_array_length(x); k++)
+					json_object_array_add(
+					    names,
+					    json_object_get(json_object_array_get_idx(x, k)));
+			json_object_object_add(o, "names", names);
+			add_str(o, "action", str(json_get_string(rule, "action")));
+			if (json_object_object_get_ex(rule, "errnoRet", &x))
+				json_object_object_add(o, "errnoRet", json_object_get(x));
+			if (json_object_object_get_ex(rule, "args", &x) &&
+			    json_object_is_type(x, json_type_array))
+				json_object_object_add(o, "args", json_object_get(x));
+			json_object_array_add(syscalls, o);
+		}
+	}
+	json_object_object_add(out, "syscalls", syscalls);
+	json_object_put(prof);
+	*ret = out;
+	return 0;
+}
+
 static int seccomp_of(const Runtime__V1__SecurityProfile *sp, const char *legacy, const char *field,
-                      bool privileged, uint64_t bounding, json_object **ret,
-                      struct hull_error **err)
+                      bool privileged, uint64_t bounding, const char *localhost_text,
+                      json_object **ret, struct hull_error **err)
 {
 	*ret = NULL;
 	if (privileged)
@@ -474,10 +609,10 @@ static int seccomp_of(const Runtime__V1__SecurityProfile *sp, const char *legacy
 			*ret = seccomp_default(bounding);
 			return 0;
 		case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
-			return hull_error_set(err, -EINVAL,
-			                      "%s.seccomp: Localhost profile '%.200s' is not "
-			                      "supported by hull-cri",
-			                      field, str(sp->localhost_ref));
+			if (seccomp_from_profile(localhost_text, str(sp->localhost_ref), bounding,
+			                         ret, err) < 0)
+				return hull_error_prefix(err, "%s.seccomp.localhost_ref", field);
+			return 0;
 		default:
 			return hull_error_set(err, -EINVAL, "%s.seccomp.profile_type: unknown %d",
 			                      field, (int)sp->profile_type);
@@ -491,11 +626,12 @@ static int seccomp_of(const Runtime__V1__SecurityProfile *sp, const char *legacy
 	}
 	if (strcmp(legacy, "unconfined") == 0)
 		return 0;
-	if (strncmp(legacy, "localhost/", strlen("localhost/")) == 0)
-		return hull_error_set(err, -EINVAL,
-		                      "%s.seccomp_profile_path: Localhost profile '%.200s' is not "
-		                      "supported by hull-cri",
-		                      field, legacy);
+	if (strncmp(legacy, "localhost/", strlen("localhost/")) == 0) {
+		if (seccomp_from_profile(localhost_text, legacy + strlen("localhost/"), bounding,
+		                         ret, err) < 0)
+			return hull_error_prefix(err, "%s.seccomp_profile_path", field);
+		return 0;
+	}
 	return hull_error_set(err, -EINVAL, "%s.seccomp_profile_path: invalid profile '%.200s'",
 	                      field, legacy);
 }
@@ -1238,8 +1374,8 @@ int cri_sandbox_spec(const struct cri_spec_pod *pod, const char *pause_path, cha
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 		const char *legacy = sc->seccomp_profile_path;
 #pragma GCC diagnostic pop
-		if ((r = seccomp_of(sc->seccomp, legacy, SC, sc->privileged, CAPS_DEFAULT, &seccomp,
-		                    err)) < 0)
+		if ((r = seccomp_of(sc->seccomp, legacy, SC, sc->privileged, CAPS_DEFAULT,
+		                    pod->seccomp_localhost, &seccomp, err)) < 0)
 			return r;
 	}
 
@@ -1519,7 +1655,8 @@ int cri_container_spec_users(const struct cri_spec_pod *pod, const char *ctr_id,
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 		const char *legacy = sc->seccomp_profile_path;
 #pragma GCC diagnostic pop
-		if ((r = seccomp_of(sc->seccomp, legacy, SC, privileged, caps, &seccomp, err)) < 0)
+		if ((r = seccomp_of(sc->seccomp, legacy, SC, privileged, caps,
+		                    users ? users->seccomp_localhost : NULL, &seccomp, err)) < 0)
 			return r;
 	}
 	if (cfg->linux && cfg->linux->resources) {

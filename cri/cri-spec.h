@@ -41,6 +41,9 @@ struct cri_spec_pod {
 	 * CAP_SYS_RESOURCE). */
 	bool host_kernel;
 	int oom_score_adj_floor;
+	/* The text of the sandbox's Localhost seccomp profile (the file its
+	 * security_context names, read by the caller), or NULL. */
+	const char *seccomp_localhost;
 };
 
 /* The pod sandbox task's spec: pause_path (absolute in the sandbox's read-only
@@ -57,6 +60,10 @@ int cri_sandbox_spec(const struct cri_spec_pod *pod, const char *pause_path, cha
 struct cri_spec_users {
 	const char *passwd;
 	const char *group;
+	/* The text of the Localhost seccomp profile the config names (read by the caller
+	 * from the node), or NULL: such a profile then fails with the field that named
+	 * it. */
+	const char *seccomp_localhost;
 };
 
 /* A container's spec: cfg over the image config img (whose name image_name goes in

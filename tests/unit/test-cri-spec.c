@@ -516,8 +516,8 @@ static void test_sandbox_errors(void **state)
 	p.sc.seccomp = &p.seccomp;
 	p.seccomp.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost;
 	p.seccomp.localhost_ref = "profiles/audit.json";
-	expect_sandbox_error(&p, SC_FIELD ".seccomp: Localhost profile 'profiles/audit.json' is "
-	                                  "not supported");
+	expect_sandbox_error(&p, SC_FIELD ".seccomp.localhost_ref: seccomp profile "
+	                                  "'profiles/audit.json' cannot be read");
 	pod_fx_init(&p);
 	assert_int_equal(cri_sandbox_spec(&p.pod, "pause", &json, &e), -EINVAL);
 	assert_null(json);
@@ -1173,7 +1173,7 @@ static void test_seccomp(void **state)
 	json_object_put(s);
 	c.sc.seccomp_profile_path = "localhost/x.json";
 	expect_error(&p, &c,
-	             SC_FIELD ".seccomp_profile_path: Localhost profile 'localhost/x.json'");
+	             SC_FIELD ".seccomp_profile_path: seccomp profile 'x.json' cannot be read");
 	c.sc.seccomp_profile_path = "";
 #pragma GCC diagnostic pop
 
@@ -1181,9 +1181,39 @@ static void test_seccomp(void **state)
 	c.seccomp.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost;
 	c.seccomp.localhost_ref = "/var/lib/kubelet/seccomp/audit.json";
 	expect_error(&p, &c,
-	             SC_FIELD
-	             ".seccomp: Localhost profile '/var/lib/kubelet/seccomp/audit.json' is "
-	             "not supported");
+	             SC_FIELD ".seccomp.localhost_ref: seccomp profile "
+	                      "'/var/lib/kubelet/seccomp/audit.json' cannot be read");
+	{
+		/* Docker's form, as kubelet's Localhost profiles are: the host's archMap entry,
+		 * rules kept or dropped by their includes/excludes, name and names merged. */
+		struct cri_spec_users u = {
+		    .seccomp_localhost =
+		        "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"defaultErrnoRet\": 1,"
+		        " \"archMap\": [{\"architecture\": \"SCMP_ARCH_AARCH64\"},"
+		        " {\"architecture\": \"SCMP_ARCH_X86_64\","
+		        " \"subArchitectures\": [\"SCMP_ARCH_X86\"]}],"
+		        " \"syscalls\": [{\"name\": \"chmod\", \"names\": [\"fchmod\"],"
+		        " \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 1},"
+		        " {\"names\": [\"mount\"], \"action\": \"SCMP_ACT_ERRNO\","
+		        " \"includes\": {\"caps\": [\"CAP_SYS_ADMIN\"]}},"
+		        " {\"names\": [\"kill\"], \"action\": \"SCMP_ACT_ERRNO\","
+		        " \"excludes\": {\"caps\": [\"CAP_KILL\"]}},"
+		        " {\"names\": [\"ptrace\"], \"action\": \"SCMP_ACT_ERRNO\","
+		        " \"includes\": {\"arches\": [\"arm64\"]}}]}"};
+		s = container_users(&p, &c, &u);
+		assert_string_equal(gets(s, "linux.seccomp.defaultAction"), "SCMP_ACT_ALLOW");
+		assert_string_equal(gets(s, "linux.seccomp.architectures.0"), "SCMP_ARCH_X86_64");
+		assert_string_equal(gets(s, "linux.seccomp.architectures.1"), "SCMP_ARCH_X86");
+		assert_null(get(s, "linux.seccomp.architectures.2"));
+		assert_string_equal(gets(s, "linux.seccomp.syscalls.0.names.0"), "chmod");
+		assert_string_equal(gets(s, "linux.seccomp.syscalls.0.names.1"), "fchmod");
+		/* mount: CAP_SYS_ADMIN is not in the default set; kill: CAP_KILL is; ptrace:
+		 * arm64 only. None of them is kept. */
+		assert_null(get(s, "linux.seccomp.syscalls.1"));
+		json_object_put(s);
+		u.seccomp_localhost = "{\"syscalls\": []}";
+		expect_error_users(&p, &c, &u, SC_FIELD ".seccomp.localhost_ref: seccomp profile");
+	}
 	c.seccomp.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault;
 	expect_error(&p, &c, SC_FIELD ".seccomp.localhost_ref: set, but profile_type is not");
 
