@@ -220,7 +220,11 @@ static int do_delete(const struct shim_args *a)
 				(void)unlink(sock);
 				/* A shim killed before its teardown left its tc wiring on the
 				 * pod's interfaces. */
-				if (b.netns_path)
+				/* Only a namespace of the pod's own (CNI's, named by path): a
+				 * container's bundle from containerd names the sandbox by
+				 * /proc/<guest pid>/ns/net, which on the host is whatever
+				 * process has that pid, maybe another pod's. */
+				if (b.netns_path && strncmp(b.netns_path, "/proc/", 6) != 0)
 					(void)sandbox_net_sweep(b.netns_path);
 			}
 		}
