@@ -35,7 +35,8 @@
 #include "ttrpc.h"
 #include "util.h"
 
-#define IN_MAX (4u << 20) /* client input queued for a process that does not read */
+#define IN_MAX (4u << 20)  /* client input queued for a process that does not read */
+#define IN_HIGH (1u << 20) /* ... over which the session stops reading the client */
 #define DRAIN_MS 2000
 
 /* ---- a FIFO or socket pumped to the session ---- */
@@ -109,13 +110,18 @@ static int pump_start(struct pump *p, struct cri *c, struct cri_stream_session *
 	return event_add(c->loop, fd, EPOLLIN, on_pump, p);
 }
 
-/* Bytes for a process's stdin (or a socket), queued when it does not read. */
+/* Bytes for a process's stdin (or a socket), queued when it does not read. Over IN_HIGH
+ * the session's input is paused (the client is not read, SPDY's windows and TCP hold it
+ * back) until the reader takes the queue below it again: a client sends faster than the
+ * FIFO into the VM drains, and what it sends must not be dropped. */
 struct sink {
 	struct cri *c;
+	struct cri_stream_session *s; /* NULL once the session is gone */
 	int fd;
 	struct buf q;
 	bool closing; /* close once q is written */
 	bool watching;
+	bool paused; /* we paused s's input */
 };
 
 static void sink_close(struct sink *k)
@@ -128,6 +134,8 @@ static void sink_close(struct sink *k)
 	}
 	k->watching = false;
 	buf_release(&k->q);
+	k->s = NULL; /* closed with the session, or drained: no pause is left to undo */
+	k->paused = false;
 }
 
 static void sink_flush(struct sink *k);
@@ -152,6 +160,10 @@ static void sink_flush(struct sink *k)
 			break;
 		}
 		buf_consume(&k->q, (size_t)w);
+	}
+	if (k->s && k->paused != (k->q.len >= IN_HIGH)) {
+		k->paused = !k->paused;
+		cri_stream_session_set_input_paused(k->s, k->paused);
 	}
 	if (k->fd < 0)
 		return;
@@ -384,6 +396,7 @@ static int exec_start(void *userdata, struct cri_stream_session *s, struct hull_
 	x->refs = 1;
 	x->pumps[0].fd = x->pumps[1].fd = x->stdin_.fd = x->timer_fd = -1;
 	x->stdin_.c = x->c;
+	x->stdin_.s = s;
 	if (!k || k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING || !k->pod->shim)
 		return hull_error_set(err, -ENOENT, "container '%s' is not running", x->ctr_id);
 	x->pod = k->pod;
@@ -538,6 +551,9 @@ struct attach_req {
 	struct cri_stream_session *s;
 	struct cri_ctr *k; /* while the session runs: detached in cri_attach_end_all */
 	bool ended;
+	/* The client's stdin into a dup of the container's FIFO, queued and paced as an
+	 * exec's (a container that does not read its stdin never stalls the loop). */
+	struct sink stdin_;
 };
 
 static void attach_tap(void *userdata, const uint8_t *p, size_t n, int channel)
@@ -583,6 +599,15 @@ static int attach_start(void *userdata, struct cri_stream_session *s, struct hul
 		                      "container '%s' was not created with stdin (config.stdin)",
 		                      a->ctr_id);
 	a->k = k;
+	a->stdin_.c = a->c;
+	a->stdin_.fd = -1;
+	if (a->in) {
+		a->stdin_.fd = fcntl(k->stdin_fd, F_DUPFD_CLOEXEC, 3);
+		if (a->stdin_.fd < 0)
+			return hull_error_set_errno(err, -errno, "stdin of container '%s'",
+			                            a->ctr_id);
+		a->stdin_.s = s;
+	}
 	cri_attach_remember(k, a);
 	if (a->out && k->out)
 		cri_log_reader_add_tap(k->out, attach_tap_out, a);
@@ -596,18 +621,19 @@ static void attach_data(void *userdata, struct cri_stream_session *s, int channe
 {
 	struct attach_req *a = userdata;
 	(void)s, (void)channel;
-	if (a->k && a->k->stdin_fd >= 0 && write_all(a->k->stdin_fd, p, n) < 0)
-		log_debug("attach '%s': stdin: %m", a->ctr_id);
+	sink_write(&a->stdin_, p, n);
 }
 
 static void attach_close_input(void *userdata, struct cri_stream_session *s, int channel)
 {
 	struct attach_req *a = userdata;
 	(void)s, (void)channel;
-	/* stdin_once: the first attach that closes stdin closes it for the container. */
+	/* stdin_once: the first attach that closes stdin closes it for the container
+	 * (ours goes once what is queued is written). */
 	if (a->k && a->k->config->stdin_once && a->k->stdin_fd >= 0) {
 		close(a->k->stdin_fd);
 		a->k->stdin_fd = -1;
+		sink_end(&a->stdin_);
 	}
 }
 
@@ -626,6 +652,8 @@ static void attach_resize(void *userdata, struct cri_stream_session *s, uint16_t
 
 static void attach_free(struct attach_req *a)
 {
+	if (a->stdin_.c)
+		sink_close(&a->stdin_);
 	free(a->ctr_id);
 	free(a);
 }
@@ -702,6 +730,7 @@ struct fwd_req {
 	struct cri_stream_session *s;
 	struct fwd_conn **conns;
 	size_t n_conns;
+	bool in_paused; /* the client's input, while a target's queue is full */
 };
 
 static struct fwd_conn *conn_of(struct fwd_req *f, int channel)
@@ -715,6 +744,10 @@ static struct fwd_conn *conn_of(struct fwd_req *f, int channel)
 static void conn_drop(struct fwd_conn *fc)
 {
 	struct fwd_req *f = fc->f;
+	if (f->in_paused && fc->q.len >= IN_HIGH && f->s) {
+		f->in_paused = false;
+		cri_stream_session_set_input_paused(f->s, false);
+	}
 	if (fc->fd >= 0) {
 		event_del(f->c->loop, fc->fd);
 		close(fc->fd);
@@ -763,6 +796,10 @@ static void conn_flush(struct fwd_conn *fc)
 			return;
 		}
 		buf_consume(&fc->q, (size_t)w);
+	}
+	if (fc->q.len < IN_HIGH && fc->f->in_paused) {
+		fc->f->in_paused = false;
+		cri_stream_session_set_input_paused(fc->f->s, false);
 	}
 	if (fc->q.len == 0 && fc->in_closed)
 		(void)shutdown(fc->fd, SHUT_WR);
@@ -913,6 +950,11 @@ static void fwd_data(void *userdata, struct cri_stream_session *s, int channel, 
 		return;
 	}
 	buf_append(&fc->q, p, n);
+	/* The target reads slower than the client sends: hold the client back. */
+	if (fc->q.len >= IN_HIGH && !f->in_paused) {
+		f->in_paused = true;
+		cri_stream_session_set_input_paused(f->s, true);
+	}
 	if (fc->connected)
 		conn_flush(fc);
 }
@@ -960,8 +1002,10 @@ static void fwd_free(struct fwd_req *f)
 
 static void fwd_gone(void *userdata, struct cri_stream_session *s)
 {
+	struct fwd_req *f = userdata;
 	(void)s;
-	fwd_free(userdata);
+	f->s = NULL; /* gone: nothing is resumed on it */
+	fwd_free(f);
 }
 
 static void fwd_unused(void *userdata)

@@ -134,6 +134,12 @@ $(BUILD)/tests/euid: tests/tools/euid.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -static -o $@ $<
 check integration: $(BUILD)/tests/euid
+# The SPDY/3.1 client of cri.sh's streaming test (kubectl's exec and port-forward), framing
+# with the streaming server's own codec: linked with its objects.
+$(BUILD)/tests/spdyexec: tests/tools/spdyexec.c $(call obj,$(CRI_STREAM_SRC)) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Icri $(CFLAGS) -o $@ $^ $(HOST_LIBS) $(CRI_LIBS)
+check integration: $(BUILD)/tests/spdyexec
 $(BUILD)/tests/images/pause.tar: $(BUILD)/tests/pause-root/pause scripts/mkimage-oci.py
 	@mkdir -p $(dir $@)
 	/usr/bin/python3 scripts/mkimage-oci.py $(BUILD)/tests/pause-root $@ hull.test/pause:1 --cmd /pause

@@ -10,8 +10,8 @@ BUILD=${BUILD:-$top/build}
 only=${HULL_TEST_FILTER:-}
 PY=/usr/bin/python3
 BB=docker.io/library/busybox:latest
-TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events
-	pod_network port_mapping streaming logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing calls_in_flight fault_qemu_killed fault_shim_killed runc_handler restart_keeps_pods"
+TESTS="version_status images pull_registry pod_lifecycle two_containers_one_vm exit_codes exec_sync stats_update_events seccomp_localhost
+	pod_network port_mapping streaming streaming_spdy logs_and_reopen bad_input malformed_transport pod_failure_leaves_nothing calls_in_flight fault_qemu_killed fault_shim_killed runc_handler restart_keeps_pods"
 
 skip_all() {
 	for t in $TESTS; do
@@ -294,6 +294,28 @@ test_exec_sync() {
 	pod_gone "$s"
 }
 
+test_seccomp_localhost() {
+	# A Localhost seccomp profile (Docker's form, as kubelet's are): read on the node,
+	# loaded in the guest. This one refuses chmod.
+	local s c out
+	mkdir -p "$W/profiles"
+	cat >"$W/profiles/no-chmod.json" <<'EOF'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+ "syscalls": [{"names": ["chmod", "fchmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+              {"names": ["mknod"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_SYS_TIME"]}}]}
+EOF
+	s=$(run_pod sc) && [ -n "$s" ] || return 1
+	c=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"c"},"image":{"image":"'$BB'"},"command":["sh","-c","touch /f; chmod 600 /f && echo changed || echo refused; sleep 600"],"log_path":"c.log","linux":{"security_context":{"seccomp":{"profile_type":"Localhost","localhost_ref":"'$W/profiles/no-chmod.json'"}}}},"sandbox_config":'"$(POD sc)"'}' 2>&1 | tee "$T/create" | jget container_id)
+	[ -n "$c" ] && cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { echo "create: $(cat "$T/create")"; pod_gone "$s"; return 1; }
+	until_ok grep -q ' stdout F refused$' "$W/logs/sc/c.log" || { echo "log: $(cat "$W/logs/sc/c.log")"; pod_gone "$s"; return 1; }
+	# A profile that is not there: the field is named.
+	out=$(cri CreateContainer '{"pod_sandbox_id":"'$s'","config":{"metadata":{"name":"d"},"image":{"image":"'$BB'"},"linux":{"security_context":{"seccomp":{"profile_type":"Localhost","localhost_ref":"'$W/profiles/none.json'"}}}},"sandbox_config":'"$(POD sc)"'}' 2>&1)
+	echo "$out" | grep -q "INVALID_ARGUMENT\|NOT_FOUND" && echo "$out" | grep -q "seccomp.localhost_ref" ||
+		{ echo "missing profile: $out"; pod_gone "$s"; return 1; }
+	pod_gone "$s"
+}
+
 test_stats_update_events() {
 	local s c st ev
 	# Events first: a subscriber sees what follows.
@@ -482,6 +504,63 @@ test_streaming() {
 		{ echo "attach client failed"; pod_gone "$s"; net_down; return 1; }
 	grep -q echo-abc "$T/a1/stdout" || { echo "attach: '$(cat "$T/a1/stdout")'"; pod_gone "$s"; net_down; return 1; }
 	grep -q ' stdout F echo-abc$' "$W/logs/sm/echoer.log" || { echo "attach output not in the log"; pod_gone "$s"; net_down; return 1; }
+	pod_gone "$s"
+	net_down
+}
+
+test_streaming_spdy() {
+	# The same URLs over SPDY/3.1, the protocol kubectl's clients use by default
+	# (tests/tools/spdyexec.c: client-go's streams, framed with the server's own codec).
+	local tool=$BUILD/tests/spdyexec
+	[ -x "$tool" ] || { echo "$tool missing (make $tool)"; return 77; }
+	[ -x /usr/lib/cni/bridge ] || { echo "containernetworking-plugins is not installed"; return 77; }
+	net_up
+	local s c url sum
+	s=$(run_pod sp) && [ -n "$s" ] || { net_down; return 1; }
+	c=$(new_ctr "$s" sp web '["sh","-c","mkdir -p /www; head -c 9437184 /dev/urandom >/www/big; md5sum </www/big >/www/sum; exec httpd -f -p 8080 -h /www"]') &&
+		cri StartContainer '{"container_id":"'$c'"}' >/dev/null || { pod_gone "$s"; net_down; return 1; }
+	# exec: stdin in (then its FIN), stdout and stderr apart, the exit code in the error
+	# stream's status.
+	printf 'hello\n' >"$T/in"
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","read x; echo got $x; echo to-err >&2; exit 3"],"stdin":true,"stdout":true,"stderr":true}' | jget url)
+	case "$url" in http://127.0.0.1:*/exec/*) ;; *) echo "Exec URL: '$url'"; pod_gone "$s"; net_down; return 1 ;; esac
+	mkdir -p "$T/e1"
+	timeout 60 "$tool" exec "$url" "$T/e1" --stdin "$T/in" 2>"$T/e1.err" ||
+		{ echo "exec client failed: $(cat "$T/e1.err")"; pod_gone "$s"; net_down; return 1; }
+	[ "$(cat "$T/e1/stdout")" = "got hello" ] && [ "$(cat "$T/e1/stderr")" = to-err ] &&
+		grep -q '"reason":"NonZeroExitCode"' "$T/e1/status" && grep -q '"message":"3"' "$T/e1/status" ||
+		{ echo "exec: out '$(cat "$T/e1/stdout")' err '$(cat "$T/e1/stderr")' status '$(cat "$T/e1/status")'"; pod_gone "$s"; net_down; return 1; }
+	# 5 MiB of stdin, faster than the VM takes it: held back (the session stops reading
+	# the client), not dropped.
+	head -c 5242880 /dev/urandom >"$T/big"
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["md5sum"],"stdin":true,"stdout":true,"stderr":true}' | jget url)
+	mkdir -p "$T/e3"
+	timeout 60 "$tool" exec "$url" "$T/e3" --stdin "$T/big" 2>"$T/e3.err" ||
+		{ echo "big stdin client failed: $(cat "$T/e3.err")"; pod_gone "$s"; net_down; return 1; }
+	[ "$(cut -d' ' -f1 "$T/e3/stdout")" = "$(md5sum <"$T/big" | cut -d' ' -f1)" ] ||
+		{ echo "5 MiB of stdin arrived as '$(cat "$T/e3/stdout")' (status '$(cat "$T/e3/status")')"; pod_gone "$s"; net_down; return 1; }
+	# A terminal, sized by the resize stream.
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","sleep 1; stty size"],"tty":true,"stdout":true}' | jget url)
+	mkdir -p "$T/e2"
+	timeout 60 "$tool" exec "$url" "$T/e2" --tty --resize 91x27 2>"$T/e2.err" ||
+		{ echo "tty exec client failed: $(cat "$T/e2.err")"; pod_gone "$s"; net_down; return 1; }
+	[ "$(tr -d '\r' <"$T/e2/stdout")" = "27 91" ] && grep -q '"status":"Success"' "$T/e2/status" ||
+		{ echo "tty: '$(cat -A "$T/e2/stdout")' status '$(cat "$T/e2/status")'"; pod_gone "$s"; net_down; return 1; }
+	# port-forward: 9 MiB from the pod's httpd, checked to the byte.
+	until_ok sh -c "$PY $top/tests/cri/cri.py $SOCK ExecSync '{\"container_id\":\"$c\",\"cmd\":[\"cat\",\"/www/sum\"]}' | grep -q stdout" || { pod_gone "$s"; net_down; return 1; }
+	sum=$(cri ExecSync '{"container_id":"'$c'","cmd":["cat","/www/sum"]}' | jget stdout | b64 | cut -d' ' -f1)
+	printf 'GET /big HTTP/1.0\r\n\r\n' >"$T/req"
+	url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8080]}' | jget url)
+	timeout 120 "$tool" portforward "$url" 8080 "$T/req" >"$T/got" 2>"$T/err" ||
+		{ echo "port-forward: rc $? $(cat "$T/err") got $(head -c 300 "$T/got" | tr -d "\r")"; pod_gone "$s"; net_down; return 1; }
+	"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); sys.stdout.buffer.write(d.split(b"\r\n\r\n",1)[1] if b"\r\n\r\n" in d else b"")' "$T/got" >"$T/body"
+	[ "$(stat -c %s "$T/body")" = 9437184 ] && [ "$(md5sum <"$T/body" | cut -d' ' -f1)" = "$sum" ] ||
+		{ echo "port-forward body: $(stat -c %s "$T/body") bytes, $(head -c 200 "$T/got")"; pod_gone "$s"; net_down; return 1; }
+	# A port nobody listens on: the error stream names it.
+	url=$(cri PortForward '{"pod_sandbox_id":"'$s'","port":[8081]}' | jget url)
+	timeout 60 "$tool" portforward "$url" 8081 "$T/req" >/dev/null 2>"$T/closed" &&
+		{ echo "a port nobody listens on answered"; pod_gone "$s"; net_down; return 1; }
+	grep -q "8081" "$T/closed" || { echo "closed port: $(cat "$T/closed")"; pod_gone "$s"; net_down; return 1; }
 	pod_gone "$s"
 	net_down
 }
