@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <sched.h>
 #include <stdio.h>
+#include <time.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -437,4 +438,18 @@ int netns_run(int netns_fd, int (*fn)(void *userdata), void *userdata)
 	if (setns(self, CLONE_NEWNET) < 0)
 		abort();
 	return r;
+}
+
+uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }

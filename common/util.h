@@ -11,6 +11,10 @@
 size_t strv_length(char *const *l);
 /* Append s (taking ownership) to the NULL-terminated vector *l. */
 void strv_push(char ***l, char *s);
+/* Nanoseconds: since the epoch (what events and statuses report), and on the monotonic
+ * clock (deadlines, timeouts). */
+uint64_t realtime_ns(void);
+uint64_t monotonic_ns(void);
 
 /* Write all of buf, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);

@@ -59,13 +59,6 @@ size_t cri_log_format(char *out, int64_t ns, const char *stream, bool partial, c
 	return len;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int log_open_fd(const char *path, struct hull_error **err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -116,7 +109,7 @@ struct cri_log *cri_log_unref(struct cri_log *l)
 static void emit(struct cri_log_reader *r, const void *msg, size_t n, bool partial)
 {
 	_cleanup_free_ char *rec = xmalloc(64 + n);
-	size_t len = cri_log_format(rec, now_ns(), r->stream, partial, msg, n);
+	size_t len = cri_log_format(rec, (int64_t)realtime_ns(), r->stream, partial, msg, n);
 	if (write_all(r->log->fd, rec, len) < 0)
 		log_debug("log '%s': %m", r->log->path);
 }

@@ -24,13 +24,6 @@
 #define START_TIMEOUT_MS 10000
 #define DELETE_TIMEOUT_MS 20000
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Run the shim binary with action in bundle; its stdout and stderr together into out
  * (at most cap - 1 bytes, NUL-terminated), waiting up to timeout_ms. Returns its exit
  * status, or -errno (-ETIMEDOUT: killed). */
@@ -70,9 +63,9 @@ static int run_shim(const struct cri *c, const char *binary, const char *id, con
 		_exit(127);
 	}
 	close(p[1]);
-	for (int64_t end = mono_ms() + timeout_ms;;) {
+	for (int64_t end = (int64_t)(monotonic_ns() / 1000000) + timeout_ms;;) {
 		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-		int left = (int)(end - mono_ms());
+		int left = (int)(end - (int64_t)(monotonic_ns() / 1000000));
 		if (left <= 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);

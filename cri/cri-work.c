@@ -101,10 +101,3 @@ char *cri_new_id(void)
 		snprintf(id + 2 * i, 3, "%02x", b[i]);
 	return id;
 }
-
-int64_t cri_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "event.h"
 #include "grpc-server.h"
+#include "util.h"
 
 /* hull-cri: kubelet's CRI (runtime.v1 RuntimeService and ImageService) over gRPC on a
  * unix socket, each pod one containerd-shim-hull-v2 process and one VM, driven over
@@ -89,5 +90,8 @@ void cri_work_done(struct cri *c);
 
 /* An id of 64 lowercase hex digits, as containerd's. */
 char *cri_new_id(void);
-/* Nanoseconds since the epoch. */
-int64_t cri_now_ns(void);
+/* Nanoseconds since the epoch, as the CRI's int64 timestamps are. */
+static inline int64_t cri_now_ns(void)
+{
+	return (int64_t)realtime_ns();
+}

@@ -85,13 +85,6 @@ struct grpc_server {
 	nghttp2_session_callbacks *cbs;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- pure helpers ---- */
 
 int grpc_parse_timeout(const char *s, uint64_t *ret_ns)
@@ -494,7 +487,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 		v[valuelen] = '\0';
 		/* A malformed timeout is ignored, as grpc-go's server does. */
 		if (grpc_parse_timeout(v, &ns) == 0)
-			call->deadline = mono_ns() + MAX(ns, 1);
+			call->deadline = monotonic_ns() + MAX(ns, 1);
 	}
 	return 0;
 }
@@ -774,7 +767,7 @@ static void server_arm_timer(struct grpc_server *s)
 static void on_timer(struct event_loop *loop, int fd, uint32_t revents, void *userdata)
 {
 	struct grpc_server *s = userdata;
-	uint64_t ticks, now = mono_ns();
+	uint64_t ticks, now = monotonic_ns();
 	(void)loop, (void)revents;
 
 	(void)!read(fd, &ticks, sizeof(ticks));

@@ -130,13 +130,6 @@ static void defer_done(struct pod *pod, pod_done_fn done, void *userdata, int r,
 
 /* ---- processes ---------------------------------------------------------------------- */
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static struct pod_proc *proc_new(struct pod_ctr *c, const char *exec_id, bool terminal)
 {
 	struct pod_proc *p = xcalloc(1, sizeof(*p));

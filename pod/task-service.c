@@ -45,13 +45,6 @@ struct task_service {
 	struct waiter *waiters;
 };
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void set_timestamp(Hull__Task__Timestamp *t, uint64_t ns)
 {
 	hull__task__timestamp__init(t);

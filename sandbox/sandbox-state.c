@@ -18,9 +18,7 @@
 
 uint64_t sandbox_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return monotonic_ns();
 }
 
 char *sandbox_default_guest_file(const char *name)

@@ -44,13 +44,6 @@ struct shim_events {
 	size_t dropped;
 };
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void entry_free(struct event_entry *e)
 {
 	free(e->topic);
