@@ -551,14 +551,10 @@ static void ctr_stop_start(struct cri_ctr *k, struct grpc_call *call, int64_t ti
 {
 	k->call = call;
 	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING && k->pod->shim) {
-		int sig = SIGTERM;
-		if (k->config->linux && k->config->linux->security_context &&
-		    k->config->linux->security_context->privileged)
-			sig = SIGTERM;
 		if (timeout_s <= 0)
 			ctr_kill_and_wait(k, SIGKILL, SHIM_CALL_TIMEOUT_MS);
 		else
-			ctr_kill_and_wait(k, sig, (int)MIN(timeout_s, 3600) * 1000);
+			ctr_kill_and_wait(k, SIGTERM, (int)MIN(timeout_s, 3600) * 1000);
 		return;
 	}
 	if (k->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED && k->removing) {
@@ -833,9 +829,9 @@ int m_update_ctr(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, false, err);
 	if (!k) {
-		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
+		r = (*err)->code;
 	} else if (!req->linux) {
 		r = invalid(err, "linux", "no resources given");
 	} else if (req->linux->cpu_shares < 0 || req->linux->cpu_period < 0 ||
@@ -967,12 +963,9 @@ int m_reopen_log(void *userdata, struct grpc_call *call, const uint8_t *msg, siz
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, true, err);
 	if (!k)
-		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
-	else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
-		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
-		                   "container '%s' is not running", k->id);
+		r = (*err)->code;
 	else if (k->log_path)
 		r = cri_log_reopen(k->log, err);
 	if (r == 0)

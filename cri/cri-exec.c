@@ -318,14 +318,9 @@ int cri_exec_sync(void *userdata, struct grpc_call *call, const uint8_t *msg, si
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, true, err);
 	if (!k) {
-		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
-		goto out;
-	}
-	if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING || !k->pod->shim) {
-		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
-		                   "container '%s' is not running", k->id);
+		r = (*err)->code;
 		goto out;
 	}
 	if (req->n_cmd == 0 || !*req->cmd[0]) {

@@ -93,6 +93,9 @@ int busy(struct hull_error **err, const char *what, const char *id);
 /* By full id or a unique prefix (crictl passes prefixes), or NULL. */
 struct cri_pod *pod_find(struct cri *c, const char *id);
 struct cri_ctr *ctr_find(struct cri *c, const char *id);
+/* The container by id for a call that needs it (running: and its task running in a
+ * live shim), or NULL with *err NOT_FOUND / FAILED_PRECONDITION. */
+struct cri_ctr *ctr_get(struct cri *c, const char *id, bool running, struct hull_error **err);
 /* A Task API call to the pod's shim; 0 when it has no connection. */
 uint32_t shim_call(struct cri_pod *p, const char *method, const ProtobufCMessage *msg,
                    int timeout_ms, ttrpc_reply_cb cb, void *userdata);

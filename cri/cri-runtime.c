@@ -147,6 +147,22 @@ struct cri_ctr *ctr_find(struct cri *c, const char *id)
 	return hit;
 }
 
+struct cri_ctr *ctr_get(struct cri *c, const char *id, bool running, struct hull_error **err)
+{
+	struct cri_ctr *k = ctr_find(c, id);
+	if (!k) {
+		hull_error_set(err, -ENOENT, "container '%.80s' not found", id);
+		return NULL;
+	}
+	if (running &&
+	    (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING || !k->pod->shim)) {
+		hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
+		               "container '%s' is not running", k->id);
+		return NULL;
+	}
+	return k;
+}
+
 uint32_t shim_call(struct cri_pod *p, const char *method, const ProtobufCMessage *msg,
                    int timeout_ms, ttrpc_reply_cb cb, void *userdata)
 {
@@ -567,7 +583,6 @@ static int pod_handler(const struct cri *c, const Runtime__V1__RunPodSandboxRequ
 /* A CNI network is configured when the conf dir holds a .conf, .conflist or .json. */
 static bool cni_configured(const char *dir, char **why)
 {
-	_cleanup_strv_free_ char **files = NULL;
 	DIR *d = opendir(dir);
 	bool ok = false;
 	if (!d) {

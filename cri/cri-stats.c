@@ -113,7 +113,7 @@ struct stats_parts {
 	Runtime__V1__MemoryUsage mem;
 	Runtime__V1__FilesystemUsage fs;
 	Runtime__V1__FilesystemIdentifier fs_id;
-	Runtime__V1__UInt64Value v[6];
+	Runtime__V1__UInt64Value v[7];
 	void *labels, *annotations;
 	size_t n_labels, n_annotations;
 };
@@ -165,7 +165,7 @@ static void fill_ctr_stats(struct cri_ctr *k, const struct sample *s, struct sta
 	sp->fs_id.mountpoint = k->dir;
 	sp->fs.fs_id = &sp->fs_id;
 	sp->fs.used_bytes = u64(&sp->v[5], k->layer_bytes);
-	sp->fs.inodes_used = NULL;
+	sp->fs.inodes_used = u64(&sp->v[6], k->layer_inodes);
 	sp->st.writable_layer = &sp->fs;
 	refresh_layer(k);
 }
@@ -541,10 +541,10 @@ int cri_container_stats(void *userdata, struct grpc_call *call, const uint8_t *m
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, false, err);
 	runtime__v1__container_stats_request__free_unpacked(req, NULL);
 	if (!k)
-		return hull_error_set(err, -ENOENT, "container not found");
+		return (*err)->code;
 	g = gather_new(c, call, ONE_CTR);
 	gather_add(g, k);
 	if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING || !k->in_shim) {

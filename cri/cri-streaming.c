@@ -1060,12 +1060,9 @@ int cri_exec(void *userdata, struct grpc_call *call, const uint8_t *msg, size_t 
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, true, err);
 	if (!k)
-		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
-	else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
-		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
-		                   "container '%s' is not running", k->id);
+		r = (*err)->code;
 	else if (req->n_cmd == 0 || !*req->cmd[0])
 		r = invalid(err, "cmd", "empty");
 	else if (!req->stdin && !req->stdout && !req->stderr)
@@ -1110,12 +1107,9 @@ int cri_attach(void *userdata, struct grpc_call *call, const uint8_t *msg, size_
 
 	if (!req)
 		return hull_error_set(err, -EINVAL, "the request does not decode");
-	k = ctr_find(c, req->container_id);
+	k = ctr_get(c, req->container_id, true, err);
 	if (!k)
-		r = hull_error_set(err, -ENOENT, "container '%.80s' not found", req->container_id);
-	else if (k->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
-		r = hull_error_set(err, grpc_error_code(TTRPC_FAILED_PRECONDITION),
-		                   "container '%s' is not running", k->id);
+		r = (*err)->code;
 	else if (!req->stdin && !req->stdout && !req->stderr)
 		r = invalid(err, "stdin, stdout, stderr", "one of them must be asked for");
 	else if (req->stdin && !k->config->stdin)

@@ -68,7 +68,6 @@ struct cri {
 	struct cri_ctr *ctrs;
 	char *pod_cidr;
 	int oom_floor; /* our own oom_score_adj: runc pods cannot go below it */
-	bool stopping;
 };
 
 /* The methods of each service (cri-runtime.c, cri-image.c). */
