@@ -46,6 +46,7 @@ int cri_get_events(void *userdata, struct grpc_call *call, const uint8_t *msg, s
 	s->next = subscribers;
 	subscribers = s;
 	grpc_call_set_gone_cb(call, on_gone, s);
+	log_debug("events: a subscriber");
 	return 1;
 }
 

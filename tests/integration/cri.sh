@@ -335,7 +335,8 @@ except grpc.RpcError as e:
     print("end", e.code().name, flush=True)
 EOF
 	ev=$!
-	sleep 1
+	# Subscribed (hull-cri logs each subscriber) before anything happens.
+	wait_for "$W/cri.log" "events: a subscriber" || { kill $ev; return 1; }
 	s=$(run_pod st) && [ -n "$s" ] || { kill $ev; return 1; }
 	c=$(new_ctr "$s" st box '["sleep","600"]') && cri StartContainer '{"container_id":"'$c'"}' >/dev/null ||
 		{ kill $ev; pod_gone "$s"; return 1; }
@@ -364,7 +365,7 @@ EOF
 		{ echo "status: $(cri ContainerStatus '{"container_id":"'$c'"}')"; kill $ev; pod_gone "$s"; return 1; }
 	cri StopContainer '{"container_id":"'$c'","timeout":0}' >/dev/null
 	cri RemoveContainer '{"container_id":"'$c'"}' >/dev/null
-	sleep 0.5
+	until_ok grep -q "CONTAINER_DELETED_EVENT $c" "$T/events"
 	kill $ev 2>/dev/null
 	wait $ev 2>/dev/null
 	pod_gone "$s"
@@ -475,7 +476,7 @@ test_streaming() {
 	# A URL is single-use.
 	timeout 20 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/e1" 2>/dev/null && { echo "a used URL served again"; pod_gone "$s"; net_down; return 1; }
 	# A terminal, sized by the resize channel.
-	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","sleep 1; stty size"],"tty":true,"stdout":true}' | jget url)
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","i=0; while [ \"$(stty size)\" != \"27 91\" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; stty size"],"tty":true,"stdout":true}' | jget url)
 	mkdir -p "$T/e2"
 	timeout 60 "$PY" "$top/tests/cri/wsexec.py" "$url" "$T/e2" --resize 91x27 || { pod_gone "$s"; net_down; return 1; }
 	[ "$(tr -d '\r' <"$T/e2/stdout")" = "27 91" ] && grep -q '"status":"Success"' "$T/e2/status" ||
@@ -540,7 +541,7 @@ test_streaming_spdy() {
 	[ "$(cut -d' ' -f1 "$T/e3/stdout")" = "$(md5sum <"$T/big" | cut -d' ' -f1)" ] ||
 		{ echo "5 MiB of stdin arrived as '$(cat "$T/e3/stdout")' (status '$(cat "$T/e3/status")')"; pod_gone "$s"; net_down; return 1; }
 	# A terminal, sized by the resize stream.
-	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","sleep 1; stty size"],"tty":true,"stdout":true}' | jget url)
+	url=$(cri Exec '{"container_id":"'$c'","cmd":["sh","-c","i=0; while [ \"$(stty size)\" != \"27 91\" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; stty size"],"tty":true,"stdout":true}' | jget url)
 	mkdir -p "$T/e2"
 	timeout 60 "$tool" exec "$url" "$T/e2" --tty --resize 91x27 2>"$T/e2.err" ||
 		{ echo "tty exec client failed: $(cat "$T/e2.err")"; pod_gone "$s"; net_down; return 1; }
@@ -808,9 +809,8 @@ test_restart_keeps_pods() {
 	[ "$(cri ExecSync '{"container_id":"'$a'","cmd":["echo","still-here"]}' | jget stdout | b64)" = still-here ] ||
 		{ echo "exec after restart failed"; pod_gone "$s"; return 1; }
 	# The log goes on (what was written meanwhile waited in the FIFO).
-	sleep 1
-	n2=$(wc -l <"$W/logs/rs/ticker.log")
-	[ "$n2" -gt "$((n1 + 2))" ] || { echo "log: $n1 lines, then $n2"; pod_gone "$s"; return 1; }
+	until_ok sh -c "[ \$(wc -l <'$W/logs/rs/ticker.log') -gt $((n1 + 2)) ]" ||
+		{ echo "log: $n1 lines, then $(wc -l <"$W/logs/rs/ticker.log")"; pod_gone "$s"; return 1; }
 	pod_gone "$s" || { echo "stop/remove after restart failed"; return 1; }
 	fails PodSandboxStatus '{"pod_sandbox_id":"'$s'"}' | grep -q NOT_FOUND
 }
